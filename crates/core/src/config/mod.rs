@@ -1,0 +1,797 @@
+//! The config file (TOML), in two stages.
+//!
+//! [`RawConfig`] is what serde reads: every field optional where a default
+//! exists, unknown keys refused. [`Config::from_raw`] turns it into a
+//! validated [`Config`] with defaults applied, relative paths resolved against
+//! the config file's folder, and no contradiction left (e.g. an `accept` list
+//! with HS256 in phase `asymmetric`). Every error names the field.
+//!
+//! ```
+//! use keyshift_core::config::Config;
+//! let cfg = Config::from_toml_str(r#"
+//!     phase = "dual"
+//!     [verifier]
+//!     issuer = "http://127.0.0.1:8080"
+//!     audience = "https://api.example.com"
+//!     jwks_url = "http://127.0.0.1:8080/.well-known/jwks.json"
+//!     hs256_secret_file = "hs256.secret"
+//! "#, "/etc/keyshift".as_ref()).unwrap();
+//! assert_eq!(cfg.phase.as_str(), "dual");
+//! ```
+
+mod raw;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use raw::{RawClient, RawConfig, RawIssuer, RawVerifier};
+
+use crate::duration::HumanDuration;
+use crate::phase::{AcceptSet, Alg, Phase};
+use crate::secret::{HmacSecret, SecretHash};
+
+/// Default issuer listen address. Defaults to `127.0.0.1:8080`.
+pub const DEFAULT_ISSUER_LISTEN: &str = "127.0.0.1:8080";
+/// Default verifier listen address. Defaults to `127.0.0.1:8081`.
+pub const DEFAULT_VERIFIER_LISTEN: &str = "127.0.0.1:8081";
+/// Default access token lifetime.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
+/// Longest access token lifetime the issuer will be configured with.
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Default key directory, relative to the config file.
+pub const DEFAULT_KEY_DIR: &str = "keys";
+/// Default RSA modulus size for new keys.
+pub const DEFAULT_KEY_BITS: u32 = 2048;
+/// Default automatic rotation period.
+pub const DEFAULT_ROTATE_EVERY: Duration = Duration::from_secs(90 * 86_400);
+/// Default `Cache-Control: max-age` of the issuer's JWKS.
+pub const DEFAULT_JWKS_MAX_AGE: Duration = Duration::from_secs(5 * 60);
+/// Default pre-publish time of a new key, and grace time of a retiring key
+/// after its last token expired. Longer than the default JWKS max-age plus
+/// the verifier's default unknown-kid cooldown.
+pub const DEFAULT_KEY_PREPUBLISH: Duration = Duration::from_secs(15 * 60);
+/// Default number of failed client authentications per window before 429.
+pub const DEFAULT_FAILED_AUTH_LIMIT: u32 = 10;
+/// Default window of the failed-authentication limit.
+pub const DEFAULT_FAILED_AUTH_WINDOW: Duration = Duration::from_secs(60);
+
+/// Default clock-skew leeway for `exp`, `nbf` and `iat`.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+/// Default longest accepted token lifetime (`exp - iat`, and `exp - now`).
+pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// Default largest accepted token, in bytes, checked before any decoding.
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// Default lower bound of the JWKS cache TTL.
+pub const DEFAULT_JWKS_MIN_TTL: Duration = Duration::from_secs(5 * 60);
+/// Default upper bound of the JWKS cache TTL.
+pub const DEFAULT_JWKS_MAX_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Default time between two refetches caused by unknown kids.
+pub const DEFAULT_UNKNOWN_KID_COOLDOWN: Duration = Duration::from_secs(30);
+/// Default time an unknown kid is remembered as unknown.
+pub const DEFAULT_NEGATIVE_CACHE_TTL: Duration = Duration::from_secs(60);
+/// Default longest time cached keys keep serving while the JWKS endpoint fails.
+pub const DEFAULT_JWKS_MAX_STALENESS: Duration = Duration::from_secs(6 * 3600);
+/// Default JWKS connect timeout.
+pub const DEFAULT_JWKS_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default JWKS total request timeout.
+pub const DEFAULT_JWKS_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default number of entries of the verified-token cache (0 turns it off).
+pub const DEFAULT_TOKEN_CACHE_SIZE: usize = 10_000;
+
+/// A validated config: defaults applied, paths absolute, no contradictions.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The migration phase.
+    pub phase: Phase,
+    /// The folder relative paths were resolved against.
+    pub base_dir: PathBuf,
+    /// The `[issuer]` section, if present.
+    pub issuer: Option<IssuerConfig>,
+    /// The `[verifier]` section, if present.
+    pub verifier: Option<VerifierConfig>,
+}
+
+/// The validated `[issuer]` section.
+#[derive(Debug, Clone)]
+pub struct IssuerConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// The `iss` claim; the metadata URLs are built on it.
+    pub issuer: String,
+    /// The `aud` claim.
+    pub audience: String,
+    /// Lifetime of issued tokens.
+    pub token_ttl: Duration,
+    /// Folder of RSA keys and their manifest.
+    pub key_dir: PathBuf,
+    /// The HS256 secret file, if configured.
+    pub hs256_secret_file: Option<PathBuf>,
+    /// Modulus size of newly generated keys.
+    pub key_bits: u32,
+    /// Automatic rotation period; `None` when `rotate_every = "off"`.
+    pub rotate_every: Option<Duration>,
+    /// `Cache-Control: max-age` of the JWKS.
+    pub jwks_max_age: Duration,
+    /// How long a new key is published before it signs, and how long a
+    /// retiring key stays published after its last token expired.
+    pub key_prepublish: Duration,
+    /// Failed client authentications per window (per client id and per IP).
+    pub failed_auth_limit: u32,
+    /// The window of `failed_auth_limit`.
+    pub failed_auth_window: Duration,
+    /// The OAuth clients.
+    pub clients: Vec<ClientConfig>,
+}
+
+/// One OAuth client.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The client id (also the token's `sub` and `client_id`).
+    pub id: String,
+    /// The hash of its secret.
+    pub secret_hash: SecretHash,
+    /// Scopes it may be granted.
+    pub scopes: Vec<String>,
+}
+
+/// Which `typ` header values the verifier accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypPolicy {
+    /// `at+jwt`, `application/at+jwt`, `JWT` (any case) or no `typ`.
+    Lenient,
+    /// Only `at+jwt` / `application/at+jwt` (RFC 9068 §4).
+    Strict,
+}
+
+/// The validated `[verifier]` section.
+#[derive(Debug, Clone)]
+pub struct VerifierConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// The exact `iss` expected.
+    pub issuer: String,
+    /// The audience that `aud` must be or contain.
+    pub audience: String,
+    /// Where to fetch RSA keys; `None` when RS256 is not accepted.
+    pub jwks_url: Option<url::Url>,
+    /// The HS256 secret file, if configured.
+    pub hs256_secret_file: Option<PathBuf>,
+    /// Whether `accept` overrode the phase's default.
+    pub accept_overridden: bool,
+    /// The accepted algorithms (phase default or override).
+    pub accept: AcceptSet,
+    /// Whether a plain-http, non-loopback JWKS URL is allowed.
+    pub allow_insecure_jwks_http: bool,
+    /// Clock-skew leeway.
+    pub leeway: Duration,
+    /// Longest accepted token lifetime.
+    pub max_token_lifetime: Duration,
+    /// Largest accepted token in bytes.
+    pub max_token_bytes: usize,
+    /// Accepted `typ` values.
+    pub typ: TypPolicy,
+    /// Lower bound of the JWKS TTL.
+    pub jwks_min_ttl: Duration,
+    /// Upper bound of the JWKS TTL.
+    pub jwks_max_ttl: Duration,
+    /// Least time between refetches caused by unknown kids.
+    pub unknown_kid_cooldown: Duration,
+    /// How long an unknown kid is remembered.
+    pub negative_cache_ttl: Duration,
+    /// Longest time stale keys keep serving while fetches fail.
+    pub jwks_max_staleness: Duration,
+    /// JWKS connect timeout.
+    pub jwks_connect_timeout: Duration,
+    /// JWKS total request timeout.
+    pub jwks_timeout: Duration,
+    /// Entries of the verified-token cache; 0 turns it off.
+    pub token_cache_size: usize,
+}
+
+/// Why a config could not be loaded. The message always names the field.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML does not parse, or a value has the wrong type or form.
+    #[error("{field}: {message}")]
+    Parse {
+        /// Dotted path of the field (`issuer.token_ttl`), or `(file)`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value parsed but is not acceptable.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// Dotted path of the field.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The dotted field name the error is about, if any.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            ConfigError::Read { .. } => None,
+            ConfigError::Parse { field, .. } | ConfigError::Invalid { field, .. } => Some(field),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file; relative paths resolve against its folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let base = if base.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base
+        };
+        let base = std::path::absolute(&base).unwrap_or(base);
+        Config::from_toml_str(&text, &base)
+    }
+
+    /// Parses and validates TOML text; relative paths resolve against `base_dir`.
+    pub fn from_toml_str(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        let raw = RawConfig::parse(text)?;
+        Config::from_raw(raw, base_dir)
+    }
+
+    /// Validates a raw config.
+    pub fn from_raw(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
+        let phase = raw.phase.ok_or_else(|| {
+            ConfigError::invalid("phase", "missing (legacy, dual, transition or asymmetric)")
+        })?;
+        let issuer = raw
+            .issuer
+            .map(|r| IssuerConfig::from_raw(r, phase, base_dir))
+            .transpose()?;
+        let verifier = raw
+            .verifier
+            .map(|r| VerifierConfig::from_raw(r, phase, base_dir))
+            .transpose()?;
+        if issuer.is_none() && verifier.is_none() {
+            return Err(ConfigError::invalid(
+                "(file)",
+                "neither an [issuer] nor a [verifier] section",
+            ));
+        }
+        Ok(Config {
+            phase,
+            base_dir: base_dir.to_owned(),
+            issuer,
+            verifier,
+        })
+    }
+
+    /// The `[issuer]` section, or an error naming it.
+    pub fn require_issuer(&self) -> Result<&IssuerConfig, ConfigError> {
+        self.issuer
+            .as_ref()
+            .ok_or_else(|| ConfigError::invalid("issuer", "section missing"))
+    }
+
+    /// The `[verifier]` section, or an error naming it.
+    pub fn require_verifier(&self) -> Result<&VerifierConfig, ConfigError> {
+        self.verifier
+            .as_ref()
+            .ok_or_else(|| ConfigError::invalid("verifier", "section missing"))
+    }
+}
+
+fn resolve(base: &Path, p: PathBuf) -> PathBuf {
+    if p.is_absolute() {
+        p
+    } else {
+        base.join(p)
+    }
+}
+
+fn parse_listen(
+    field: &str,
+    value: Option<String>,
+    default: &str,
+) -> Result<SocketAddr, ConfigError> {
+    let text = value.unwrap_or_else(|| default.to_owned());
+    text.parse().map_err(|_| {
+        ConfigError::invalid(
+            field,
+            format!("`{text}` is not an address like 127.0.0.1:8080"),
+        )
+    })
+}
+
+fn required_string(field: &str, value: Option<String>) -> Result<String, ConfigError> {
+    match value {
+        Some(v) if !v.trim().is_empty() => Ok(v),
+        Some(_) => Err(ConfigError::invalid(field, "must not be empty")),
+        None => Err(ConfigError::invalid(field, "missing")),
+    }
+}
+
+fn issuer_url(field: &str, value: Option<String>) -> Result<String, ConfigError> {
+    let text = required_string(field, value)?;
+    let url = url::Url::parse(&text)
+        .map_err(|e| ConfigError::invalid(field, format!("`{text}` is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ConfigError::invalid(field, "must be an http(s) URL"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::invalid(
+            field,
+            "must have no query or fragment (RFC 8414 §2)",
+        ));
+    }
+    Ok(text)
+}
+
+fn duration(value: Option<HumanDuration>, default: Duration) -> Duration {
+    value.map(Duration::from).unwrap_or(default)
+}
+
+fn positive(field: &str, d: Duration) -> Result<Duration, ConfigError> {
+    if d.is_zero() {
+        Err(ConfigError::invalid(field, "must be greater than zero"))
+    } else {
+        Ok(d)
+    }
+}
+
+/// A scope token as RFC 6749 §3.3 defines it.
+pub fn is_scope_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+}
+
+// === impl IssuerConfig ===
+
+impl IssuerConfig {
+    fn from_raw(raw: RawIssuer, phase: Phase, base: &Path) -> Result<IssuerConfig, ConfigError> {
+        let listen = parse_listen("issuer.listen", raw.listen, DEFAULT_ISSUER_LISTEN)?;
+        let issuer = issuer_url("issuer.issuer", raw.issuer)?;
+        let audience = required_string("issuer.audience", raw.audience)?;
+        let token_ttl = positive(
+            "issuer.token_ttl",
+            duration(raw.token_ttl, DEFAULT_TOKEN_TTL),
+        )?;
+        if token_ttl > MAX_TOKEN_TTL {
+            return Err(ConfigError::invalid(
+                "issuer.token_ttl",
+                format!(
+                    "{} is longer than the allowed {}",
+                    HumanDuration(token_ttl),
+                    HumanDuration(MAX_TOKEN_TTL)
+                ),
+            ));
+        }
+        let key_bits = raw.key_bits.unwrap_or(DEFAULT_KEY_BITS);
+        if ![2048, 3072, 4096].contains(&key_bits) {
+            return Err(ConfigError::invalid(
+                "issuer.key_bits",
+                format!("{key_bits} is not one of 2048, 3072, 4096"),
+            ));
+        }
+        let rotate_every = match raw.rotate_every.as_deref() {
+            None => Some(DEFAULT_ROTATE_EVERY),
+            Some("off") => None,
+            Some(text) => {
+                let d: HumanDuration = text.parse().map_err(|e| {
+                    ConfigError::invalid("issuer.rotate_every", format!("{e}, or \"off\""))
+                })?;
+                Some(positive("issuer.rotate_every", d.0)?)
+            }
+        };
+        let jwks_max_age = duration(raw.jwks_max_age, DEFAULT_JWKS_MAX_AGE);
+        let key_prepublish = duration(raw.key_prepublish, DEFAULT_KEY_PREPUBLISH);
+        if key_prepublish <= jwks_max_age {
+            return Err(ConfigError::invalid(
+                "issuer.key_prepublish",
+                format!(
+                    "{} must be longer than issuer.jwks_max_age ({}), or verifiers could see a token before its key",
+                    HumanDuration(key_prepublish),
+                    HumanDuration(jwks_max_age)
+                ),
+            ));
+        }
+        if let Some(every) = rotate_every {
+            if every <= key_prepublish + token_ttl {
+                return Err(ConfigError::invalid(
+                    "issuer.rotate_every",
+                    format!(
+                        "{} must be longer than issuer.key_prepublish plus issuer.token_ttl ({})",
+                        HumanDuration(every),
+                        HumanDuration(key_prepublish + token_ttl)
+                    ),
+                ));
+            }
+        }
+        let failed_auth_limit = raw.failed_auth_limit.unwrap_or(DEFAULT_FAILED_AUTH_LIMIT);
+        if failed_auth_limit == 0 {
+            return Err(ConfigError::invalid(
+                "issuer.failed_auth_limit",
+                "must be at least 1",
+            ));
+        }
+        let failed_auth_window = positive(
+            "issuer.failed_auth_window",
+            duration(raw.failed_auth_window, DEFAULT_FAILED_AUTH_WINDOW),
+        )?;
+        let hs256_secret_file = raw.hs256_secret_file.map(|p| resolve(base, p));
+        if phase.needs_shared_secret() && hs256_secret_file.is_none() {
+            return Err(ConfigError::invalid(
+                "issuer.hs256_secret_file",
+                format!("missing; phase {phase} needs the shared HS256 secret"),
+            ));
+        }
+        let mut clients = Vec::with_capacity(raw.clients.len());
+        for (i, c) in raw.clients.into_iter().enumerate() {
+            let field = |name: &str| format!("issuer.clients[{i}].{name}");
+            let id = required_string(&field("id"), c.id)?;
+            if id.chars().any(char::is_control) {
+                return Err(ConfigError::invalid(
+                    field("id"),
+                    "must not contain control characters",
+                ));
+            }
+            if clients.iter().any(|x: &ClientConfig| x.id == id) {
+                return Err(ConfigError::invalid(
+                    field("id"),
+                    format!("duplicate client id `{id}`"),
+                ));
+            }
+            let hash_text = required_string(&field("secret_hash"), c.secret_hash)?;
+            let secret_hash = SecretHash::parse(&hash_text)
+                .map_err(|e| ConfigError::invalid(field("secret_hash"), e.to_string()))?;
+            let scopes = c.scopes.unwrap_or_default();
+            for s in &scopes {
+                if !is_scope_token(s) {
+                    return Err(ConfigError::invalid(
+                        field("scopes"),
+                        format!("`{s}` is not a valid scope token (RFC 6749 §3.3)"),
+                    ));
+                }
+            }
+            clients.push(ClientConfig {
+                id,
+                secret_hash,
+                scopes,
+            });
+        }
+        Ok(IssuerConfig {
+            listen,
+            issuer,
+            audience,
+            token_ttl,
+            key_dir: resolve(
+                base,
+                raw.key_dir
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_KEY_DIR)),
+            ),
+            hs256_secret_file,
+            key_bits,
+            rotate_every,
+            jwks_max_age,
+            key_prepublish,
+            failed_auth_limit,
+            failed_auth_window,
+            clients,
+        })
+    }
+
+    /// Loads the HS256 secret, if configured; the error names the field.
+    pub fn load_secret(&self) -> Result<Option<HmacSecret>, ConfigError> {
+        load_secret(
+            "issuer.hs256_secret_file",
+            self.hs256_secret_file.as_deref(),
+        )
+    }
+
+    /// The token endpoint URL.
+    pub fn token_endpoint(&self) -> String {
+        format!("{}/oauth/token", self.issuer.trim_end_matches('/'))
+    }
+
+    /// The JWKS URL.
+    pub fn jwks_uri(&self) -> String {
+        format!(
+            "{}/.well-known/jwks.json",
+            self.issuer.trim_end_matches('/')
+        )
+    }
+}
+
+fn load_secret(field: &str, path: Option<&Path>) -> Result<Option<HmacSecret>, ConfigError> {
+    path.map(|p| HmacSecret::load(p).map_err(|e| ConfigError::invalid(field, e.to_string())))
+        .transpose()
+}
+
+// === impl VerifierConfig ===
+
+impl VerifierConfig {
+    fn from_raw(
+        raw: RawVerifier,
+        phase: Phase,
+        base: &Path,
+    ) -> Result<VerifierConfig, ConfigError> {
+        let listen = parse_listen("verifier.listen", raw.listen, DEFAULT_VERIFIER_LISTEN)?;
+        let issuer = required_string("verifier.issuer", raw.issuer)?;
+        let audience = required_string("verifier.audience", raw.audience)?;
+        let accept_overridden = raw.accept.is_some();
+        let accept = match raw.accept {
+            None => phase.default_accept(),
+            Some(list) => {
+                let set: AcceptSet = list.into_iter().collect();
+                if set.is_empty() {
+                    return Err(ConfigError::invalid(
+                        "verifier.accept",
+                        "accepts no algorithm",
+                    ));
+                }
+                set
+            }
+        };
+        if phase == Phase::Asymmetric && accept.contains(Alg::Hs256) {
+            return Err(ConfigError::invalid(
+                "verifier.accept",
+                "HS256 cannot be accepted in phase asymmetric; remove HS256 or go back to phase transition",
+            ));
+        }
+        let allow_insecure_jwks_http = raw.allow_insecure_jwks_http.unwrap_or(false);
+        let jwks_url = match raw.jwks_url {
+            Some(text) => {
+                let url = url::Url::parse(&text).map_err(|e| {
+                    ConfigError::invalid("verifier.jwks_url", format!("`{text}` is not a URL: {e}"))
+                })?;
+                check_jwks_url(&url, allow_insecure_jwks_http)?;
+                Some(url)
+            }
+            None if accept.contains(Alg::Rs256) => {
+                return Err(ConfigError::invalid(
+                    "verifier.jwks_url",
+                    format!("missing; RS256 is accepted ({accept})"),
+                ))
+            }
+            None => None,
+        };
+        let hs256_secret_file = raw.hs256_secret_file.map(|p| resolve(base, p));
+        if accept.contains(Alg::Hs256) && hs256_secret_file.is_none() {
+            return Err(ConfigError::invalid(
+                "verifier.hs256_secret_file",
+                format!("missing; HS256 is accepted ({accept})"),
+            ));
+        }
+        let leeway = duration(raw.leeway, DEFAULT_LEEWAY);
+        if leeway > Duration::from_secs(300) {
+            return Err(ConfigError::invalid(
+                "verifier.leeway",
+                "more than 5m of clock skew is not a leeway",
+            ));
+        }
+        let max_token_lifetime = positive(
+            "verifier.max_token_lifetime",
+            duration(raw.max_token_lifetime, DEFAULT_MAX_TOKEN_LIFETIME),
+        )?;
+        let max_token_bytes = raw.max_token_bytes.unwrap_or(DEFAULT_MAX_TOKEN_BYTES);
+        if !(256..=65_536).contains(&max_token_bytes) {
+            return Err(ConfigError::invalid(
+                "verifier.max_token_bytes",
+                "must be between 256 and 65536",
+            ));
+        }
+        let typ = if raw.strict_typ.unwrap_or(false) {
+            TypPolicy::Strict
+        } else {
+            TypPolicy::Lenient
+        };
+        let jwks_min_ttl = positive(
+            "verifier.jwks_min_ttl",
+            duration(raw.jwks_min_ttl, DEFAULT_JWKS_MIN_TTL),
+        )?;
+        let jwks_max_ttl = duration(raw.jwks_max_ttl, DEFAULT_JWKS_MAX_TTL);
+        if jwks_max_ttl < jwks_min_ttl {
+            return Err(ConfigError::invalid(
+                "verifier.jwks_max_ttl",
+                "must not be less than verifier.jwks_min_ttl",
+            ));
+        }
+        let jwks_max_staleness = duration(raw.jwks_max_staleness, DEFAULT_JWKS_MAX_STALENESS);
+        Ok(VerifierConfig {
+            listen,
+            issuer,
+            audience,
+            jwks_url,
+            hs256_secret_file,
+            accept_overridden,
+            accept,
+            allow_insecure_jwks_http,
+            leeway,
+            max_token_lifetime,
+            max_token_bytes,
+            typ,
+            jwks_min_ttl,
+            jwks_max_ttl,
+            unknown_kid_cooldown: duration(raw.unknown_kid_cooldown, DEFAULT_UNKNOWN_KID_COOLDOWN),
+            negative_cache_ttl: duration(raw.negative_cache_ttl, DEFAULT_NEGATIVE_CACHE_TTL),
+            jwks_max_staleness,
+            jwks_connect_timeout: positive(
+                "verifier.jwks_connect_timeout",
+                duration(raw.jwks_connect_timeout, DEFAULT_JWKS_CONNECT_TIMEOUT),
+            )?,
+            jwks_timeout: positive(
+                "verifier.jwks_timeout",
+                duration(raw.jwks_timeout, DEFAULT_JWKS_TIMEOUT),
+            )?,
+            token_cache_size: raw.token_cache_size.unwrap_or(DEFAULT_TOKEN_CACHE_SIZE),
+        })
+    }
+
+    /// Loads the HS256 secret, if configured; the error names the field.
+    pub fn load_secret(&self) -> Result<Option<HmacSecret>, ConfigError> {
+        load_secret(
+            "verifier.hs256_secret_file",
+            self.hs256_secret_file.as_deref(),
+        )
+    }
+}
+
+/// Refuses a JWKS URL that is not https, unless its host is loopback or
+/// `allow_insecure_jwks_http` is set.
+pub fn check_jwks_url(url: &url::Url, allow_insecure_jwks_http: bool) -> Result<(), ConfigError> {
+    let field = "verifier.jwks_url";
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if allow_insecure_jwks_http || is_loopback_host(url) => Ok(()),
+        "http" => Err(ConfigError::invalid(
+            field,
+            "plain http is refused for a non-loopback host (keys fetched over http can be forged); use https or set verifier.allow_insecure_jwks_http = true",
+        )),
+        other => Err(ConfigError::invalid(field, format!("scheme `{other}` is not http(s)"))),
+    }
+}
+
+fn is_loopback_host(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+// === Display of the effective settings (`keyshift config check`) ===
+
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "phase = \"{}\"   # signs {}, accepts {} by default",
+            self.phase,
+            self.phase.signs(),
+            self.phase.default_accept()
+        )?;
+        if let Some(i) = &self.issuer {
+            writeln!(f, "\n[issuer]")?;
+            writeln!(f, "listen = \"{}\"", i.listen)?;
+            writeln!(f, "issuer = \"{}\"", i.issuer)?;
+            writeln!(f, "audience = \"{}\"", i.audience)?;
+            writeln!(f, "token_ttl = \"{}\"", HumanDuration(i.token_ttl))?;
+            writeln!(f, "key_dir = \"{}\"", i.key_dir.display())?;
+            match &i.hs256_secret_file {
+                Some(p) => writeln!(f, "hs256_secret_file = \"{}\"", p.display())?,
+                None => writeln!(f, "# hs256_secret_file: not set")?,
+            }
+            writeln!(f, "key_bits = {}", i.key_bits)?;
+            match i.rotate_every {
+                Some(d) => writeln!(f, "rotate_every = \"{}\"", HumanDuration(d))?,
+                None => writeln!(f, "rotate_every = \"off\"")?,
+            }
+            writeln!(f, "jwks_max_age = \"{}\"", HumanDuration(i.jwks_max_age))?;
+            writeln!(
+                f,
+                "key_prepublish = \"{}\"",
+                HumanDuration(i.key_prepublish)
+            )?;
+            writeln!(f, "failed_auth_limit = {}", i.failed_auth_limit)?;
+            writeln!(
+                f,
+                "failed_auth_window = \"{}\"",
+                HumanDuration(i.failed_auth_window)
+            )?;
+            for c in &i.clients {
+                writeln!(f, "# client `{}`: scopes [{}]", c.id, c.scopes.join(" "))?;
+            }
+        }
+        if let Some(v) = &self.verifier {
+            writeln!(f, "\n[verifier]")?;
+            writeln!(f, "listen = \"{}\"", v.listen)?;
+            writeln!(f, "issuer = \"{}\"", v.issuer)?;
+            writeln!(f, "audience = \"{}\"", v.audience)?;
+            match &v.jwks_url {
+                Some(u) => writeln!(f, "jwks_url = \"{u}\"")?,
+                None => writeln!(f, "# jwks_url: not set")?,
+            }
+            match &v.hs256_secret_file {
+                Some(p) => writeln!(f, "hs256_secret_file = \"{}\"", p.display())?,
+                None => writeln!(f, "# hs256_secret_file: not set")?,
+            }
+            let accepted: Vec<String> = v.accept.iter().map(|a| format!("\"{a}\"")).collect();
+            writeln!(
+                f,
+                "accept = [{}]   # {}",
+                accepted.join(", "),
+                if v.accept_overridden {
+                    "override"
+                } else {
+                    "phase default"
+                }
+            )?;
+            writeln!(
+                f,
+                "allow_insecure_jwks_http = {}",
+                v.allow_insecure_jwks_http
+            )?;
+            writeln!(f, "leeway = \"{}\"", HumanDuration(v.leeway))?;
+            writeln!(
+                f,
+                "max_token_lifetime = \"{}\"",
+                HumanDuration(v.max_token_lifetime)
+            )?;
+            writeln!(f, "max_token_bytes = {}", v.max_token_bytes)?;
+            writeln!(f, "strict_typ = {}", v.typ == TypPolicy::Strict)?;
+            writeln!(f, "jwks_min_ttl = \"{}\"", HumanDuration(v.jwks_min_ttl))?;
+            writeln!(f, "jwks_max_ttl = \"{}\"", HumanDuration(v.jwks_max_ttl))?;
+            writeln!(
+                f,
+                "unknown_kid_cooldown = \"{}\"",
+                HumanDuration(v.unknown_kid_cooldown)
+            )?;
+            writeln!(
+                f,
+                "negative_cache_ttl = \"{}\"",
+                HumanDuration(v.negative_cache_ttl)
+            )?;
+            writeln!(
+                f,
+                "jwks_max_staleness = \"{}\"",
+                HumanDuration(v.jwks_max_staleness)
+            )?;
+            writeln!(
+                f,
+                "jwks_connect_timeout = \"{}\"",
+                HumanDuration(v.jwks_connect_timeout)
+            )?;
+            writeln!(f, "jwks_timeout = \"{}\"", HumanDuration(v.jwks_timeout))?;
+            writeln!(f, "token_cache_size = {}", v.token_cache_size)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,135 @@
+//! The config file exactly as serde reads it: stage one of two.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::ConfigError;
+use crate::duration::HumanDuration;
+use crate::phase::{Alg, Phase};
+
+/// The whole file. See `docs/configuration.md` for every key.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `legacy`, `dual`, `transition` or `asymmetric`. Required.
+    pub phase: Option<Phase>,
+    /// The `[issuer]` section.
+    pub issuer: Option<RawIssuer>,
+    /// The `[verifier]` section.
+    pub verifier: Option<RawVerifier>,
+}
+
+/// `[issuer]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssuer {
+    /// Listen address. Defaults to `127.0.0.1:8080`.
+    pub listen: Option<String>,
+    /// The `iss` claim and base of the metadata URLs. Required.
+    pub issuer: Option<String>,
+    /// The `aud` claim. Required.
+    pub audience: Option<String>,
+    /// Token lifetime, at most `24h`. Defaults to `15m`.
+    pub token_ttl: Option<HumanDuration>,
+    /// Key directory. Defaults to `keys`.
+    pub key_dir: Option<PathBuf>,
+    /// HS256 secret file; required in every phase but `asymmetric`. No default.
+    pub hs256_secret_file: Option<PathBuf>,
+    /// RSA modulus size for new keys: 2048, 3072 or 4096. Defaults to `2048`.
+    pub key_bits: Option<u32>,
+    /// Automatic rotation period, or `"off"`. Defaults to `90d`.
+    pub rotate_every: Option<String>,
+    /// `Cache-Control: max-age` of the JWKS. Defaults to `5m`.
+    pub jwks_max_age: Option<HumanDuration>,
+    /// Pre-publish time of a new key and grace time of a retiring one;
+    /// longer than `jwks_max_age`. Defaults to `15m`.
+    pub key_prepublish: Option<HumanDuration>,
+    /// Failed client authentications per window before 429. Defaults to `10`.
+    pub failed_auth_limit: Option<u32>,
+    /// Window of `failed_auth_limit`. Defaults to `1m`.
+    pub failed_auth_window: Option<HumanDuration>,
+    /// `[[issuer.clients]]`. Defaults to none.
+    #[serde(default)]
+    pub clients: Vec<RawClient>,
+}
+
+/// `[[issuer.clients]]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClient {
+    /// The client id. Required.
+    pub id: Option<String>,
+    /// `sha256:<hex>` or an argon2id PHC string. Required.
+    pub secret_hash: Option<String>,
+    /// Allowed scopes. Defaults to none.
+    pub scopes: Option<Vec<String>>,
+}
+
+/// `[verifier]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVerifier {
+    /// Listen address. Defaults to `127.0.0.1:8081`.
+    pub listen: Option<String>,
+    /// The exact `iss` expected. Required.
+    pub issuer: Option<String>,
+    /// The audience `aud` must be or contain. Required.
+    pub audience: Option<String>,
+    /// JWKS URL; required when RS256 is accepted. No default.
+    pub jwks_url: Option<String>,
+    /// HS256 secret file; required when HS256 is accepted. No default.
+    pub hs256_secret_file: Option<PathBuf>,
+    /// Override of the phase's accepted algorithms. Defaults to the phase's.
+    pub accept: Option<Vec<Alg>>,
+    /// Allow a plain-http JWKS URL on a non-loopback host. Defaults to `false`.
+    pub allow_insecure_jwks_http: Option<bool>,
+    /// Clock-skew leeway, at most `5m`. Defaults to `30s`.
+    pub leeway: Option<HumanDuration>,
+    /// Longest accepted token lifetime. Defaults to `24h`.
+    pub max_token_lifetime: Option<HumanDuration>,
+    /// Largest accepted token in bytes (256 to 65536). Defaults to `8192`.
+    pub max_token_bytes: Option<usize>,
+    /// Accept only `typ: at+jwt`. Defaults to `false`.
+    pub strict_typ: Option<bool>,
+    /// Lower bound of the JWKS TTL. Defaults to `5m`.
+    pub jwks_min_ttl: Option<HumanDuration>,
+    /// Upper bound of the JWKS TTL. Defaults to `24h`.
+    pub jwks_max_ttl: Option<HumanDuration>,
+    /// Least time between unknown-kid refetches. Defaults to `30s`.
+    pub unknown_kid_cooldown: Option<HumanDuration>,
+    /// How long an unknown kid is remembered. Defaults to `1m`.
+    pub negative_cache_ttl: Option<HumanDuration>,
+    /// Longest time stale keys keep serving while fetches fail. Defaults to `6h`.
+    pub jwks_max_staleness: Option<HumanDuration>,
+    /// JWKS connect timeout. Defaults to `2s`.
+    pub jwks_connect_timeout: Option<HumanDuration>,
+    /// JWKS total request timeout. Defaults to `5s`.
+    pub jwks_timeout: Option<HumanDuration>,
+    /// Verified-token cache entries; 0 turns it off. Defaults to `10000`.
+    pub token_cache_size: Option<usize>,
+}
+
+impl RawConfig {
+    /// Parses TOML; an error names the field (`issuer.token_ttl: …`) and the line.
+    pub fn parse(text: &str) -> Result<RawConfig, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        serde_path_to_error::deserialize(de).map_err(|err| {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            let line = inner
+                .span()
+                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+            let mut message = inner.message().trim().replace('\n', " ");
+            if let Some(line) = line {
+                message = format!("{message} (line {line})");
+            }
+            let field = if path == "." || path.is_empty() {
+                "(file)".to_owned()
+            } else {
+                path
+            };
+            ConfigError::Parse { field, message }
+        })
+    }
+}

@@ -1,0 +1,216 @@
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+const BASE: &str = "/etc/keyshift";
+
+fn load(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml_str(text, Path::new(BASE))
+}
+
+fn err_field(text: &str) -> (String, String) {
+    match load(text) {
+        Ok(cfg) => panic!("expected an error, got {cfg:?}"),
+        Err(e) => (e.field().unwrap_or("").to_owned(), e.to_string()),
+    }
+}
+
+const ISSUER: &str = r#"
+[issuer]
+issuer = "http://127.0.0.1:8080"
+audience = "https://api.example.com"
+hs256_secret_file = "hs256.secret"
+
+[[issuer.clients]]
+id = "svc-a"
+secret_hash = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+scopes = ["read", "write"]
+"#;
+
+const VERIFIER: &str = r#"
+[verifier]
+issuer = "http://127.0.0.1:8080"
+audience = "https://api.example.com"
+jwks_url = "http://127.0.0.1:8080/.well-known/jwks.json"
+hs256_secret_file = "hs256.secret"
+"#;
+
+/// The issuer section with one more key in `[issuer]` (before the clients table).
+fn with_issuer_key(line: &str) -> String {
+    ISSUER.replace(
+        "\n[[issuer.clients]]",
+        &format!("{line}\n\n[[issuer.clients]]"),
+    )
+}
+
+#[test]
+fn contract_example_loads_with_defaults() {
+    let cfg = load(&format!("phase = \"dual\"\n{ISSUER}{VERIFIER}")).expect("valid");
+    let i = cfg.issuer.as_ref().expect("issuer");
+    assert_eq!(i.listen.to_string(), DEFAULT_ISSUER_LISTEN);
+    assert_eq!(i.token_ttl, DEFAULT_TOKEN_TTL);
+    assert_eq!(i.key_dir, Path::new(BASE).join("keys"));
+    assert_eq!(
+        i.hs256_secret_file.as_deref(),
+        Some(Path::new("/etc/keyshift/hs256.secret"))
+    );
+    assert_eq!(i.clients[0].scopes, ["read", "write"]);
+    assert_eq!(i.token_endpoint(), "http://127.0.0.1:8080/oauth/token");
+    let v = cfg.verifier.as_ref().expect("verifier");
+    assert_eq!(v.accept, Phase::Dual.default_accept());
+    assert_eq!(v.leeway, Duration::from_secs(30));
+    assert_eq!(v.unknown_kid_cooldown, Duration::from_secs(30));
+    assert!(!v.accept_overridden);
+    // The effective settings print and name the phase.
+    assert!(cfg.to_string().contains("phase = \"dual\""));
+}
+
+#[test]
+fn unknown_keys_are_errors_naming_the_field() {
+    let (field, msg) = err_field(&format!(
+        "phase = \"dual\"\n{}",
+        with_issuer_key("tokn_ttl = \"5m\"")
+    ));
+    assert_eq!(field, "issuer.tokn_ttl");
+    assert!(msg.contains("tokn_ttl"), "{msg}");
+    let (field, _) = err_field("phase = \"dual\"\ncolour = 1\n");
+    assert_eq!(field, "colour");
+}
+
+#[test]
+fn bad_values_name_the_field() {
+    let (field, msg) = err_field(&format!(
+        "phase = \"dual\"\n{}",
+        ISSUER.replace(
+            "hs256_secret_file",
+            "token_ttl = \"15 minutes\"\nhs256_secret_file"
+        )
+    ));
+    assert_eq!(field, "issuer.token_ttl", "{msg}");
+    assert!(msg.contains("line"), "{msg}");
+
+    let (field, _) = err_field(&format!("phase = \"dul\"\n{ISSUER}"));
+    assert_eq!(field, "phase");
+    let (field, _) = err_field(ISSUER);
+    assert_eq!(field, "phase");
+    let (field, _) = err_field(&format!(
+        "phase = \"dual\"\n{}",
+        ISSUER.replace("sha256:0000", "plain")
+    ));
+    assert_eq!(field, "issuer.clients[0].secret_hash");
+    let (field, _) = err_field(&format!(
+        "phase = \"dual\"\n{}",
+        ISSUER.replace("\"read\"", "\"re ad\"")
+    ));
+    assert_eq!(field, "issuer.clients[0].scopes");
+    let (field, _) = err_field(&format!(
+        "phase = \"dual\"\n{}",
+        with_issuer_key("key_bits = 1024")
+    ));
+    assert_eq!(field, "issuer.key_bits");
+    let (field, _) = err_field(&format!(
+        "phase = \"dual\"\n{}",
+        with_issuer_key("token_ttl = \"48h\"")
+    ));
+    assert_eq!(field, "issuer.token_ttl");
+    let (field, _) = err_field(&format!(
+        "phase = \"dual\"\n{}",
+        with_issuer_key("key_prepublish = \"1m\"")
+    ));
+    assert_eq!(field, "issuer.key_prepublish");
+    let (field, _) = err_field(&format!(
+        "phase = \"dual\"\n{}",
+        with_issuer_key("listen = \"nowhere\"")
+    ));
+    assert_eq!(field, "issuer.listen");
+    let dup = format!(
+        "phase = \"dual\"\n{ISSUER}{}",
+        &ISSUER[ISSUER.find("[[").expect("clients")..]
+    );
+    let (field, msg) = err_field(&dup);
+    assert_eq!(field, "issuer.clients[1].id", "{msg}");
+}
+
+#[test]
+fn secret_is_required_until_asymmetric() {
+    let no_secret = ISSUER.replace("hs256_secret_file = \"hs256.secret\"\n", "");
+    let (field, _) = err_field(&format!("phase = \"transition\"\n{no_secret}"));
+    assert_eq!(field, "issuer.hs256_secret_file");
+    let cfg = load(&format!("phase = \"asymmetric\"\n{no_secret}")).expect("valid");
+    assert!(cfg.issuer.expect("issuer").hs256_secret_file.is_none());
+}
+
+#[test]
+fn hs256_override_in_asymmetric_is_refused() {
+    let text = format!("phase = \"asymmetric\"\n{VERIFIER}accept = [\"HS256\", \"RS256\"]\n");
+    let (field, msg) = err_field(&text);
+    assert_eq!(field, "verifier.accept");
+    assert!(msg.contains("asymmetric"), "{msg}");
+    let text = format!("phase = \"transition\"\n{VERIFIER}accept = [\"RS256\"]\n");
+    let v = load(&text)
+        .expect("narrowing is fine")
+        .verifier
+        .expect("verifier");
+    assert!(v.accept_overridden && !v.accept.contains(Alg::Hs256));
+    let (field, _) = err_field(&format!("phase = \"dual\"\n{VERIFIER}accept = []\n"));
+    assert_eq!(field, "verifier.accept");
+    let (field, _) = err_field(&format!(
+        "phase = \"dual\"\n{VERIFIER}accept = [\"none\"]\n"
+    ));
+    assert_eq!(field, "verifier.accept[0]");
+}
+
+#[test]
+fn jwks_url_must_be_https_unless_loopback_or_allowed() {
+    let remote = VERIFIER.replace("127.0.0.1:8080/.well-known", "keys.example.com/.well-known");
+    let (field, msg) = err_field(&format!("phase = \"dual\"\n{remote}"));
+    assert_eq!(field, "verifier.jwks_url");
+    assert!(msg.contains("allow_insecure_jwks_http"), "{msg}");
+    load(&format!(
+        "phase = \"dual\"\n{remote}allow_insecure_jwks_http = true\n"
+    ))
+    .expect("allowed");
+    load(&format!(
+        "phase = \"dual\"\n{}",
+        remote.replace("http://", "https://")
+    ))
+    .expect("https");
+    load(&format!(
+        "phase = \"dual\"\n{}",
+        VERIFIER.replace("127.0.0.1", "localhost")
+    ))
+    .expect("localhost");
+    let (field, _) = err_field(&format!(
+        "phase = \"dual\"\n{}",
+        VERIFIER.replace("http://127.0.0.1:8080/.well", "ftp://127.0.0.1/.well")
+    ));
+    assert_eq!(field, "verifier.jwks_url");
+}
+
+#[test]
+fn verifier_needs_what_it_accepts() {
+    let no_jwks = VERIFIER.replace("jwks_url", "# jwks_url");
+    let (field, _) = err_field(&format!("phase = \"dual\"\n{no_jwks}"));
+    assert_eq!(field, "verifier.jwks_url");
+    load(&format!("phase = \"legacy\"\n{no_jwks}")).expect("legacy needs no JWKS");
+    let no_secret = VERIFIER.replace("hs256_secret_file", "# hs256_secret_file");
+    let (field, _) = err_field(&format!("phase = \"transition\"\n{no_secret}"));
+    assert_eq!(field, "verifier.hs256_secret_file");
+    load(&format!("phase = \"asymmetric\"\n{no_secret}")).expect("asymmetric needs no secret");
+}
+
+#[test]
+fn an_empty_file_is_refused() {
+    let (field, _) = err_field("phase = \"dual\"\n");
+    assert_eq!(field, "(file)");
+}
+
+#[test]
+fn scope_tokens_follow_rfc6749() {
+    assert!(is_scope_token("read:all"));
+    assert!(!is_scope_token("a b"));
+    assert!(!is_scope_token("a\"b"));
+    assert!(!is_scope_token("a\\b"));
+    assert!(!is_scope_token(""));
+}

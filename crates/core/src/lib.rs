@@ -1,0 +1,31 @@
+//! keyshift-core: the vocabulary both services share.
+//!
+//! - [`phase`]: the migration [`Phase`] and the algorithms ([`Alg`]) it signs and accepts;
+//! - [`config`]: the TOML config file, parsed then validated;
+//! - [`claims`]: the access token's header and claims (RFC 9068);
+//! - [`jwk`]: RSA public JWKs, JWK Sets and RFC 7638 thumbprints;
+//! - [`secret`]: the shared HS256 secret and client secret hashes;
+//! - [`clock`]: wall-clock time behind a trait, so tests can move it;
+//! - [`duration`] and [`b64`]: small codecs.
+//!
+//! No async runtime, no HTTP, no metrics exporter lives here.
+//!
+//! ```
+//! use keyshift_core::{Alg, Phase};
+//! assert_eq!(Phase::Transition.signs(), Alg::Rs256);
+//! assert!(Phase::Transition.accepts(Alg::Hs256));
+//! assert!(!Phase::Asymmetric.accepts(Alg::Hs256));
+//! ```
+
+pub mod b64;
+pub mod claims;
+pub mod clock;
+pub mod config;
+pub mod duration;
+pub mod jwk;
+pub mod phase;
+pub mod secret;
+
+pub use clock::{Clock, SharedClock};
+pub use config::{Config, ConfigError};
+pub use phase::{AcceptSet, Alg, Phase};
