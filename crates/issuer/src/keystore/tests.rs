@@ -1,0 +1,244 @@
+use std::time::Duration;
+
+use super::*;
+
+const T0: u64 = 1_800_000_000;
+
+fn policy() -> RotationPolicy {
+    RotationPolicy {
+        rotate_every: Some(Duration::from_secs(30 * 86_400)),
+        prepublish: Duration::from_secs(900),
+        token_ttl: Duration::from_secs(600),
+    }
+}
+
+fn fresh() -> (tempfile::TempDir, KeyStore) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = KeyStore::new(dir.path().join("keys"));
+    (dir, store)
+}
+
+#[test]
+fn first_start_creates_one_active_key_with_private_file_0600() {
+    let (_tmp, store) = fresh();
+    let (set, changed) = store.maintain(T0, &policy(), 2048).expect("init");
+    assert!(changed);
+    let active = set.active().expect("active key");
+    assert_eq!(set.count(KeyState::Active), 1);
+    let file = store.dir().join(format!("{}.pem", active.kid));
+    let mode = fs::metadata(&file).expect("key file").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let dir_mode = fs::metadata(store.dir()).expect("dir").permissions().mode() & 0o777;
+    assert_eq!(dir_mode, 0o700);
+    assert!(fs::read_to_string(&file)
+        .expect("pem")
+        .starts_with("-----BEGIN PRIVATE KEY-----"));
+    assert!(set.foreign_files.is_empty(), "{:?}", set.foreign_files);
+}
+
+#[test]
+fn restart_keeps_the_same_keys() {
+    let (_tmp, store) = fresh();
+    let (first, _) = store.maintain(T0, &policy(), 2048).expect("init");
+    let (again, changed) = store.maintain(T0 + 60, &policy(), 2048).expect("restart");
+    assert!(!changed);
+    assert_eq!(first.published(), again.published());
+    let reloaded = KeyStore::new(store.dir()).load().expect("load");
+    assert_eq!(reloaded.published(), first.published());
+}
+
+#[test]
+fn scheduled_rotation_prepublishes_then_promotes_then_retires() {
+    let (_tmp, store) = fresh();
+    let p = policy();
+    let (set, _) = store.maintain(T0, &p, 2048).expect("init");
+    let old = set.active().expect("active").kid.clone();
+    let rotate_at = T0 + 30 * 86_400;
+
+    // 15 minutes before the rotation date a next key appears in the JWKS...
+    let (set, changed) = store
+        .maintain(rotate_at - 900, &p, 2048)
+        .expect("prepublish");
+    assert!(changed);
+    assert_eq!(set.published().len(), 2);
+    let next = set
+        .manifest
+        .keys_in(KeyState::Next)
+        .next()
+        .expect("next")
+        .kid
+        .clone();
+    // ...but the old key still signs.
+    assert_eq!(set.active().expect("active").kid, old);
+
+    let (set, _) = store.maintain(rotate_at - 1, &p, 2048).expect("not yet");
+    assert_eq!(set.active().expect("active").kid, old);
+
+    let (set, changed) = store.maintain(rotate_at, &p, 2048).expect("promote");
+    assert!(changed);
+    assert_eq!(set.active().expect("active").kid, next);
+    assert_eq!(set.count(KeyState::Retiring), 1);
+    let published: Vec<_> = set.published().into_iter().map(|j| j.kid).collect();
+    assert_eq!(published, [next.clone(), old.clone()]);
+
+    // The old key stays published for token_ttl + prepublish after it stopped signing.
+    let retire_at = rotate_at + 600 + 900;
+    let (set, _) = store
+        .maintain(retire_at - 1, &p, 2048)
+        .expect("still retiring");
+    assert_eq!(set.published().len(), 2);
+    let (set, _) = store.maintain(retire_at, &p, 2048).expect("retire");
+    let published: Vec<_> = set.published().into_iter().map(|j| j.kid).collect();
+    assert_eq!(published, [next]);
+    assert!(
+        !store.dir().join(format!("{old}.pem")).exists(),
+        "retired private key deleted"
+    );
+}
+
+#[test]
+fn manual_rotate_waits_for_prepublish_unless_immediate() {
+    let (_tmp, store) = fresh();
+    let p = policy();
+    let (set, _) = store.maintain(T0, &p, 2048).expect("init");
+    let old = set.active().expect("active").kid.clone();
+    let next = store.rotate(T0 + 10, &p, 2048, false).expect("rotate");
+    assert_eq!(next.state, KeyState::Next);
+    assert_eq!(next.activate_at, Some(T0 + 10 + 900));
+    let (set, _) = store.maintain(T0 + 909, &p, 2048).expect("tick");
+    assert_eq!(set.active().expect("active").kid, old);
+    let (set, _) = store.maintain(T0 + 910, &p, 2048).expect("tick");
+    assert_eq!(set.active().expect("active").kid, next.kid);
+
+    let urgent = store.rotate(T0 + 1000, &p, 2048, true).expect("rotate now");
+    assert_eq!(urgent.state, KeyState::Active);
+    let set = store.load().expect("load");
+    assert_eq!(set.active().expect("active").kid, urgent.kid);
+    assert_eq!(set.count(KeyState::Retiring), 2);
+}
+
+#[test]
+fn retire_refuses_active_and_early_retirement_without_force() {
+    let (_tmp, store) = fresh();
+    let p = policy();
+    let (set, _) = store.maintain(T0, &p, 2048).expect("init");
+    let old = set.active().expect("active").kid.clone();
+    assert!(matches!(
+        store.retire(&old, T0, false),
+        Err(KeyStoreError::Refused(_))
+    ));
+    store.rotate(T0, &p, 2048, true).expect("rotate now");
+    assert!(matches!(
+        store.retire(&old, T0 + 1, false),
+        Err(KeyStoreError::Refused(_))
+    ));
+    let retired = store.retire(&old, T0 + 1, true).expect("forced");
+    assert_eq!(retired.state, KeyState::Retired);
+    assert!(matches!(
+        store.retire("nope-nope-nope-nope-nope", T0, true),
+        Err(KeyStoreError::NoSuchKey(_))
+    ));
+}
+
+#[test]
+fn corrupt_manifest_is_reported_and_left_alone() {
+    let (_tmp, store) = fresh();
+    store.maintain(T0, &policy(), 2048).expect("init");
+    let path = store.dir().join(MANIFEST);
+    fs::write(&path, "{\"version\":1,\"keys\":[{\"kid\":").expect("corrupt");
+    let err = store
+        .maintain(T0 + 1, &policy(), 2048)
+        .expect_err("damaged");
+    assert!(
+        matches!(err, KeyStoreError::DamagedManifest { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("manifest.json"), "{err}");
+    assert_eq!(
+        fs::read_to_string(&path).expect("kept"),
+        "{\"version\":1,\"keys\":[{\"kid\":"
+    );
+
+    fs::write(&path, r#"{"version":1,"keys":[{"kid":"../../etc/passwd-xxxxxxxxxxxx","state":"active","bits":2048,"created_at":1}]}"#).expect("traversal");
+    let err = store.load().expect_err("unsafe kid");
+    assert!(err.to_string().contains("not a thumbprint"), "{err}");
+}
+
+#[test]
+fn corrupt_or_swapped_key_file_is_reported() {
+    let (_tmp, store) = fresh();
+    let (set, _) = store.maintain(T0, &policy(), 2048).expect("init");
+    let kid = set.active().expect("active").kid.clone();
+    let path = store.dir().join(format!("{kid}.pem"));
+    let good = fs::read(&path).expect("read");
+
+    fs::write(
+        &path,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .expect("corrupt");
+    let err = store.load().expect_err("damaged key");
+    assert!(matches!(err, KeyStoreError::DamagedKey { .. }), "{err}");
+    assert!(err.to_string().contains(&kid), "{err}");
+
+    // Another valid key under this kid's name: thumbprint mismatch.
+    let other = KeyStore::new(store.dir().join("other"));
+    let (oset, _) = other.maintain(T0, &policy(), 2048).expect("other");
+    let okid = oset.active().expect("active").kid.clone();
+    fs::write(
+        &path,
+        fs::read(other.dir().join(format!("{okid}.pem"))).expect("read"),
+    )
+    .expect("swap");
+    let err = store.load().expect_err("mismatch");
+    assert!(err.to_string().contains("thumbprint"), "{err}");
+
+    fs::write(&path, &good).expect("restore");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
+    assert!(matches!(
+        store.load(),
+        Err(KeyStoreError::LoosePermissions { .. })
+    ));
+}
+
+#[test]
+fn key_files_without_manifest_are_not_reinitialised() {
+    let (_tmp, store) = fresh();
+    fs::create_dir_all(store.dir()).expect("mkdir");
+    fs::write(store.dir().join("old.pem"), "x").expect("stray key");
+    let err = store.maintain(T0, &policy(), 2048).expect_err("refused");
+    assert!(
+        matches!(err, KeyStoreError::MissingManifest { .. }),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read_dir(store.dir()).expect("ls").count(),
+        2,
+        "only the lock file was added"
+    );
+}
+
+#[test]
+fn foreign_files_are_listed_not_touched() {
+    let (_tmp, store) = fresh();
+    store.maintain(T0, &policy(), 2048).expect("init");
+    fs::write(store.dir().join("notes.txt"), "hello").expect("write");
+    let set = store.load().expect("load");
+    assert_eq!(set.foreign_files, [store.dir().join("notes.txt")]);
+    assert_eq!(
+        fs::read_to_string(store.dir().join("notes.txt")).expect("kept"),
+        "hello"
+    );
+}
+
+#[test]
+fn published_jwks_has_no_leading_zero_in_n() {
+    let (_tmp, store) = fresh();
+    let (set, _) = store.maintain(T0, &policy(), 2048).expect("init");
+    for jwk in set.published() {
+        let n = keyshift_core::b64::decode(&jwk.n).expect("b64");
+        assert_ne!(n[0], 0);
+        assert_eq!(n.len(), 256);
+        assert_eq!(jwk.e, "AQAB");
+    }
+}

@@ -1,0 +1,3 @@
+//! keyshift-issuer (being written).
+pub mod keystore;
+pub mod rotation;

@@ -1,0 +1,213 @@
+//! When keys change state: a pure function of the manifest, the clock and the
+//! rotation settings, so the schedule is tested by moving a number.
+//!
+//! The lifecycle of a key is `next` → `active` → `retiring` → `retired`:
+//!
+//! - a `next` key is published in the JWKS but signs nothing; it is promoted
+//!   at its `activate_at`, and never sooner than `key_prepublish` after it was
+//!   created, so every verifier has seen it before it sees a token signed by it;
+//! - the `active` key signs (in the RS256 phases);
+//! - a `retiring` key stays published until every token it signed has expired
+//!   (`token_ttl`) plus `key_prepublish` for verifier caches, then it is
+//!   `retired`: removed from the JWKS and its private key file deleted.
+
+use std::time::Duration;
+
+use crate::keystore::{KeyState, Manifest};
+
+/// The settings rotation depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RotationPolicy {
+    /// Automatic rotation period; `None` disables the schedule.
+    pub rotate_every: Option<Duration>,
+    /// Pre-publish time of a new key, and grace time after a retiring key's last token.
+    pub prepublish: Duration,
+    /// Lifetime of the tokens a key signs.
+    pub token_ttl: Duration,
+}
+
+/// One change the key store must make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// There is no key at all: create one and make it active at once (no
+    /// token can exist yet, so nothing needs pre-publishing).
+    CreateInitialActive,
+    /// Create a `next` key, to be promoted at `activate_at` (unix seconds).
+    CreateNext {
+        /// When it becomes active.
+        activate_at: u64,
+    },
+    /// Promote the `next` key `kid`; the active key (if any) starts retiring.
+    Promote {
+        /// The next key.
+        kid: String,
+        /// When the old active key may be retired (unix seconds).
+        retire_old_at: u64,
+    },
+    /// Retire the retiring key `kid`.
+    Retire {
+        /// The retiring key.
+        kid: String,
+    },
+}
+
+/// The steps due at `now` (unix seconds), in the order they must be applied.
+pub fn due_steps(manifest: &Manifest, now: u64, policy: &RotationPolicy) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let secs = |d: Duration| d.as_secs();
+
+    for key in manifest.keys_in(KeyState::Retiring) {
+        if key.retire_at.is_some_and(|t| t <= now) {
+            steps.push(Step::Retire {
+                kid: key.kid.clone(),
+            });
+        }
+    }
+
+    let active = manifest.keys_in(KeyState::Active).next();
+    let next = manifest.keys_in(KeyState::Next).next();
+
+    if active.is_none() && next.is_none() {
+        steps.push(Step::CreateInitialActive);
+        return steps;
+    }
+
+    if let Some(next) = next {
+        let safe_from = next.created_at.saturating_add(secs(policy.prepublish));
+        let due = match (next.activate_at, active) {
+            (Some(at), _) => at <= now && safe_from <= now,
+            // No active key (it was retired by hand): promote as soon as safe.
+            (None, None) => safe_from <= now,
+            (None, Some(_)) => false,
+        };
+        if due {
+            steps.push(Step::Promote {
+                kid: next.kid.clone(),
+                retire_old_at: now
+                    .saturating_add(secs(policy.token_ttl))
+                    .saturating_add(secs(policy.prepublish)),
+            });
+        }
+        return steps;
+    }
+
+    if let (Some(active), Some(every)) = (active, policy.rotate_every) {
+        let rotate_at = active
+            .activated_at
+            .unwrap_or(active.created_at)
+            .saturating_add(secs(every));
+        let create_at = rotate_at.saturating_sub(secs(policy.prepublish));
+        if now >= create_at {
+            steps.push(Step::CreateNext {
+                activate_at: rotate_at.max(now.saturating_add(secs(policy.prepublish))),
+            });
+        }
+    }
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keystore::{KeyEntry, Manifest};
+
+    const T0: u64 = 1_800_000_000;
+
+    fn policy() -> RotationPolicy {
+        RotationPolicy {
+            rotate_every: Some(Duration::from_secs(90 * 86_400)),
+            prepublish: Duration::from_secs(900),
+            token_ttl: Duration::from_secs(900),
+        }
+    }
+
+    fn key(kid: &str, state: KeyState, created_at: u64) -> KeyEntry {
+        KeyEntry {
+            kid: kid.to_owned(),
+            state,
+            bits: 2048,
+            created_at,
+            activate_at: None,
+            activated_at: (state != KeyState::Next).then_some(created_at),
+            retiring_at: None,
+            retire_at: None,
+            retired_at: None,
+        }
+    }
+
+    #[test]
+    fn empty_store_gets_an_active_key_at_once() {
+        let m = Manifest::default();
+        assert_eq!(due_steps(&m, T0, &policy()), [Step::CreateInitialActive]);
+    }
+
+    #[test]
+    fn next_key_is_created_prepublish_before_the_rotation_date() {
+        let m = Manifest {
+            keys: vec![key("a", KeyState::Active, T0)],
+            ..Manifest::default()
+        };
+        let rotate_at = T0 + 90 * 86_400;
+        assert_eq!(due_steps(&m, rotate_at - 901, &policy()), []);
+        assert_eq!(
+            due_steps(&m, rotate_at - 900, &policy()),
+            [Step::CreateNext {
+                activate_at: rotate_at
+            }]
+        );
+        // A late tick (issuer was down) still pre-publishes the full time.
+        assert_eq!(
+            due_steps(&m, rotate_at + 5000, &policy()),
+            [Step::CreateNext {
+                activate_at: rotate_at + 5000 + 900
+            }]
+        );
+        let off = RotationPolicy {
+            rotate_every: None,
+            ..policy()
+        };
+        assert_eq!(due_steps(&m, rotate_at + 5000, &off), []);
+    }
+
+    #[test]
+    fn next_key_is_never_promoted_before_prepublish_elapsed() {
+        let mut next = key("b", KeyState::Next, T0 + 100);
+        next.activate_at = Some(T0 + 100); // asked for "now" (e.g. a hand-edited manifest)
+        let m = Manifest {
+            keys: vec![key("a", KeyState::Active, T0), next],
+            ..Manifest::default()
+        };
+        assert_eq!(due_steps(&m, T0 + 999, &policy()), []);
+        assert_eq!(
+            due_steps(&m, T0 + 1000, &policy()),
+            [Step::Promote {
+                kid: "b".into(),
+                retire_old_at: T0 + 1000 + 1800
+            }]
+        );
+    }
+
+    #[test]
+    fn unscheduled_next_key_waits_for_a_rotation() {
+        let m = Manifest {
+            keys: vec![key("a", KeyState::Active, T0), key("b", KeyState::Next, T0)],
+            ..Manifest::default()
+        };
+        assert_eq!(due_steps(&m, T0 + 10 * 86_400, &policy()), []);
+    }
+
+    #[test]
+    fn retiring_key_retires_at_its_date_only() {
+        let mut old = key("a", KeyState::Retiring, T0);
+        old.retire_at = Some(T0 + 1800);
+        let m = Manifest {
+            keys: vec![old, key("b", KeyState::Active, T0)],
+            ..Manifest::default()
+        };
+        assert_eq!(due_steps(&m, T0 + 1799, &policy()), []);
+        assert_eq!(
+            due_steps(&m, T0 + 1800, &policy()),
+            [Step::Retire { kid: "a".into() }]
+        );
+    }
+}
