@@ -1,3 +1,42 @@
-//! keyshift-issuer (being written).
+//! keyshift-issuer: the OAuth2 client-credentials token endpoint that signs
+//! HS256 or RS256 according to the migration phase, publishes its RSA public
+//! keys as a JWKS, and rotates them without ever breaking a verifier.
+//!
+//! Layout:
+//! - [`keystore`]: the key directory (PKCS#8 PEM 0600, manifest, atomic writes, lock);
+//! - [`rotation`]: the pure rotation schedule (`next` → `active` → `retiring` → `retired`);
+//! - [`mint`]: token signing with keys parsed once;
+//! - [`client_auth`], [`ratelimit`]: client authentication and failure limiting;
+//! - [`issuer`]: the live snapshot swapped on reload and rotation;
+//! - [`routes`], [`service`]: the hyper service and `run`;
+//! - [`metrics`], [`error`]: metric names, the one error type.
+//!
+//! ```no_run
+//! # async fn demo(cfg: keyshift_core::Config) -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! let issuer_cfg = cfg.require_issuer()?.clone();
+//! let issuer = keyshift_issuer::Issuer::start(
+//!     cfg.phase,
+//!     issuer_cfg.clone(),
+//!     keyshift_core::clock::system_clock(),
+//!     Arc::new(String::new),
+//! ).await?;
+//! let listener = tokio::net::TcpListener::bind(issuer_cfg.listen).await?;
+//! keyshift_issuer::run(listener, Arc::new(issuer), std::future::pending()).await;
+//! # Ok(()) }
+//! ```
+
+pub mod client_auth;
+pub mod error;
+pub mod issuer;
 pub mod keystore;
+pub mod metrics;
+pub mod mint;
+pub mod ratelimit;
 pub mod rotation;
+pub mod routes;
+pub mod service;
+
+pub use error::IssuerError;
+pub use issuer::{Issuer, Live, RenderMetrics, StartError};
+pub use service::{run, IssuerService};

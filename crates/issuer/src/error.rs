@@ -1,0 +1,138 @@
+//! The issuer's one error type and its one mapping to an HTTP response:
+//! RFC 6749 §5.2 JSON for the token endpoint.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IssuerError {
+    /// The request is malformed: bad content type, duplicate or missing
+    /// parameter, two authentication methods (400 `invalid_request`).
+    #[error("invalid_request: {0}")]
+    InvalidRequest(&'static str),
+    /// Client authentication failed (401 `invalid_client`); `basic` when the
+    /// client tried HTTP Basic, which adds `WWW-Authenticate: Basic`.
+    #[error("invalid_client")]
+    InvalidClient {
+        /// Whether the client used HTTP Basic.
+        basic: bool,
+    },
+    /// A requested scope is unknown or not allowed for the client (400 `invalid_scope`).
+    #[error("invalid_scope")]
+    InvalidScope,
+    /// `grant_type` is not `client_credentials` (400 `unsupported_grant_type`).
+    #[error("unsupported_grant_type")]
+    UnsupportedGrantType,
+    /// Too many failed authentications for this client or address (429).
+    #[error("rate limited for {0:?}")]
+    RateLimited(Duration),
+    /// The body exceeds the limit (413).
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// No such route (404).
+    #[error("not found")]
+    NotFound,
+    /// The route exists but not for this method (405).
+    #[error("method not allowed")]
+    MethodNotAllowed(&'static str),
+    /// A fault of ours (500); the detail is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl IssuerError {
+    /// The `outcome` label of `keyshift_token_requests_total`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            IssuerError::InvalidRequest(_)
+            | IssuerError::PayloadTooLarge
+            | IssuerError::NotFound
+            | IssuerError::MethodNotAllowed(_) => "invalid_request",
+            IssuerError::InvalidClient { .. } => "invalid_client",
+            IssuerError::InvalidScope => "invalid_scope",
+            IssuerError::UnsupportedGrantType => "unsupported_grant_type",
+            IssuerError::RateLimited(_) => "rate_limited",
+            IssuerError::Internal(_) => "server_error",
+        }
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            IssuerError::InvalidRequest(d) => (StatusCode::BAD_REQUEST, "invalid_request", d),
+            IssuerError::InvalidClient { .. } => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "client authentication failed",
+            ),
+            IssuerError::InvalidScope => (
+                StatusCode::BAD_REQUEST,
+                "invalid_scope",
+                "a requested scope is not allowed for this client",
+            ),
+            IssuerError::UnsupportedGrantType => (
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "only client_credentials is supported",
+            ),
+            IssuerError::RateLimited(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "slow_down",
+                "too many failed authentication attempts",
+            ),
+            IssuerError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                "request body too large",
+            ),
+            IssuerError::NotFound => (StatusCode::NOT_FOUND, "not_found", "no such route"),
+            IssuerError::MethodNotAllowed(_) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_request",
+                "method not allowed",
+            ),
+            IssuerError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "internal error",
+            ),
+        }
+    }
+
+    /// The HTTP response: RFC 6749 §5.2 JSON, `Cache-Control: no-store`.
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let (status, code, description) = self.parts();
+        if let IssuerError::Internal(detail) = &self {
+            tracing::error!(%detail, "token endpoint failed");
+        }
+        let body = serde_json::json!({ "error": code, "error_description": description });
+        let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+        match &self {
+            IssuerError::InvalidClient { basic: true } => {
+                h.insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"keyshift\", charset=\"UTF-8\""),
+                );
+            }
+            IssuerError::RateLimited(wait) => {
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                h.insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            }
+            IssuerError::MethodNotAllowed(allow) => {
+                h.insert(http::header::ALLOW, HeaderValue::from_static(allow));
+            }
+            _ => {}
+        }
+        resp
+    }
+}

@@ -1,0 +1,62 @@
+//! The issuer's Prometheus metrics (names per the contract). The binary owns
+//! the exporter; this crate only records.
+
+use metrics::{describe_counter, describe_gauge, gauge, Unit};
+
+use keyshift_core::Phase;
+
+use crate::keystore::KeyState;
+
+/// `keyshift_tokens_issued_total{alg, client}`: tokens issued.
+pub const TOKENS_ISSUED: &str = "keyshift_tokens_issued_total";
+/// `keyshift_token_requests_total{outcome}`: token requests by outcome.
+pub const TOKEN_REQUESTS: &str = "keyshift_token_requests_total";
+/// `keyshift_signing_keys{state}`: keys per state (next, active, retiring).
+pub const SIGNING_KEYS: &str = "keyshift_signing_keys";
+/// `keyshift_phase_info{phase}`: 1 for the current phase, 0 for the others.
+pub const PHASE_INFO: &str = "keyshift_phase_info";
+/// `keyshift_hs256_secret_configured`: 1 while a shared HS256 secret is
+/// configured. In phase `asymmetric` it should be 0 (the secret removed).
+pub const SECRET_CONFIGURED: &str = "keyshift_hs256_secret_configured";
+
+/// Registers help text; call once at start.
+pub fn describe() {
+    describe_counter!(
+        TOKENS_ISSUED,
+        Unit::Count,
+        "Access tokens issued, by signing algorithm and client."
+    );
+    describe_counter!(
+        TOKEN_REQUESTS,
+        Unit::Count,
+        "Token endpoint requests by outcome (issued or the RFC 6749 error, or rate_limited)."
+    );
+    describe_gauge!(
+        SIGNING_KEYS,
+        Unit::Count,
+        "RSA keys in the key directory by state (next, active, retiring)."
+    );
+    describe_gauge!(
+        PHASE_INFO,
+        "The migration phase: 1 for the current phase, 0 for the others."
+    );
+    describe_gauge!(
+        SECRET_CONFIGURED,
+        "1 while a shared HS256 secret is configured; remove it in phase asymmetric."
+    );
+}
+
+/// Publishes the phase gauges.
+pub fn set_phase(phase: Phase, secret_configured: bool) {
+    for p in Phase::ALL {
+        gauge!(PHASE_INFO, "phase" => p.as_str()).set(if p == phase { 1.0 } else { 0.0 });
+    }
+    gauge!(SECRET_CONFIGURED).set(if secret_configured { 1.0 } else { 0.0 });
+}
+
+/// Publishes the key counts.
+pub fn set_key_counts(count: impl Fn(KeyState) -> usize) {
+    for state in [KeyState::Next, KeyState::Active, KeyState::Retiring] {
+        gauge!(SIGNING_KEYS, "state" => state.as_str()).set(count(state) as f64);
+    }
+}

@@ -1,0 +1,277 @@
+//! Minting access tokens (RFC 9068): the JOSE header is fixed per key and
+//! encoded once; each token costs one claims serialisation and one signature
+//! with a key parsed once.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::RSA_PKCS1_SHA256;
+use hmac::{Hmac, Mac};
+use keyshift_core::b64;
+use keyshift_core::claims::{AccessTokenClaims, JwsHeader, ACCESS_TOKEN_TYP};
+use keyshift_core::secret::HmacSecret;
+use keyshift_core::Alg;
+use sha2::Sha256;
+
+use crate::keystore::SigningKey;
+
+/// Why a token could not be signed. Always a server fault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MintError {
+    /// The RSA signing operation or the random generator failed.
+    #[error("signing failed")]
+    Crypto,
+    /// The claims could not be serialised.
+    #[error("claims serialisation failed: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// What a token is issued for.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenRequest<'a> {
+    /// The client id (`sub` and `client_id`).
+    pub client_id: &'a str,
+    /// Granted scopes, space-delimited.
+    pub scope: &'a str,
+    /// Now, seconds since the epoch (`iat`, `nbf`).
+    pub now: u64,
+}
+
+/// The token's fixed parts: issuer, audience, lifetime.
+#[derive(Debug, Clone)]
+pub struct TokenTemplate {
+    /// `iss`.
+    pub issuer: String,
+    /// `aud`.
+    pub audience: String,
+    /// `exp - iat`.
+    pub ttl: Duration,
+}
+
+/// A signing key, parsed once, with its header pre-encoded.
+#[derive(Clone)]
+pub struct Signer {
+    alg: Alg,
+    kid: String,
+    header_b64: String,
+    key: SignerKey,
+}
+
+#[derive(Clone)]
+enum SignerKey {
+    Hs256(Hmac<Sha256>),
+    Rs256(Arc<SigningKey>, SystemRandom),
+}
+
+impl fmt::Debug for Signer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Signer")
+            .field("alg", &self.alg)
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+fn encoded_header(alg: Alg, kid: &str) -> String {
+    let header = JwsHeader {
+        alg: alg.as_str().to_owned(),
+        typ: ACCESS_TOKEN_TYP.to_owned(),
+        kid: kid.to_owned(),
+    };
+    b64::encode(serde_json::to_vec(&header).expect("a struct of three strings serialises"))
+}
+
+impl Signer {
+    /// An HS256 signer; the HMAC state is keyed once and cloned per token.
+    pub fn hs256(secret: &HmacSecret) -> Signer {
+        let mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.expose())
+            .expect("HMAC accepts keys of any length");
+        Signer {
+            alg: Alg::Hs256,
+            kid: secret.kid().to_owned(),
+            header_b64: encoded_header(Alg::Hs256, secret.kid()),
+            key: SignerKey::Hs256(mac),
+        }
+    }
+
+    /// An RS256 signer for a parsed key.
+    pub fn rs256(key: Arc<SigningKey>) -> Signer {
+        Signer {
+            alg: Alg::Rs256,
+            kid: key.kid.clone(),
+            header_b64: encoded_header(Alg::Rs256, &key.kid),
+            key: SignerKey::Rs256(key, SystemRandom::new()),
+        }
+    }
+
+    /// `HS256` or `RS256`.
+    pub fn alg(&self) -> Alg {
+        self.alg
+    }
+
+    /// The `kid` its tokens carry.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// Signs a token for `req`; returns the compact JWS and its claims.
+    pub fn mint(
+        &self,
+        template: &TokenTemplate,
+        req: TokenRequest<'_>,
+    ) -> Result<(String, AccessTokenClaims), MintError> {
+        let claims = AccessTokenClaims {
+            iss: template.issuer.clone(),
+            sub: req.client_id.to_owned(),
+            aud: template.audience.clone(),
+            exp: req.now.saturating_add(template.ttl.as_secs()),
+            iat: req.now,
+            nbf: req.now,
+            jti: new_jti()?,
+            scope: req.scope.to_owned(),
+            client_id: req.client_id.to_owned(),
+        };
+        let token = self.sign(&serde_json::to_vec(&claims)?)?;
+        Ok((token, claims))
+    }
+
+    /// Signs an arbitrary claims payload (already JSON) with this key.
+    pub fn sign(&self, claims_json: &[u8]) -> Result<String, MintError> {
+        let mut token =
+            String::with_capacity(self.header_b64.len() + claims_json.len() * 4 / 3 + 360);
+        token.push_str(&self.header_b64);
+        token.push('.');
+        b64::encode_into(claims_json, &mut token);
+        match &self.key {
+            SignerKey::Hs256(keyed) => {
+                let mut mac = keyed.clone();
+                mac.update(token.as_bytes());
+                let tag = mac.finalize().into_bytes();
+                token.push('.');
+                b64::encode_into(tag, &mut token);
+            }
+            SignerKey::Rs256(key, rng) => {
+                let mut sig = vec![0u8; key.pair.public_modulus_len()];
+                key.pair
+                    .sign(&RSA_PKCS1_SHA256, rng, token.as_bytes(), &mut sig)
+                    .map_err(|_| MintError::Crypto)?;
+                token.push('.');
+                b64::encode_into(&sig, &mut token);
+            }
+        }
+        Ok(token)
+    }
+}
+
+/// 128 random bits, base64url.
+fn new_jti() -> Result<String, MintError> {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| MintError::Crypto)?;
+    Ok(b64::encode(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keystore::KeyStore;
+    use crate::rotation::RotationPolicy;
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+
+    fn template() -> TokenTemplate {
+        TokenTemplate {
+            issuer: "http://issuer.test".into(),
+            audience: "https://api.test".into(),
+            ttl: Duration::from_secs(900),
+        }
+    }
+
+    fn now() -> u64 {
+        keyshift_core::clock::SystemClock.now_secs()
+    }
+
+    use keyshift_core::Clock;
+
+    fn validation(alg: Algorithm) -> Validation {
+        let mut v = Validation::new(alg);
+        v.set_issuer(&["http://issuer.test"]);
+        v.set_audience(&["https://api.test"]);
+        v
+    }
+
+    #[test]
+    fn hs256_token_verifies_with_the_secret_and_carries_every_claim() {
+        let secret = HmacSecret::new(vec![7u8; 32]).expect("secret");
+        let signer = Signer::hs256(&secret);
+        let req = TokenRequest {
+            client_id: "svc-a",
+            scope: "read write",
+            now: now(),
+        };
+        let (token, claims) = signer.mint(&template(), req).expect("mint");
+        let header = jsonwebtoken::decode_header(&token).expect("header");
+        assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+        assert_eq!(header.kid.as_deref(), Some(secret.kid()));
+        let decoded = jsonwebtoken::decode::<AccessTokenClaims>(
+            &token,
+            &DecodingKey::from_secret(secret.expose()),
+            &validation(Algorithm::HS256),
+        )
+        .expect("valid HS256");
+        assert_eq!(decoded.claims, claims);
+        assert_eq!(claims.exp - claims.iat, 900);
+        assert_eq!(claims.sub, "svc-a");
+        assert_eq!(claims.jti.len(), 22);
+        let other = HmacSecret::new(vec![8u8; 32]).expect("secret");
+        assert!(jsonwebtoken::decode::<AccessTokenClaims>(
+            &token,
+            &DecodingKey::from_secret(other.expose()),
+            &validation(Algorithm::HS256),
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn rs256_token_verifies_with_the_published_jwk() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = KeyStore::new(dir.path());
+        let policy = RotationPolicy {
+            rotate_every: None,
+            prepublish: Duration::from_secs(900),
+            token_ttl: Duration::from_secs(900),
+        };
+        let (set, _) = store.maintain(now(), &policy, 2048).expect("keys");
+        let key = set.active().expect("active");
+        let signer = Signer::rs256(key.clone());
+        let req = TokenRequest {
+            client_id: "svc-a",
+            scope: "read",
+            now: now(),
+        };
+        let (token, claims) = signer.mint(&template(), req).expect("mint");
+        let jwk = &set.published()[0];
+        let decoded = jsonwebtoken::decode::<AccessTokenClaims>(
+            &token,
+            &DecodingKey::from_rsa_components(&jwk.n, &jwk.e).expect("jwk"),
+            &validation(Algorithm::RS256),
+        )
+        .expect("valid RS256");
+        assert_eq!(decoded.claims, claims);
+        assert_eq!(decoded.header.kid.as_deref(), Some(key.kid.as_str()));
+    }
+
+    #[test]
+    fn every_token_gets_a_fresh_jti() {
+        let signer = Signer::hs256(&HmacSecret::new(vec![1u8; 32]).expect("secret"));
+        let req = TokenRequest {
+            client_id: "c",
+            scope: "",
+            now: now(),
+        };
+        let a = signer.mint(&template(), req).expect("a").1.jti;
+        let b = signer.mint(&template(), req).expect("b").1.jti;
+        assert_ne!(a, b);
+    }
+}

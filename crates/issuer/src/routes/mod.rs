@@ -1,0 +1,6 @@
+//! The issuer's routes, one module each.
+
+pub mod jwks;
+pub mod metadata;
+pub mod ops;
+pub mod token;

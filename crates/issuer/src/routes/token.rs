@@ -1,0 +1,272 @@
+//! `POST /oauth/token`: the client credentials grant (RFC 6749 §4.4).
+
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, PRAGMA};
+use http::{HeaderMap, HeaderValue, Response};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body;
+use keyshift_core::config::is_scope_token;
+use metrics::counter;
+use serde::Serialize;
+
+use crate::client_auth::{credentials, form_decode};
+use crate::error::IssuerError;
+use crate::issuer::Issuer;
+use crate::metrics::{TOKENS_ISSUED, TOKEN_REQUESTS};
+use crate::mint::TokenRequest;
+use crate::ratelimit::LimitKey;
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// The form parameters the token endpoint reads; each at most once.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TokenForm {
+    /// `grant_type`.
+    pub grant_type: Option<String>,
+    /// `scope`.
+    pub scope: Option<String>,
+    /// `client_id` (client_secret_post, or repeated beside Basic).
+    pub client_id: Option<String>,
+    /// `client_secret` (client_secret_post).
+    pub client_secret: Option<String>,
+}
+
+impl TokenForm {
+    /// Parses an `application/x-www-form-urlencoded` body. A parameter given
+    /// twice is refused (RFC 6749 §3.2); unknown ones are ignored.
+    pub fn parse(body: &[u8]) -> Result<TokenForm, IssuerError> {
+        let text = std::str::from_utf8(body)
+            .map_err(|_| IssuerError::InvalidRequest("body is not UTF-8"))?;
+        let mut form = TokenForm::default();
+        for pair in text.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let name =
+                form_decode(name).ok_or(IssuerError::InvalidRequest("malformed form encoding"))?;
+            let slot = match name.as_str() {
+                "grant_type" => &mut form.grant_type,
+                "scope" => &mut form.scope,
+                "client_id" => &mut form.client_id,
+                "client_secret" => &mut form.client_secret,
+                _ => continue,
+            };
+            if slot.is_some() {
+                return Err(IssuerError::InvalidRequest("a parameter is repeated"));
+            }
+            *slot = Some(
+                form_decode(value).ok_or(IssuerError::InvalidRequest("malformed form encoding"))?,
+            );
+        }
+        Ok(form)
+    }
+}
+
+#[derive(Serialize)]
+struct TokenResponse<'a> {
+    access_token: &'a str,
+    token_type: &'static str,
+    expires_in: u64,
+    scope: &'a str,
+}
+
+/// Handles one token request; always answers, counting the outcome.
+pub async fn handle<B>(
+    issuer: &Issuer,
+    headers: &HeaderMap,
+    body: B,
+    peer: IpAddr,
+) -> Response<Full<Bytes>>
+where
+    B: Body,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let result = issue(issuer, headers, body, peer).await;
+    let outcome = match &result {
+        Ok(_) => "issued",
+        Err(e) => e.outcome(),
+    };
+    counter!(TOKEN_REQUESTS, "outcome" => outcome).increment(1);
+    result.unwrap_or_else(IssuerError::into_response)
+}
+
+async fn issue<B>(
+    issuer: &Issuer,
+    headers: &HeaderMap,
+    body: B,
+    peer: IpAddr,
+) -> Result<Response<Full<Bytes>>, IssuerError>
+where
+    B: Body,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    if !media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return Err(IssuerError::InvalidRequest(
+            "Content-Type must be application/x-www-form-urlencoded",
+        ));
+    }
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(IssuerError::PayloadTooLarge);
+    }
+    let body = Limited::new(body, MAX_BODY_BYTES)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                IssuerError::PayloadTooLarge
+            } else {
+                IssuerError::InvalidRequest("could not read the request body")
+            }
+        })?
+        .to_bytes();
+    let form = TokenForm::parse(&body)?;
+    let grant_type = form
+        .grant_type
+        .clone()
+        .ok_or(IssuerError::InvalidRequest("grant_type is missing"))?;
+    let creds = credentials(headers, &form)?;
+
+    let live = issuer.live();
+    let now = issuer.now();
+    let limiter = &live.limiter;
+    let client_key = LimitKey::Client(creds.id.clone());
+    let ip_key = LimitKey::Ip(peer);
+    if let Some(wait) = limiter
+        .blocked(&ip_key, now)
+        .or_else(|| limiter.blocked(&client_key, now))
+    {
+        return Err(IssuerError::RateLimited(wait));
+    }
+
+    let client = live.clients.get(&creds.id).cloned();
+    // An unknown client costs the same work as a known one with a wrong secret.
+    let hash = client
+        .as_ref()
+        .map(|c| c.secret_hash.clone())
+        .unwrap_or_else(|| live.dummy_hash.clone());
+    let authenticated = if matches!(hash, keyshift_core::secret::SecretHash::Argon2id(_)) {
+        let secret = creds.secret.clone();
+        tokio::task::spawn_blocking(move || hash.verify(secret.as_bytes()))
+            .await
+            .map_err(|e| IssuerError::Internal(e.to_string()))?
+    } else {
+        hash.verify(creds.secret.as_bytes())
+    };
+    let client = match client {
+        Some(c) if authenticated => c,
+        _ => {
+            limiter.record_failure(ip_key, now);
+            limiter.record_failure(client_key, now);
+            tracing::debug!(client = %creds.id.escape_debug(), %peer, "client authentication failed");
+            return Err(IssuerError::InvalidClient { basic: creds.basic });
+        }
+    };
+
+    if grant_type != "client_credentials" {
+        return Err(IssuerError::UnsupportedGrantType);
+    }
+    let scope = grant_scope(form.scope.as_deref(), &client.scopes)?;
+
+    let (token, claims) = live
+        .signer
+        .mint(
+            &live.template,
+            TokenRequest {
+                client_id: &client.id,
+                scope: &scope,
+                now: now.as_secs(),
+            },
+        )
+        .map_err(|e| IssuerError::Internal(e.to_string()))?;
+    counter!(TOKENS_ISSUED, "alg" => live.signer.alg().as_str(), "client" => client.id.clone())
+        .increment(1);
+
+    let body = serde_json::to_vec(&TokenResponse {
+        access_token: &token,
+        token_type: "Bearer",
+        expires_in: claims.exp - claims.iat,
+        scope: &scope,
+    })
+    .map_err(|e| IssuerError::Internal(e.to_string()))?;
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok(resp)
+}
+
+/// The scope to grant: the requested scopes if all are allowed (order kept,
+/// duplicates dropped), else `invalid_scope`; all allowed scopes when none is asked.
+pub fn grant_scope(requested: Option<&str>, allowed: &[String]) -> Result<String, IssuerError> {
+    let requested = requested.map(str::trim).filter(|s| !s.is_empty());
+    let Some(requested) = requested else {
+        return Ok(allowed.join(" "));
+    };
+    let mut granted: Vec<&str> = Vec::new();
+    for s in requested.split(' ').filter(|s| !s.is_empty()) {
+        if !is_scope_token(s) || !allowed.iter().any(|a| a == s) {
+            return Err(IssuerError::InvalidScope);
+        }
+        if !granted.contains(&s) {
+            granted.push(s);
+        }
+    }
+    Ok(granted.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_refuses_repeated_parameters_and_decodes_values() {
+        let f = TokenForm::parse(b"grant_type=client_credentials&scope=read+write&x=1&x=2")
+            .expect("valid");
+        assert_eq!(f.scope.as_deref(), Some("read write"));
+        assert!(matches!(
+            TokenForm::parse(b"scope=a&scope=b"),
+            Err(IssuerError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            TokenForm::parse(b"scope=%ff"),
+            Err(IssuerError::InvalidRequest(_))
+        ));
+    }
+
+    #[test]
+    fn scope_is_narrowed_never_escalated() {
+        let allowed = vec!["read".to_owned(), "write".to_owned()];
+        assert_eq!(grant_scope(None, &allowed).expect("default"), "read write");
+        assert_eq!(
+            grant_scope(Some(""), &allowed).expect("empty"),
+            "read write"
+        );
+        assert_eq!(
+            grant_scope(Some("write"), &allowed).expect("narrow"),
+            "write"
+        );
+        assert_eq!(
+            grant_scope(Some("write read write"), &allowed).expect("dedup"),
+            "write read"
+        );
+        assert!(matches!(
+            grant_scope(Some("read admin"), &allowed),
+            Err(IssuerError::InvalidScope)
+        ));
+        assert!(matches!(
+            grant_scope(Some("re\"ad"), &allowed),
+            Err(IssuerError::InvalidScope)
+        ));
+    }
+}
