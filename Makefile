@@ -1,0 +1,35 @@
+# keyshift: `make run` to try it, `make test` to check everything.
+CARGO ?= cargo
+JOBS ?= 2
+
+.PHONY: run test lint bench loadtest doc build
+
+## run: start issuer and verifier on loopback with a generated config in ./.keyshift/
+run:
+	$(CARGO) run -j$(JOBS) -q -p keyshift -- dev
+
+## build: debug build of the workspace
+build:
+	$(CARGO) build -j$(JOBS) --workspace
+
+## test: every test of the workspace (unit, service, end-to-end with the real binary)
+test:
+	$(CARGO) test -j$(JOBS) --workspace
+
+## lint: formatting and clippy, as CI runs them
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy -j$(JOBS) --workspace --all-targets -- -D warnings
+
+## bench: criterion benches of the hot paths
+bench:
+	$(CARGO) bench -j$(JOBS) -p keyshift-benches
+
+## loadtest: release build, issuer + verifier on loopback, goose across the migration phases
+loadtest:
+	$(CARGO) build -j$(JOBS) --release -p keyshift -p keyshift-loadtest
+	./target/release/keyshift-loadtest --keyshift ./target/release/keyshift $(ARGS)
+
+## doc: API docs of the workspace
+doc:
+	$(CARGO) doc -j$(JOBS) --workspace --no-deps

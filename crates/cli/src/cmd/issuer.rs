@@ -1,0 +1,91 @@
+//! `keyshift issuer --config F`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use keyshift_core::clock::system_clock;
+use keyshift_issuer::Issuer;
+use tokio::net::TcpListener;
+
+use super::{load_config, runtime};
+use crate::{signals, telemetry};
+
+/// How often the issuer applies due rotation steps and picks up offline key changes.
+const KEY_TICK: Duration = Duration::from_secs(30);
+
+/// Runs the issuer until SIGTERM/SIGINT.
+pub fn run(config_path: &Path) -> anyhow::Result<()> {
+    telemetry::init_logging();
+    let config = load_config(config_path)?;
+    let issuer_config = config.require_issuer()?.clone();
+    runtime()?.block_on(serve(config_path.to_owned(), config.phase, issuer_config))
+}
+
+async fn serve(
+    config_path: PathBuf,
+    phase: keyshift_core::Phase,
+    config: keyshift_core::config::IssuerConfig,
+) -> anyhow::Result<()> {
+    let (handle, render) = telemetry::install_prometheus(&[])?;
+    keyshift_issuer::metrics::describe();
+    let (term, int, mut hup) = signals::install().context("cannot install signal handlers")?;
+    let issuer = Issuer::start(phase, config.clone(), system_clock(), render)
+        .await
+        .context("issuer")?;
+    let issuer = Arc::new(issuer);
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("issuer.listen: cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr().context("listener address")?;
+    let live = issuer.live();
+    println!(
+        "keyshift issuer listening on http://{addr} (phase {}, signs {} with kid {})",
+        live.phase,
+        live.signer.alg(),
+        live.signer.kid()
+    );
+    drop(live);
+    tokio::spawn(telemetry::upkeep(handle));
+
+    let background = issuer.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(KEY_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = hup.recv() => reload(&background, &config_path).await,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = background.maintain_keys().await {
+                tracing::error!(error = %e, "key maintenance failed; keeping the current keys");
+            }
+        }
+    });
+
+    keyshift_issuer::run(listener, issuer, signals::shutdown(term, int)).await;
+    tracing::info!("issuer stopped");
+    Ok(())
+}
+
+async fn reload(issuer: &Issuer, path: &Path) {
+    tracing::info!(config = %path.display(), "SIGHUP: reloading config and keys");
+    let config = match keyshift_core::Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "config reload failed; keeping the running config");
+            return;
+        }
+    };
+    let section = match config.require_issuer() {
+        Ok(s) => s.clone(),
+        Err(e) => {
+            tracing::error!(error = %e, "config reload failed; keeping the running config");
+            return;
+        }
+    };
+    if let Err(e) = issuer.reload(config.phase, section).await {
+        tracing::error!(error = %e, "config reload failed; keeping the running config");
+    }
+}

@@ -1,0 +1,71 @@
+//! `keyshift token --config F --client ID`: mints a token offline, from the
+//! key directory and secret the issuer uses, for scripts and tests.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use keyshift_core::clock::{Clock, SystemClock};
+use keyshift_core::Alg;
+use keyshift_issuer::keystore::KeyStore;
+use keyshift_issuer::mint::{Signer, TokenRequest, TokenTemplate};
+use keyshift_issuer::routes::token::grant_scope;
+
+use super::load_config;
+
+/// Flags of `keyshift token`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The config file.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// A client id from `[[issuer.clients]]`.
+    #[arg(long)]
+    client: String,
+    /// Space-delimited scopes (a subset of the client's); default: all it may have.
+    #[arg(long)]
+    scope: Option<String>,
+}
+
+/// Prints one token for the client, signed as the issuer would sign it now.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let config = load_config(&args.config)?;
+    let issuer = config.require_issuer()?;
+    let Some(client) = issuer.clients.iter().find(|c| c.id == args.client) else {
+        bail!("no client `{}` in issuer.clients", args.client);
+    };
+    let scope = grant_scope(args.scope.as_deref(), &client.scopes).map_err(|_| {
+        anyhow::anyhow!(
+            "--scope: not a subset of the client's scopes [{}]",
+            client.scopes.join(" ")
+        )
+    })?;
+    let signer = match config.phase.signs() {
+        Alg::Hs256 => {
+            let secret = issuer
+                .load_secret()?
+                .context("issuer.hs256_secret_file is not set")?;
+            Signer::hs256(&secret)
+        }
+        Alg::Rs256 => {
+            let keys = KeyStore::new(&issuer.key_dir)
+                .load()
+                .context("issuer.key_dir")?;
+            Signer::rs256(keys.active().context("issuer.key_dir: no active key")?)
+        }
+    };
+    let template = TokenTemplate {
+        issuer: issuer.issuer.clone(),
+        audience: issuer.audience.clone(),
+        ttl: issuer.token_ttl,
+    };
+    let (token, _) = signer.mint(
+        &template,
+        TokenRequest {
+            client_id: &client.id,
+            scope: &scope,
+            now: SystemClock.now_secs(),
+        },
+    )?;
+    println!("{token}");
+    Ok(())
+}

@@ -1,0 +1,86 @@
+//! `keyshift`: the one binary. It parses flags, loads config, builds the
+//! runtime and hands off to the library crates; it owns the Prometheus
+//! exporter and the signal handling.
+
+mod cmd;
+mod signals;
+mod telemetry;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Move a fleet of services from a shared HS256 secret to RS256 tokens
+/// without downtime.
+#[derive(Debug, Parser)]
+#[command(name = "keyshift", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the issuer (token endpoint, JWKS, key rotation).
+    Issuer {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run issuer and verifier on loopback with a generated config in ./.keyshift/.
+    Dev(cmd::dev::Args),
+    /// Manage the issuer's key directory offline.
+    Keys(cmd::keys::Args),
+    /// Mint a token for a configured client (for scripts and tests).
+    Token(cmd::token::Args),
+    /// Config file tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Client secret tools.
+    Secret {
+        #[command(subcommand)]
+        command: SecretCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file and print the effective settings.
+    Check {
+        /// The config file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretCommand {
+    /// Read a client secret on stdin and print its `secret_hash` value.
+    Hash(cmd::secret::HashArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Issuer { config } => cmd::issuer::run(&config),
+        Command::Dev(args) => cmd::dev::run(args),
+        Command::Keys(args) => cmd::keys::run(args),
+        Command::Token(args) => cmd::token::run(args),
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => cmd::config::check(&file),
+        Command::Secret {
+            command: SecretCommand::Hash(args),
+        } => cmd::secret::hash(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One line, naming the cause chain, for humans and log scrapers alike.
+            eprintln!("keyshift: error: {err:#}");
+            ExitCode::from(cmd::exit_code(&err))
+        }
+    }
+}

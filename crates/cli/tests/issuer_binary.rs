@@ -1,0 +1,171 @@
+//! End to end: the real `keyshift` binary as an issuer, and its offline commands.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, fetch_token, http, keyshift, token_alg, Service};
+use keyshift_core::secret::SecretHash;
+use nix::sys::signal::Signal;
+
+fn write_config(dir: &std::path::Path, phase: &str) -> std::path::PathBuf {
+    let hash = SecretHash::sha256_of(b"s3cret").to_config_string();
+    let text = format!(
+        r#"phase = "{phase}"
+[issuer]
+listen = "127.0.0.1:0"
+issuer = "http://127.0.0.1"
+audience = "https://api.test"
+hs256_secret_file = "hs256.secret"
+
+[[issuer.clients]]
+id = "svc-a"
+secret_hash = "{hash}"
+scopes = ["read", "write"]
+"#
+    );
+    let path = dir.join("keyshift.toml");
+    std::fs::write(&path, text).expect("config");
+    path
+}
+
+#[test]
+fn issuer_binary_serves_reloads_on_sighup_and_drains_on_sigterm() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        tmp.path().join("hs256.secret"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .expect("secret");
+    let config = write_config(tmp.path(), "dual");
+    let mut issuer = Service::start("issuer", &config);
+
+    let token = fetch_token(issuer.addr, "svc-a", "s3cret");
+    assert_eq!(token_alg(&token), "HS256");
+    let jwks = http(issuer.addr, "GET", "/.well-known/jwks.json", &[], b"");
+    assert_eq!(jwks.json()["keys"].as_array().map(Vec::len), Some(1));
+
+    // The offline tools see the same key directory.
+    let list = keyshift()
+        .args(["keys", "list", "--config"])
+        .arg(&config)
+        .output()
+        .expect("keys list");
+    assert!(list.status.success());
+    let listing = String::from_utf8_lossy(&list.stdout);
+    assert!(listing.contains("active"), "{listing}");
+    let minted = keyshift()
+        .args(["token", "--client", "svc-a", "--scope", "read", "--config"])
+        .arg(&config)
+        .output()
+        .expect("token");
+    assert!(
+        minted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&minted.stderr)
+    );
+    assert_eq!(
+        token_alg(String::from_utf8_lossy(&minted.stdout).trim()),
+        "HS256"
+    );
+
+    // Phase switch by config edit + SIGHUP: the next token is RS256.
+    write_config(tmp.path(), "transition");
+    issuer.signal(Signal::SIGHUP);
+    assert!(
+        eventually(Duration::from_secs(10), || token_alg(&fetch_token(
+            issuer.addr,
+            "svc-a",
+            "s3cret"
+        )) == "RS256"),
+        "issuer did not switch to RS256 after SIGHUP"
+    );
+
+    // A broken config on SIGHUP keeps the running one.
+    std::fs::write(&config, "phase = \"sideways\"\n").expect("break config");
+    issuer.signal(Signal::SIGHUP);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        token_alg(&fetch_token(issuer.addr, "svc-a", "s3cret")),
+        "RS256"
+    );
+
+    let metrics = http(issuer.addr, "GET", "/metrics", &[], b"").text();
+    assert!(
+        metrics.contains("keyshift_tokens_issued_total{alg=\"HS256\",client=\"svc-a\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("keyshift_tokens_issued_total{alg=\"RS256\",client=\"svc-a\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("keyshift_phase_info{phase=\"transition\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("keyshift_signing_keys{state=\"active\"} 1"),
+        "{metrics}"
+    );
+
+    issuer.signal(Signal::SIGTERM);
+    assert!(issuer.wait_exit().success());
+}
+
+#[test]
+fn bad_config_names_the_field_and_exits_2() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("bad.toml");
+    std::fs::write(&path, "phase = \"dual\"\n[issuer]\nissuer = \"http://x\"\naudience = \"a\"\nhs256_secret_file = \"s\"\ntoken_ttl = \"soon\"\n").expect("write");
+    for args in [vec!["issuer", "--config"], vec!["config", "check"]] {
+        let out = keyshift().args(&args).arg(&path).output().expect("run");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(err.contains("issuer.token_ttl"), "{err}");
+    }
+}
+
+#[test]
+fn config_check_prints_effective_settings() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        tmp.path().join("hs256.secret"),
+        "0123456789abcdef0123456789abcdef",
+    )
+    .expect("secret");
+    let path = write_config(tmp.path(), "dual");
+    let out = keyshift()
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("token_ttl = \"15m\""), "{text}");
+    assert!(text.contains("key_prepublish = \"15m\""), "{text}");
+}
+
+#[test]
+fn secret_hash_reads_stdin() {
+    use std::io::Write;
+    let mut child = keyshift()
+        .args(["secret", "hash"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"s3cret\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    let printed = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(printed, SecretHash::sha256_of(b"s3cret").to_config_string());
+}
