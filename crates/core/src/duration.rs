@@ -65,7 +65,8 @@ impl FromStr for HumanDuration {
 }
 
 impl fmt::Display for HumanDuration {
-    /// The shortest exact form: `90d`, `15m`, `1h30m`, `250ms`.
+    /// An exact form as people write it: `90d`, `24h`, `15m`, `1h30m`, `250ms`
+    /// (days only for whole days beyond one).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = self.0;
         if d.is_zero() {
@@ -75,7 +76,10 @@ impl fmt::Display for HumanDuration {
             return write!(f, "{}ms", d.as_millis());
         }
         let mut secs = d.as_secs();
-        for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if secs >= 2 * 86_400 && secs % 86_400 == 0 && d.subsec_millis() == 0 {
+            return write!(f, "{}d", secs / 86_400);
+        }
+        for (unit, size) in [("h", 3600), ("m", 60), ("s", 1)] {
             if secs >= size {
                 write!(f, "{}{unit}", secs / size)?;
                 secs %= size;
@@ -149,7 +153,7 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        for s in ["90d", "15m", "1h30m", "250ms", "0s", "1d1s"] {
+        for s in ["90d", "24h", "15m", "1h30m", "250ms", "0s", "24h1s", "36h"] {
             let parsed: HumanDuration = s.parse().expect("valid");
             assert_eq!(parsed.to_string(), s);
         }
