@@ -28,6 +28,8 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Run the verifier (forward-auth endpoint, JWKS cache).
+    Verifier(cmd::verifier::Args),
     /// Run issuer and verifier on loopback with a generated config in ./.keyshift/.
     Dev(cmd::dev::Args),
     /// Manage the issuer's key directory offline.
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Issuer { config } => cmd::issuer::run(&config),
+        Command::Verifier(args) => cmd::verifier::run(args),
         Command::Dev(args) => cmd::dev::run(args),
         Command::Keys(args) => cmd::keys::run(args),
         Command::Token(args) => cmd::token::run(args),

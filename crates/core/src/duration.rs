@@ -76,7 +76,7 @@ impl fmt::Display for HumanDuration {
             return write!(f, "{}ms", d.as_millis());
         }
         let mut secs = d.as_secs();
-        if secs >= 2 * 86_400 && secs % 86_400 == 0 && d.subsec_millis() == 0 {
+        if secs >= 2 * 86_400 && secs.is_multiple_of(86_400) && d.subsec_millis() == 0 {
             return write!(f, "{}d", secs / 86_400);
         }
         for (unit, size) in [("h", 3600), ("m", 60), ("s", 1)] {

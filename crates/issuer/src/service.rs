@@ -16,13 +16,11 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::error::IssuerError;
@@ -88,48 +86,12 @@ impl hyper::service::Service<Request<Incoming>> for IssuerService {
     }
 }
 
-/// How long in-flight requests get to finish after shutdown is asked.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Serves until `shutdown` resolves, then drains open connections for at
-/// most [`DRAIN_TIMEOUT`].
+/// Serves the issuer until `shutdown` resolves, then drains (see [`keyshift_http::serve`]).
 pub async fn run(listener: TcpListener, issuer: Arc<Issuer>, shutdown: impl Future<Output = ()>) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .header_read_timeout(Duration::from_secs(10))
-        .timer(hyper_util::rt::TokioTimer::new());
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer): (_, SocketAddr) = match accepted {
-                    Ok(x) => x,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off, keep serving.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let service = IssuerService::new(issuer.clone(), peer.ip());
-                let conn = builder.serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
-            }
-            () = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("drain timed out; closing remaining connections");
-    }
+    keyshift_http::serve(
+        listener,
+        move |peer: SocketAddr| IssuerService::new(issuer.clone(), peer.ip()),
+        shutdown,
+    )
+    .await;
 }

@@ -42,11 +42,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let config_path = ensure_files(&args.dir, args.phase)?;
     let config = load_config(&config_path)?;
     let issuer = config.require_issuer()?.clone();
+    let verifier = config.require_verifier()?.clone();
     let exe = std::env::current_exe().context("cannot find the keyshift executable")?;
     runtime()?.block_on(async move {
         let (term, int, mut hup) = signals::install().context("signal handlers")?;
         let mut children: Vec<(&str, Child)> = Vec::new();
-        for (name, addr) in [("issuer", issuer.listen)] {
+        for (name, addr) in [("issuer", issuer.listen), ("verifier", verifier.listen)] {
             let child = Command::new(&exe)
                 .arg(name)
                 .arg("--config")
@@ -57,7 +58,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             children.push((name, child));
             wait_listening(addr, &mut children).await?;
         }
-        print_session(&args.dir, &config_path, &issuer.listen, &children);
+        print_session(
+            &args.dir,
+            &config_path,
+            &issuer.listen,
+            &verifier.listen,
+            &children,
+        );
         let shutdown = signals::shutdown(term, int);
         tokio::pin!(shutdown);
         loop {
@@ -140,7 +147,13 @@ async fn wait_listening(addr: SocketAddr, children: &mut [(&str, Child)]) -> any
     bail!("nothing listens on {addr} after 20s")
 }
 
-fn print_session(dir: &Path, config: &Path, issuer: &SocketAddr, children: &[(&str, Child)]) {
+fn print_session(
+    dir: &Path,
+    config: &Path,
+    issuer: &SocketAddr,
+    verifier: &SocketAddr,
+    children: &[(&str, Child)],
+) {
     let d = dir.display();
     let pids: Vec<String> = children
         .iter()
@@ -157,6 +170,14 @@ Try it:
 
   # keep the access token in a variable
   TOKEN=$(curl -s -u {DEV_CLIENT}:$(cat {d}/{DEV_CLIENT}.secret) -d grant_type=client_credentials http://{issuer}/oauth/token | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+
+  # check it as nginx auth_request / Traefik ForwardAuth / Envoy ext_authz would
+  curl -si -H "Authorization: Bearer $TOKEN" http://{verifier}/verify
+  curl -si -H "Authorization: Bearer $TOKEN" "http://{verifier}/verify?scope=admin"   # 403 insufficient_scope
+
+  # how far the migration is, and the verifier's key cache
+  curl -s http://{verifier}/migration
+  curl -s http://{verifier}/keys
 
   # the public keys and the discovery document
   curl -s http://{issuer}/.well-known/jwks.json

@@ -6,6 +6,7 @@ pub mod issuer;
 pub mod keys;
 pub mod secret;
 pub mod token;
+pub mod verifier;
 
 use std::path::Path;
 

@@ -1,0 +1,122 @@
+//! `keyshift verifier --config F [--accept hs256,rs256]`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use keyshift_core::clock::system_clock;
+use keyshift_core::config::VerifierConfig;
+use keyshift_core::{AcceptSet, Alg, Config, ConfigError, Phase};
+use keyshift_verifier::{State, Verifier};
+use tokio::net::TcpListener;
+
+use super::{load_config, runtime};
+use crate::{signals, telemetry};
+
+/// Flags of `keyshift verifier`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The config file.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Override of the accepted algorithms (e.g. `hs256,rs256`); wins over
+    /// `verifier.accept` and the phase's default.
+    #[arg(long, value_delimiter = ',')]
+    accept: Option<Vec<Alg>>,
+}
+
+/// Loads the config and applies the `--accept` override, refusing HS256 in phase asymmetric.
+fn effective(path: &Path, accept: Option<&[Alg]>) -> anyhow::Result<(Phase, VerifierConfig)> {
+    let config: Config = load_config(path)?;
+    let mut section = config.require_verifier()?.clone();
+    if let Some(list) = accept {
+        let set: AcceptSet = list.iter().copied().collect();
+        if config.phase == Phase::Asymmetric && set.contains(Alg::Hs256) {
+            return Err(ConfigError::Invalid {
+                field: "--accept".into(),
+                message: "HS256 cannot be accepted in phase asymmetric".into(),
+            }
+            .into());
+        }
+        if set.contains(Alg::Rs256) && section.jwks_url.is_none() {
+            return Err(ConfigError::Invalid {
+                field: "verifier.jwks_url".into(),
+                message: "missing; --accept includes RS256".into(),
+            }
+            .into());
+        }
+        if set.contains(Alg::Hs256) && section.hs256_secret_file.is_none() {
+            return Err(ConfigError::Invalid {
+                field: "verifier.hs256_secret_file".into(),
+                message: "missing; --accept includes HS256".into(),
+            }
+            .into());
+        }
+        section.accept = set;
+        section.accept_overridden = true;
+    }
+    Ok((config.phase, section))
+}
+
+/// Runs the verifier until SIGTERM/SIGINT.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    telemetry::init_logging();
+    let (phase, section) = effective(&args.config, args.accept.as_deref())?;
+    let secret = section
+        .load_secret()
+        .with_context(|| args.config.display().to_string())?;
+    runtime()?.block_on(serve(args, phase, section, secret))
+}
+
+async fn serve(
+    args: Args,
+    phase: Phase,
+    section: VerifierConfig,
+    secret: Option<keyshift_core::secret::HmacSecret>,
+) -> anyhow::Result<()> {
+    let (handle, render) = telemetry::install_prometheus(&[(
+        keyshift_verifier::metrics::VERIFY_DURATION,
+        keyshift_verifier::metrics::VERIFY_DURATION_BUCKETS,
+    )])?;
+    keyshift_verifier::metrics::describe();
+    let (term, int, mut hup) = signals::install().context("cannot install signal handlers")?;
+    let verifier = Arc::new(Verifier::new(phase, &section, secret, system_clock())?);
+    let listener = TcpListener::bind(section.listen)
+        .await
+        .with_context(|| format!("verifier.listen: cannot listen on {}", section.listen))?;
+    let addr = listener.local_addr().context("listener address")?;
+    println!(
+        "keyshift verifier listening on http://{addr} (phase {phase}, accepts {})",
+        section.accept
+    );
+    tokio::spawn(telemetry::upkeep(handle));
+    tokio::spawn(verifier.clone().run_refresher());
+
+    let background = verifier.clone();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!(config = %args.config.display(), "SIGHUP: reloading config and refetching the JWKS");
+            match effective(&args.config, args.accept.as_deref()).and_then(|(phase, section)| {
+                let secret = section.load_secret()?;
+                background.reload(phase, &section, secret)?;
+                Ok(())
+            }) {
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "config reload failed; keeping the running config")
+                }
+            }
+            if let Some(jwks) = background.jwks() {
+                jwks.force_refresh().await;
+            }
+        }
+    });
+
+    let state = Arc::new(State {
+        verifier,
+        render_metrics: render,
+    });
+    keyshift_verifier::run(listener, state, signals::shutdown(term, int)).await;
+    tracing::info!("verifier stopped");
+    Ok(())
+}

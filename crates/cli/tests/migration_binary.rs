@@ -1,0 +1,156 @@
+//! End to end: the real issuer and verifier binaries walk the migration
+//! (dual → transition → asymmetric) by config edit + SIGHUP while a client
+//! keeps minting and verifying tokens; not one request may fail.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{eventually, fetch_token, http, token_alg, Service};
+use keyshift_core::secret::SecretHash;
+use nix::sys::signal::Signal;
+
+fn write_config(dir: &std::path::Path, phase: &str, issuer_port: u16) -> std::path::PathBuf {
+    let hash = SecretHash::sha256_of(b"s3cret").to_config_string();
+    let text = format!(
+        r#"phase = "{phase}"
+[issuer]
+listen = "127.0.0.1:{issuer_port}"
+issuer = "http://127.0.0.1"
+audience = "https://api.test"
+hs256_secret_file = "hs256.secret"
+
+[[issuer.clients]]
+id = "svc-a"
+secret_hash = "{hash}"
+scopes = ["read", "write"]
+
+[verifier]
+listen = "127.0.0.1:0"
+issuer = "http://127.0.0.1"
+audience = "https://api.test"
+jwks_url = "http://127.0.0.1:{issuer_port}/.well-known/jwks.json"
+hs256_secret_file = "hs256.secret"
+"#
+    );
+    let path = dir.join("keyshift.toml");
+    std::fs::write(&path, text).expect("config");
+    path
+}
+
+fn verify(verifier: std::net::SocketAddr, token: &str) -> common::HttpResponse {
+    http(
+        verifier,
+        "GET",
+        "/verify",
+        &[("Authorization", &format!("Bearer {token}"))],
+        b"",
+    )
+}
+
+#[test]
+fn phase_switches_by_sighup_fail_no_request() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        tmp.path().join("hs256.secret"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .expect("secret");
+    // The issuer needs a fixed port in the verifier's jwks_url: take a free one.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let config = write_config(tmp.path(), "dual", port);
+    let issuer = Service::start("issuer", &config);
+    let verifier = Service::start("verifier", &config);
+    let (ia, va) = (issuer.addr, verifier.addr);
+
+    // A client that never stops: mint, verify, count.
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let worker = {
+        let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
+        std::thread::spawn(move || {
+            for _ in 0..100_000 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let token = fetch_token(ia, "svc-a", "s3cret");
+                let resp = verify(va, &token);
+                if resp.status == 200 {
+                    ok.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    failures.lock().expect("lock").push(format!(
+                        "{} {} {:?}",
+                        token_alg(&token),
+                        resp.status,
+                        resp.header("www-authenticate")
+                    ));
+                }
+            }
+        })
+    };
+    let wait_ok = |n: u64| {
+        let target = ok.load(Ordering::SeqCst) + n;
+        assert!(
+            eventually(Duration::from_secs(20), || ok.load(Ordering::SeqCst)
+                >= target),
+            "traffic stalled"
+        );
+    };
+
+    wait_ok(20);
+    for phase in ["transition", "asymmetric"] {
+        write_config(tmp.path(), phase, port);
+        // Issuer first when it stops signing HS256; then the verifiers.
+        issuer.signal(Signal::SIGHUP);
+        assert!(
+            eventually(Duration::from_secs(10), || token_alg(&fetch_token(
+                ia, "svc-a", "s3cret"
+            )) == "RS256"),
+            "issuer did not switch to RS256"
+        );
+        verifier.signal(Signal::SIGHUP);
+        assert!(
+            eventually(Duration::from_secs(10), || {
+                http(va, "GET", "/migration", &[], b"").json()["phase"] == phase
+            }),
+            "verifier did not switch to {phase}"
+        );
+        wait_ok(20);
+    }
+
+    stop.store(true, Ordering::SeqCst);
+    worker.join().expect("worker");
+    let failures = failures.lock().expect("lock");
+    assert!(failures.is_empty(), "failed requests: {failures:?}");
+
+    // In phase asymmetric an HS256 token (minted offline with the old secret) is refused.
+    let hs = common::keyshift()
+        .args(["token", "--client", "svc-a", "--config"])
+        .arg(write_config(tmp.path(), "dual", port))
+        .output()
+        .expect("token");
+    let hs_token = String::from_utf8_lossy(&hs.stdout).trim().to_owned();
+    assert_eq!(token_alg(&hs_token), "HS256");
+    let resp = verify(va, &hs_token);
+    assert_eq!(resp.status, 401);
+
+    let metrics = http(va, "GET", "/metrics", &[], b"").text();
+    assert!(
+        metrics.contains("keyshift_verify_total{alg=\"RS256\",outcome=\"accepted\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("keyshift_verify_total{alg=\"HS256\",outcome=\"accepted\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("keyshift_phase_info{phase=\"asymmetric\"} 1"),
+        "{metrics}"
+    );
+}

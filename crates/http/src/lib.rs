@@ -1,0 +1,83 @@
+//! keyshift-http: the accept loop both services share. One hyper HTTP/1
+//! connection task per socket, a header read timeout, and on shutdown a
+//! graceful drain bounded by [`DRAIN_TIMEOUT`].
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! keyshift_http::serve(listener, |_peer| {
+//!     hyper::service::service_fn(|_req| async {
+//!         Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from("hi"))))
+//!     })
+//! }, std::future::pending()).await;
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::service::Service;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+/// How long in-flight requests get to finish after shutdown is asked.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send its request headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves connections until `shutdown` resolves, then stops accepting and
+/// drains open connections for at most [`DRAIN_TIMEOUT`]. `make` builds the
+/// service of one connection from the peer address.
+pub async fn serve<M, S, B>(listener: TcpListener, make: M, shutdown: impl Future<Output = ()>)
+where
+    M: Fn(SocketAddr) -> S,
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .timer(TokioTimer::new());
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let conn = builder.serve_connection(TokioIo::new(stream), make(peer));
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("drain timed out; closing remaining connections");
+    }
+}

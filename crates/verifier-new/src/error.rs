@@ -1,0 +1,178 @@
+//! Why a token was not accepted, one variant per `outcome` label of
+//! `keyshift_verify_total` (plus the one fault that is ours, not the client's).
+
+use keyshift_core::Alg;
+
+/// A rejection, or a failure to decide.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// No bearer token in the request (outcome `missing`).
+    #[error("no bearer token")]
+    Missing,
+    /// Not a compact JWS we can read: size, segments, base64url, header JSON,
+    /// or a `crit` header we do not understand (outcome `malformed`).
+    #[error("malformed token: {0}")]
+    Malformed(&'static str),
+    /// `alg` is not HS256/RS256, or not accepted in this phase (outcome `alg_disabled`).
+    #[error("algorithm not accepted")]
+    AlgDisabled,
+    /// RS256 with no `kid`, or a `kid` the JWKS does not have (outcome `unknown_kid`).
+    #[error("unknown key id")]
+    UnknownKid,
+    /// The signature does not verify with the key (outcome `bad_signature`).
+    #[error("bad signature")]
+    BadSignature,
+    /// `exp` is in the past beyond the leeway (outcome `expired`).
+    #[error("token expired")]
+    Expired,
+    /// `nbf` or `iat` is in the future beyond the leeway (outcome `not_yet_valid`).
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// A claim is missing, of the wrong type, duplicated, or wrong
+    /// (`iss`, `aud`, lifetime, `typ`) (outcome `bad_claims`).
+    #[error("invalid claims: {0}")]
+    BadClaims(&'static str),
+    /// The token lacks a required scope (outcome `insufficient_scope`).
+    #[error("insufficient scope")]
+    InsufficientScope,
+    /// RS256 keys are unavailable: never fetched, or stale beyond
+    /// `jwks_max_staleness`. Our fault: 503, not 401.
+    #[error("signing keys unavailable")]
+    KeysUnavailable,
+}
+
+impl VerifyError {
+    /// The `outcome` label (`KeysUnavailable` counts as `unknown_kid`: no key to check with).
+    pub const fn outcome(&self) -> Outcome {
+        match self {
+            VerifyError::Missing => Outcome::Missing,
+            VerifyError::Malformed(_) => Outcome::Malformed,
+            VerifyError::AlgDisabled => Outcome::AlgDisabled,
+            VerifyError::UnknownKid | VerifyError::KeysUnavailable => Outcome::UnknownKid,
+            VerifyError::BadSignature => Outcome::BadSignature,
+            VerifyError::Expired => Outcome::Expired,
+            VerifyError::NotYetValid => Outcome::NotYetValid,
+            VerifyError::BadClaims(_) => Outcome::BadClaims,
+            VerifyError::InsufficientScope => Outcome::InsufficientScope,
+        }
+    }
+
+    /// A short, fixed description for the RFC 6750 challenge (never token contents).
+    pub fn description(&self) -> &'static str {
+        match self {
+            VerifyError::Missing => "no bearer token",
+            VerifyError::Malformed(d) | VerifyError::BadClaims(d) => d,
+            VerifyError::AlgDisabled => "algorithm not accepted",
+            VerifyError::UnknownKid => "unknown key id",
+            VerifyError::BadSignature => "signature verification failed",
+            VerifyError::Expired => "token expired",
+            VerifyError::NotYetValid => "token not yet valid",
+            VerifyError::InsufficientScope => "insufficient scope",
+            VerifyError::KeysUnavailable => "signing keys unavailable",
+        }
+    }
+}
+
+/// The `outcome` label values of `keyshift_verify_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Verified.
+    Accepted,
+    /// See [`VerifyError::Expired`].
+    Expired,
+    /// See [`VerifyError::NotYetValid`].
+    NotYetValid,
+    /// See [`VerifyError::BadSignature`].
+    BadSignature,
+    /// See [`VerifyError::AlgDisabled`].
+    AlgDisabled,
+    /// See [`VerifyError::UnknownKid`].
+    UnknownKid,
+    /// See [`VerifyError::BadClaims`].
+    BadClaims,
+    /// See [`VerifyError::Malformed`].
+    Malformed,
+    /// See [`VerifyError::Missing`].
+    Missing,
+    /// See [`VerifyError::InsufficientScope`].
+    InsufficientScope,
+}
+
+impl Outcome {
+    /// Every outcome, for pre-registering metric handles.
+    pub const ALL: [Outcome; 10] = [
+        Outcome::Accepted,
+        Outcome::Expired,
+        Outcome::NotYetValid,
+        Outcome::BadSignature,
+        Outcome::AlgDisabled,
+        Outcome::UnknownKid,
+        Outcome::BadClaims,
+        Outcome::Malformed,
+        Outcome::Missing,
+        Outcome::InsufficientScope,
+    ];
+
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Expired => "expired",
+            Outcome::NotYetValid => "not_yet_valid",
+            Outcome::BadSignature => "bad_signature",
+            Outcome::AlgDisabled => "alg_disabled",
+            Outcome::UnknownKid => "unknown_kid",
+            Outcome::BadClaims => "bad_claims",
+            Outcome::Malformed => "malformed",
+            Outcome::Missing => "missing",
+            Outcome::InsufficientScope => "insufficient_scope",
+        }
+    }
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The `alg` label: HS256, RS256, or `other` for anything else (including `none`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AlgLabel {
+    /// HS256.
+    Hs256,
+    /// RS256.
+    Rs256,
+    /// Anything else, or unknown (unreadable header, missing token).
+    Other,
+}
+
+impl AlgLabel {
+    /// Every label, for pre-registering metric handles.
+    pub const ALL: [AlgLabel; 3] = [AlgLabel::Hs256, AlgLabel::Rs256, AlgLabel::Other];
+
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AlgLabel::Hs256 => "HS256",
+            AlgLabel::Rs256 => "RS256",
+            AlgLabel::Other => "other",
+        }
+    }
+
+    pub(crate) const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl From<Alg> for AlgLabel {
+    fn from(a: Alg) -> Self {
+        match a {
+            Alg::Hs256 => AlgLabel::Hs256,
+            Alg::Rs256 => AlgLabel::Rs256,
+        }
+    }
+}
+
+pub(crate) const fn outcome_index(o: Outcome) -> usize {
+    o.index()
+}

@@ -1,0 +1,437 @@
+//! The JWKS cache: RSA keys by `kid`, parsed once when fetched, read
+//! lock-free on the request path.
+//!
+//! - TTL from `Cache-Control: max-age`, clamped to `[jwks_min_ttl, jwks_max_ttl]`;
+//!   refreshed in the background at 80 % of it, so requests never wait for it.
+//! - An unknown kid refetches at most once per `unknown_kid_cooldown`, counted from
+//!   the last refetch an unknown kid caused; one fetch is in flight at a time
+//!   and concurrent waiters share it; unknown kids are then remembered
+//!   (`negative_cache_ttl`) so a flood of random kids costs no fetch.
+//! - A failed fetch (error status, timeout, garbage, empty set) never replaces
+//!   good keys; they keep serving until `jwks_max_staleness` past the last
+//!   success, then RS256 requests get [`VerifyError::KeysUnavailable`] (503).
+//!
+//! All time comes from the injected clock, so tests move it instead of sleeping.
+
+mod fetch;
+mod parse;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use keyshift_core::config::VerifierConfig;
+use keyshift_core::SharedClock;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+pub use fetch::{max_age, FetchError, Fetched, Fetcher, MAX_JWKS_BYTES};
+pub use parse::{parse_jwks, rsa_public_key_der, JwksError, RsaKey};
+
+use crate::error::VerifyError;
+use crate::metrics;
+
+/// Most unknown kids remembered at once.
+const NEGATIVE_CACHE_MAX: usize = 10_000;
+/// First retry delay after a failed fetch; doubles up to [`RETRY_MAX`].
+const RETRY_MIN: Duration = Duration::from_secs(2);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// The cache's timing settings.
+#[derive(Debug, Clone, Copy)]
+pub struct JwksSettings {
+    /// Lower bound of the TTL.
+    pub min_ttl: Duration,
+    /// Upper bound of the TTL.
+    pub max_ttl: Duration,
+    /// Least time between unknown-kid refetches.
+    pub cooldown: Duration,
+    /// How long an unknown kid is remembered.
+    pub negative_ttl: Duration,
+    /// How long stale keys keep serving while fetches fail.
+    pub max_staleness: Duration,
+}
+
+impl From<&VerifierConfig> for JwksSettings {
+    fn from(c: &VerifierConfig) -> Self {
+        JwksSettings {
+            min_ttl: c.jwks_min_ttl,
+            max_ttl: c.jwks_max_ttl,
+            cooldown: c.unknown_kid_cooldown,
+            negative_ttl: c.negative_cache_ttl,
+            max_staleness: c.jwks_max_staleness,
+        }
+    }
+}
+
+/// The keys of the last good fetch.
+#[derive(Debug, Default)]
+pub struct KeySnapshot {
+    keys: HashMap<String, Arc<RsaKey>>,
+    /// Bumped whenever the key set changes (the token cache keys on it).
+    pub generation: u64,
+    /// When these keys were fetched (clock time).
+    pub fetched_at: Duration,
+}
+
+impl KeySnapshot {
+    /// The number of keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether there is no key.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// The outcome of the last fetch, for `/keys` and the metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FetchOutcome {
+    /// 200 with a usable JWK Set.
+    Ok,
+    /// 304.
+    NotModified,
+    /// Anything else.
+    Error,
+}
+
+impl FetchOutcome {
+    /// The `outcome` label of `keyshift_jwks_fetch_total`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FetchOutcome::Ok => "ok",
+            FetchOutcome::NotModified => "not_modified",
+            FetchOutcome::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct FetchState {
+    etag: Option<String>,
+    body_digest: Option<[u8; 32]>,
+    ttl: Duration,
+    next_refresh: Duration,
+    last_attempt: Option<Duration>,
+    last_outcome: Option<FetchOutcome>,
+    last_error: Option<String>,
+    last_unknown_refetch: Option<Duration>,
+    failures: u32,
+    fetches: u64,
+}
+
+/// The JWKS cache of one verifier.
+pub struct JwksCache {
+    fetcher: Fetcher,
+    settings: JwksSettings,
+    clock: SharedClock,
+    snapshot: ArcSwap<KeySnapshot>,
+    /// Milliseconds of the last successful fetch, 0 for never (read on the request path).
+    last_success_ms: AtomicU64,
+    /// Never held across an `.await`.
+    state: Mutex<FetchState>,
+    /// Held across a fetch: the single flight. Never taken on the fast path.
+    flight: tokio::sync::Mutex<()>,
+    negative: Mutex<HashMap<String, Duration>>,
+}
+
+impl std::fmt::Debug for JwksCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwksCache")
+            .field("fetcher", &self.fetcher)
+            .field("keys", &self.snapshot.load().len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl JwksCache {
+    /// An empty cache for `fetcher`; nothing is fetched until asked.
+    pub fn new(fetcher: Fetcher, settings: JwksSettings, clock: SharedClock) -> JwksCache {
+        JwksCache {
+            fetcher,
+            settings,
+            clock,
+            snapshot: ArcSwap::from_pointee(KeySnapshot::default()),
+            last_success_ms: AtomicU64::new(0),
+            state: Mutex::new(FetchState::default()),
+            flight: tokio::sync::Mutex::new(()),
+            negative: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, FetchState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The key for `kid`, lock-free.
+    pub fn get(&self, kid: &str) -> Option<Arc<RsaKey>> {
+        self.snapshot.load().keys.get(kid).cloned()
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<KeySnapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Whether keys from a successful fetch exist and are within the maximum staleness.
+    pub fn usable(&self) -> bool {
+        let last = self.last_success_ms.load(Ordering::Acquire);
+        last != 0 && ms(self.clock.now()).saturating_sub(last) <= ms(self.settings.max_staleness)
+    }
+
+    /// Seconds a client should wait before retrying after a 503.
+    pub fn retry_after(&self) -> u64 {
+        let now = self.clock.now();
+        let next = self.state().next_refresh;
+        next.saturating_sub(now).as_secs().clamp(1, 60)
+    }
+
+    /// The slow path for a kid not in the snapshot: the single-flight,
+    /// cooldown-limited refetch, then the negative cache.
+    pub async fn lookup_unknown(&self, kid: &str) -> Result<Arc<RsaKey>, VerifyError> {
+        let now = self.clock.now();
+        if self.is_negative(kid, now) {
+            return Err(VerifyError::UnknownKid);
+        }
+        let _flight = self.flight.lock().await;
+        // A fetch we waited for may have brought it.
+        if let Some(key) = self.get(kid) {
+            return Ok(key);
+        }
+        let now = self.clock.now();
+        {
+            let mut state = self.state();
+            let cooling = state
+                .last_unknown_refetch
+                .is_some_and(|t| now < t + self.settings.cooldown);
+            if cooling {
+                drop(state);
+                self.remember_unknown(kid, now);
+                return Err(VerifyError::UnknownKid);
+            }
+            state.last_unknown_refetch = Some(now);
+        }
+        tracing::debug!("unknown kid: refetching the JWKS");
+        self.fetch_locked().await;
+        match self.get(kid) {
+            Some(key) => Ok(key),
+            None => {
+                self.remember_unknown(kid, self.clock.now());
+                Err(VerifyError::UnknownKid)
+            }
+        }
+    }
+
+    fn is_negative(&self, kid: &str, now: Duration) -> bool {
+        let negative = self.negative.lock().unwrap_or_else(|p| p.into_inner());
+        negative.get(kid).is_some_and(|until| now < *until)
+    }
+
+    fn remember_unknown(&self, kid: &str, now: Duration) {
+        let mut negative = self.negative.lock().unwrap_or_else(|p| p.into_inner());
+        if negative.len() >= NEGATIVE_CACHE_MAX {
+            negative.retain(|_, until| now < *until);
+            if negative.len() >= NEGATIVE_CACHE_MAX {
+                negative.clear();
+            }
+        }
+        negative.insert(kid.to_owned(), now + self.settings.negative_ttl);
+    }
+
+    /// Fetches if the refresh time has come and no fetch is in flight.
+    /// Returns whether it fetched.
+    pub async fn refresh_if_due(&self) -> bool {
+        let due = self.clock.now() >= self.state().next_refresh;
+        if !due {
+            return false;
+        }
+        let Ok(_flight) = self.flight.try_lock() else {
+            return false;
+        };
+        self.fetch_locked().await;
+        true
+    }
+
+    /// Fetches now (SIGHUP), waiting for a fetch in flight first.
+    pub async fn force_refresh(&self) -> FetchOutcome {
+        let _flight = self.flight.lock().await;
+        self.fetch_locked().await
+    }
+
+    /// One fetch; the caller holds `flight`.
+    async fn fetch_locked(&self) -> FetchOutcome {
+        let etag = {
+            let mut state = self.state();
+            state.fetches += 1;
+            state.last_attempt = Some(self.clock.now());
+            if self.snapshot.load().is_empty() {
+                None
+            } else {
+                state.etag.clone()
+            }
+        };
+        let result = self.fetcher.fetch(etag.as_deref()).await;
+        let now = self.clock.now();
+        let (outcome, error) = match result {
+            Ok(Fetched::Body {
+                body,
+                max_age,
+                etag,
+            }) => match parse_jwks(&body) {
+                Ok((keys, skipped)) => {
+                    let digest: [u8; 32] = Sha256::digest(&body).into();
+                    let changed = self.state().body_digest != Some(digest);
+                    if changed {
+                        let generation = self.snapshot.load().generation + 1;
+                        let count = keys.len();
+                        self.snapshot.store(Arc::new(KeySnapshot {
+                            keys,
+                            generation,
+                            fetched_at: now,
+                        }));
+                        self.negative
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .clear();
+                        tracing::info!(keys = count, skipped, "JWKS keys updated");
+                    }
+                    let mut state = self.state();
+                    state.etag = etag;
+                    state.body_digest = Some(digest);
+                    drop(state);
+                    self.succeeded(now, max_age);
+                    (FetchOutcome::Ok, None)
+                }
+                Err(e) => (FetchOutcome::Error, Some(e.to_string())),
+            },
+            Ok(Fetched::NotModified { max_age }) => {
+                self.succeeded(now, max_age);
+                (FetchOutcome::NotModified, None)
+            }
+            Err(e) => (FetchOutcome::Error, Some(e.to_string())),
+        };
+        let mut state = self.state();
+        state.last_outcome = Some(outcome);
+        if let Some(err) = &error {
+            state.failures = state.failures.saturating_add(1);
+            let backoff = RETRY_MIN
+                .saturating_mul(1u32 << (state.failures - 1).min(6))
+                .min(RETRY_MAX);
+            state.next_refresh = now + backoff;
+            tracing::warn!(error = %err, failures = state.failures, "JWKS fetch failed; cached keys keep serving");
+        }
+        state.last_error = error;
+        drop(state);
+        metrics::jwks_fetched(
+            outcome,
+            self.snapshot.load().len(),
+            self.last_success_secs(),
+        );
+        outcome
+    }
+
+    fn succeeded(&self, now: Duration, max_age: Option<Duration>) {
+        let ttl = max_age
+            .unwrap_or(self.settings.min_ttl)
+            .clamp(self.settings.min_ttl, self.settings.max_ttl);
+        let mut state = self.state();
+        state.ttl = ttl;
+        state.failures = 0;
+        state.next_refresh = now + ttl.mul_f64(0.8);
+        drop(state);
+        self.last_success_ms
+            .store(ms(now).max(1), Ordering::Release);
+    }
+
+    fn last_success_secs(&self) -> Option<u64> {
+        match self.last_success_ms.load(Ordering::Acquire) {
+            0 => None,
+            v => Some(v / 1000),
+        }
+    }
+
+    /// How many fetches were attempted (for tests and `/keys`).
+    pub fn fetch_count(&self) -> u64 {
+        self.state().fetches
+    }
+
+    /// The status for `GET /keys`.
+    pub fn status(&self) -> KeysStatus {
+        let now = self.clock.now();
+        let snapshot = self.snapshot.load();
+        let state = self.state();
+        let mut kids: Vec<KeyStatus> = snapshot
+            .keys
+            .values()
+            .map(|k| KeyStatus {
+                kid: k.kid.clone(),
+                bits: k.bits,
+                age_seconds: now.saturating_sub(snapshot.fetched_at).as_secs(),
+            })
+            .collect();
+        kids.sort_by(|a, b| a.kid.cmp(&b.kid));
+        KeysStatus {
+            url: self.fetcher.url(),
+            keys: kids,
+            generation: snapshot.generation,
+            usable: self.usable(),
+            ttl_seconds: state.ttl.as_secs(),
+            next_refresh_in_seconds: state.next_refresh.saturating_sub(now).as_secs(),
+            last_success_unix: self.last_success_secs(),
+            last_attempt_unix: state.last_attempt.map(|d| d.as_secs()),
+            last_outcome: state.last_outcome,
+            last_error: state.last_error.clone(),
+            consecutive_failures: state.failures,
+            fetches: state.fetches,
+        }
+    }
+}
+
+/// One cached key in `/keys`: public facts only.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyStatus {
+    /// The kid.
+    pub kid: String,
+    /// Modulus bits.
+    pub bits: usize,
+    /// Seconds since the fetch that brought this key set.
+    pub age_seconds: u64,
+}
+
+/// The JSON of `GET /keys`.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeysStatus {
+    /// The JWKS URL.
+    pub url: String,
+    /// Cached keys.
+    pub keys: Vec<KeyStatus>,
+    /// Key-set generation.
+    pub generation: u64,
+    /// Whether RS256 verification can use them (fetched, not too stale).
+    pub usable: bool,
+    /// The current TTL.
+    pub ttl_seconds: u64,
+    /// When the next background refresh is due.
+    pub next_refresh_in_seconds: u64,
+    /// Last successful fetch.
+    pub last_success_unix: Option<u64>,
+    /// Last attempt.
+    pub last_attempt_unix: Option<u64>,
+    /// Outcome of the last attempt.
+    pub last_outcome: Option<FetchOutcome>,
+    /// Its error, if it failed.
+    pub last_error: Option<String>,
+    /// Failures in a row.
+    pub consecutive_failures: u32,
+    /// Fetches attempted since start.
+    pub fetches: u64,
+}

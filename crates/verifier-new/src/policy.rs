@@ -1,0 +1,99 @@
+//! What a verifier accepts: built once from the config (and rebuilt on
+//! reload), immutable, swapped atomically.
+
+use hmac::{Hmac, Mac};
+use keyshift_core::config::{TypPolicy, VerifierConfig};
+use keyshift_core::secret::HmacSecret;
+use keyshift_core::{AcceptSet, Alg, Phase};
+use sha2::Sha256;
+
+use crate::claims::ClaimRules;
+use crate::error::VerifyError;
+
+/// The HS256 secret, keyed once; cloned per token.
+#[derive(Clone)]
+pub struct HmacKey {
+    /// The kid HS256 tokens from keyshift carry.
+    pub kid: String,
+    /// The keyed HMAC state.
+    pub mac: Hmac<Sha256>,
+}
+
+impl std::fmt::Debug for HmacKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HmacKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The acceptance policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// The phase.
+    pub phase: Phase,
+    /// Accepted algorithms.
+    pub accept: AcceptSet,
+    /// The HS256 key, when a secret is configured.
+    pub hmac: Option<HmacKey>,
+    /// Claim checks.
+    pub rules: ClaimRules,
+    /// Token size cap.
+    pub max_token_bytes: usize,
+    /// `typ` rule.
+    pub typ: TypPolicy,
+    /// Bumped on every reload (token-cache entries of older policies miss).
+    pub generation: u64,
+}
+
+impl Policy {
+    /// Builds the policy of a validated config section.
+    pub fn new(
+        phase: Phase,
+        cfg: &VerifierConfig,
+        secret: Option<&HmacSecret>,
+        generation: u64,
+    ) -> Policy {
+        Policy {
+            phase,
+            accept: cfg.accept,
+            hmac: secret.map(|s| HmacKey {
+                kid: s.kid().to_owned(),
+                mac: <Hmac<Sha256> as Mac>::new_from_slice(s.expose())
+                    .expect("HMAC accepts keys of any length"),
+            }),
+            rules: ClaimRules {
+                issuer: cfg.issuer.clone(),
+                audience: cfg.audience.clone(),
+                leeway: cfg.leeway.as_secs(),
+                max_lifetime: cfg.max_token_lifetime.as_secs(),
+            },
+            max_token_bytes: cfg.max_token_bytes,
+            typ: cfg.typ,
+            generation,
+        }
+    }
+
+    /// Checks the `typ` header (RFC 8725 §3.11, RFC 9068 §4).
+    pub fn check_typ(&self, typ: Option<&str>) -> Result<(), VerifyError> {
+        let ok = match (typ, self.typ) {
+            (None, TypPolicy::Lenient) => true,
+            (None, TypPolicy::Strict) => false,
+            (Some(t), policy) => {
+                let t = t.strip_prefix("application/").unwrap_or(t);
+                t.eq_ignore_ascii_case("at+jwt")
+                    || (policy == TypPolicy::Lenient && t.eq_ignore_ascii_case("jwt"))
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(VerifyError::BadClaims("typ not accepted"))
+        }
+    }
+
+    /// Whether `alg` is accepted.
+    pub fn accepts(&self, alg: Alg) -> bool {
+        self.accept.contains(alg)
+    }
+}

@@ -1,0 +1,159 @@
+//! `/verify` (any method): forward-auth for nginx `auth_request`, Traefik
+//! ForwardAuth and Envoy ext_authz (HTTP). RFC 6750 challenges.
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+
+use crate::error::VerifyError;
+use crate::verifier::{Verified, Verifier};
+
+/// Header carrying required scopes (space-delimited), beside `?scope=`.
+pub const REQUIRE_SCOPE_HEADER: &str = "x-auth-require-scope";
+
+/// Why `/verify` said no, and how that maps onto HTTP.
+#[derive(Debug)]
+pub enum Denial {
+    /// No token or another scheme: 401 with a bare challenge (RFC 6750 §3.1).
+    NoToken,
+    /// Two `Authorization` headers, or one that is not text: 400 `invalid_request`.
+    BadRequest(&'static str),
+    /// The token was refused.
+    Token(VerifyError, Vec<String>, u64),
+}
+
+impl Denial {
+    /// The one mapping of a denial to a response.
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let (status, challenge, retry) = match &self {
+            Denial::NoToken => (StatusCode::UNAUTHORIZED, "Bearer realm=\"keyshift\"".to_owned(), None),
+            Denial::BadRequest(d) => (
+                StatusCode::BAD_REQUEST,
+                format!("Bearer realm=\"keyshift\", error=\"invalid_request\", error_description=\"{d}\""),
+                None,
+            ),
+            Denial::Token(VerifyError::InsufficientScope, scopes, _) => (
+                StatusCode::FORBIDDEN,
+                format!(
+                    "Bearer realm=\"keyshift\", error=\"insufficient_scope\", error_description=\"insufficient scope\", scope=\"{}\"",
+                    scopes.join(" ")
+                ),
+                None,
+            ),
+            Denial::Token(VerifyError::KeysUnavailable, _, retry) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Bearer realm=\"keyshift\", error=\"temporarily_unavailable\", error_description=\"signing keys unavailable\"".to_owned(),
+                Some(*retry),
+            ),
+            Denial::Token(e, _, _) => (
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "Bearer realm=\"keyshift\", error=\"invalid_token\", error_description=\"{}\"",
+                    e.description()
+                ),
+                None,
+            ),
+        };
+        let mut resp = Response::new(Full::new(Bytes::new()));
+        *resp.status_mut() = status;
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            resp.headers_mut().insert(WWW_AUTHENTICATE, v);
+        }
+        if let Some(secs) = retry {
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+/// Required scopes from `?scope=a+b` and `X-Auth-Require-Scope: a b`.
+pub fn required_scopes(query: Option<&str>, headers: &HeaderMap) -> Vec<String> {
+    let mut scopes: Vec<String> = Vec::new();
+    if let Some(q) = query {
+        for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
+            if k == "scope" {
+                scopes.extend(v.split(' ').filter(|s| !s.is_empty()).map(str::to_owned));
+            }
+        }
+    }
+    for v in headers.get_all(REQUIRE_SCOPE_HEADER) {
+        if let Ok(v) = v.to_str() {
+            scopes.extend(v.split(' ').filter(|s| !s.is_empty()).map(str::to_owned));
+        }
+    }
+    scopes
+}
+
+/// The bearer token of the request, or why there is none.
+pub fn bearer(headers: &HeaderMap) -> Result<&str, Denial> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Err(Denial::NoToken);
+    };
+    if values.next().is_some() {
+        return Err(Denial::BadRequest("more than one Authorization header"));
+    }
+    let text = value
+        .to_str()
+        .map_err(|_| Denial::BadRequest("Authorization header is not text"))?;
+    let (scheme, token) = text.split_once(' ').unwrap_or((text, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(Denial::NoToken);
+    }
+    let token = token.trim_start_matches(' ');
+    if token.is_empty() {
+        return Err(Denial::NoToken);
+    }
+    Ok(token)
+}
+
+/// Handles one `/verify` request.
+pub async fn handle(
+    verifier: &Verifier,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Response<Full<Bytes>> {
+    let token = match bearer(headers) {
+        Ok(t) => t,
+        Err(denial) => {
+            if matches!(denial, Denial::NoToken) {
+                verifier.record_missing();
+            }
+            return denial.into_response();
+        }
+    };
+    let scopes = required_scopes(query, headers);
+    let required: Vec<&str> = scopes.iter().map(String::as_str).collect();
+    match verifier.verify_with_scopes(token, &required).await {
+        Ok(v) => accepted(&v),
+        Err(e) => {
+            let retry = match &e {
+                VerifyError::KeysUnavailable => {
+                    verifier.jwks().map(|j| j.retry_after()).unwrap_or(30)
+                }
+                _ => 0,
+            };
+            Denial::Token(e, scopes, retry).into_response()
+        }
+    }
+}
+
+fn accepted(v: &Verified) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    let h = resp.headers_mut();
+    // The verifier only accepts printable claims, so these conversions hold.
+    for (name, value) in [
+        ("x-auth-subject", v.sub.as_str()),
+        ("x-auth-client", v.client_id.as_str()),
+        ("x-auth-scope", v.scope.as_str()),
+        ("x-auth-alg", v.alg.as_str()),
+        ("x-auth-kid", v.kid.as_deref().unwrap_or("")),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            h.insert(name, value);
+        }
+    }
+    resp
+}

@@ -1,0 +1,111 @@
+//! The verifier's hyper service.
+//!
+//! | route | |
+//! |---|---|
+//! | `/verify` (any method) | forward-auth: 200 + `X-Auth-*`, 401/403 with RFC 6750 challenges, 400, 503 |
+//! | `GET /migration` | phase, counts per algorithm, readiness for phase `asymmetric` |
+//! | `GET /keys` | JWKS cache status |
+//! | `GET /healthz` | liveness |
+//! | `GET /readyz` | 200 once the needed keys are loaded |
+//! | `GET /metrics` | Prometheus text format |
+//!
+//! Anything else: 404, or 405 for a known path with another method.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use tokio::net::TcpListener;
+
+use crate::routes;
+use crate::verifier::Verifier;
+
+/// Renders the Prometheus exposition; supplied by the binary, which owns the exporter.
+pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// What every request of the service shares.
+pub struct State {
+    /// The verifier.
+    pub verifier: Arc<Verifier>,
+    /// The metrics renderer.
+    pub render_metrics: RenderMetrics,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("verifier", &self.verifier)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The service.
+#[derive(Debug, Clone)]
+pub struct VerifierService {
+    state: Arc<State>,
+}
+
+impl VerifierService {
+    /// A service over `state`.
+    pub fn new(state: Arc<State>) -> VerifierService {
+        VerifierService { state }
+    }
+
+    /// Routes one request (the body is never read).
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>> {
+        let get = matches!(*req.method(), Method::GET | Method::HEAD);
+        let s = &self.state;
+        match req.uri().path() {
+            "/verify" => {
+                routes::verify::handle(&s.verifier, req.uri().query(), req.headers()).await
+            }
+            "/migration" if get => routes::ops::migration(s),
+            "/keys" if get => routes::ops::keys(s),
+            "/healthz" if get => routes::ops::healthz(),
+            "/readyz" if get => routes::ops::readyz(s),
+            "/metrics" if get => routes::ops::metrics(s),
+            "/migration" | "/keys" | "/healthz" | "/readyz" | "/metrics" => {
+                status(StatusCode::METHOD_NOT_ALLOWED)
+            }
+            _ => status(StatusCode::NOT_FOUND),
+        }
+    }
+}
+
+fn status(code: StatusCode) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = code;
+    if code == StatusCode::METHOD_NOT_ALLOWED {
+        resp.headers_mut().insert(
+            http::header::ALLOW,
+            http::HeaderValue::from_static("GET, HEAD"),
+        );
+    }
+    resp
+}
+
+impl hyper::service::Service<Request<Incoming>> for VerifierService {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(req).await) })
+    }
+}
+
+/// Serves until `shutdown` resolves, then drains (see [`keyshift_http::serve`]).
+pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future<Output = ()>) {
+    keyshift_http::serve(
+        listener,
+        move |_| VerifierService::new(state.clone()),
+        shutdown,
+    )
+    .await;
+}

@@ -1,0 +1,386 @@
+//! The [`Verifier`]: parse, key lookup, signature, claims, policy — with
+//! keys parsed once, a lock-free key lookup and a verified-token cache.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use hmac::Mac;
+use keyshift_core::b64;
+use keyshift_core::config::VerifierConfig;
+use keyshift_core::secret::HmacSecret;
+use keyshift_core::{Alg, Phase, SharedClock};
+
+use crate::claims;
+use crate::error::{AlgLabel, Outcome, VerifyError};
+use crate::jwks::{FetchError, Fetcher, JwksCache, JwksSettings, RsaKey};
+use crate::jws;
+use crate::metrics::{self, VerifyMetrics};
+use crate::migration::{MigrationReport, MigrationStats};
+use crate::policy::Policy;
+use crate::token_cache::TokenCache;
+
+/// A verified token: what a resource server needs to decide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// `sub`.
+    pub sub: String,
+    /// `client_id` (falls back to `sub` for legacy tokens without it).
+    pub client_id: String,
+    /// `scope`, space-delimited (empty when absent).
+    pub scope: String,
+    /// The algorithm that verified it.
+    pub alg: Alg,
+    /// The `kid` of the key, if the token named one.
+    pub kid: Option<String>,
+    /// `exp`.
+    pub exp: u64,
+}
+
+impl Verified {
+    /// Whether every scope in `required` was granted.
+    pub fn has_scopes(&self, required: &[&str]) -> bool {
+        required
+            .iter()
+            .all(|r| self.scope.split(' ').any(|s| s == *r))
+    }
+}
+
+/// Why a verifier could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The JWKS client could not be created.
+    #[error("verifier.jwks_url: {0}")]
+    Jwks(#[from] FetchError),
+}
+
+/// The verifier. Cheap to share (`Arc`); `verify` takes `&self`.
+pub struct Verifier {
+    policy: ArcSwap<Policy>,
+    jwks: ArcSwapOption<JwksCache>,
+    jwks_url: std::sync::Mutex<Option<url::Url>>,
+    token_cache: Option<TokenCache>,
+    clock: SharedClock,
+    metrics: VerifyMetrics,
+    stats: MigrationStats,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("policy", &self.policy.load())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The key-cache state an answer depended on: policy and key-set generations.
+fn generation(policy: &Policy, jwks: Option<&JwksCache>) -> u64 {
+    let keys = jwks.map(|j| j.snapshot().generation).unwrap_or(0);
+    (policy.generation << 32) ^ keys
+}
+
+enum Step {
+    Done(AlgLabel, Result<Arc<Verified>, VerifyError>),
+    NeedKey(String),
+}
+
+impl Verifier {
+    /// Builds a verifier for `phase` and a validated `[verifier]` section.
+    /// Register metric handles after the recorder is installed: build the
+    /// verifier after installing it.
+    pub fn new(
+        phase: Phase,
+        cfg: &VerifierConfig,
+        secret: Option<HmacSecret>,
+        clock: SharedClock,
+    ) -> Result<Verifier, BuildError> {
+        let jwks = match &cfg.jwks_url {
+            Some(url) => Some(Arc::new(new_cache(url, cfg, clock.clone())?)),
+            None => None,
+        };
+        report_secret(phase, secret.is_some());
+        let now = clock.now_secs();
+        Ok(Verifier {
+            policy: ArcSwap::from_pointee(Policy::new(phase, cfg, secret.as_ref(), 1)),
+            jwks: ArcSwapOption::new(jwks),
+            jwks_url: std::sync::Mutex::new(cfg.jwks_url.clone()),
+            token_cache: TokenCache::new(cfg.token_cache_size),
+            clock,
+            metrics: VerifyMetrics::register(),
+            stats: MigrationStats::new(now),
+        })
+    }
+
+    /// Swaps phase and settings atomically (SIGHUP). Cached verdicts of the
+    /// old policy stop counting; a changed `jwks_url` gets a fresh cache.
+    pub fn reload(
+        &self,
+        phase: Phase,
+        cfg: &VerifierConfig,
+        secret: Option<HmacSecret>,
+    ) -> Result<(), BuildError> {
+        {
+            let mut url = self.jwks_url.lock().unwrap_or_else(|p| p.into_inner());
+            if *url != cfg.jwks_url {
+                let cache = match &cfg.jwks_url {
+                    Some(u) => Some(Arc::new(new_cache(u, cfg, self.clock.clone())?)),
+                    None => None,
+                };
+                self.jwks.store(cache);
+                url.clone_from(&cfg.jwks_url);
+            }
+        }
+        let generation = self.policy.load().generation + 1;
+        self.policy.store(Arc::new(Policy::new(
+            phase,
+            cfg,
+            secret.as_ref(),
+            generation,
+        )));
+        report_secret(phase, secret.is_some());
+        tracing::info!(%phase, accept = %cfg.accept, "verifier config reloaded");
+        Ok(())
+    }
+
+    /// The current policy.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.load_full()
+    }
+
+    /// The JWKS cache, when RS256 is configured.
+    pub fn jwks(&self) -> Option<Arc<JwksCache>> {
+        self.jwks.load_full()
+    }
+
+    /// Whether the keys the accepted algorithms need are loaded.
+    pub fn ready(&self) -> bool {
+        let policy = self.policy.load();
+        let rs_ok =
+            !policy.accepts(Alg::Rs256) || self.jwks.load().as_ref().is_some_and(|j| j.usable());
+        let hs_ok = !policy.accepts(Alg::Hs256) || policy.hmac.is_some();
+        rs_ok && hs_ok
+    }
+
+    /// The `/migration` report.
+    pub fn migration(&self) -> MigrationReport {
+        let p = self.policy.load();
+        self.stats
+            .report(p.phase, p.accept, self.clock.now_secs(), p.rules.leeway)
+    }
+
+    /// Background refresh: checks every second whether the JWKS is due and
+    /// fetches it (the request path never waits for this). Runs forever.
+    pub async fn run_refresher(self: Arc<Self>) {
+        loop {
+            if let Some(jwks) = self.jwks.load_full() {
+                jwks.refresh_if_due().await;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Verifies a token (no scope requirement).
+    pub async fn verify(&self, token: &str) -> Result<Arc<Verified>, VerifyError> {
+        self.verify_with_scopes(token, &[]).await
+    }
+
+    /// Counts a request that carried no bearer token.
+    pub fn record_missing(&self) {
+        self.metrics
+            .verified(AlgLabel::Other, Outcome::Missing, 0.0);
+        self.stats.rejected(None);
+    }
+
+    /// Verifies a token and requires `scopes`; counts the outcome.
+    pub async fn verify_with_scopes(
+        &self,
+        token: &str,
+        scopes: &[&str],
+    ) -> Result<Arc<Verified>, VerifyError> {
+        let started = Instant::now();
+        let policy = self.policy.load_full();
+        let now = self.clock.now_secs();
+        let (label, mut result) = match self.check(&policy, token, now, None) {
+            Step::Done(label, result) => (label, result),
+            Step::NeedKey(kid) => {
+                let looked_up = match self.jwks.load_full() {
+                    Some(jwks) => jwks.lookup_unknown(&kid).await,
+                    None => Err(VerifyError::UnknownKid),
+                };
+                match looked_up {
+                    Ok(key) => {
+                        match self.check(&policy, token, self.clock.now_secs(), Some(&key)) {
+                            Step::Done(label, result) => (label, result),
+                            Step::NeedKey(_) => (AlgLabel::Rs256, Err(VerifyError::UnknownKid)),
+                        }
+                    }
+                    Err(e) => (AlgLabel::Rs256, Err(e)),
+                }
+            }
+        };
+        if let Ok(v) = &result {
+            if !v.has_scopes(scopes) {
+                result = Err(VerifyError::InsufficientScope);
+            }
+        }
+        let outcome = match &result {
+            Ok(v) => {
+                self.stats.accepted(v.alg, v.exp, now);
+                metrics::accepted_at(v.alg, now);
+                Outcome::Accepted
+            }
+            Err(e) => {
+                let alg = match label {
+                    AlgLabel::Hs256 => Some(Alg::Hs256),
+                    AlgLabel::Rs256 => Some(Alg::Rs256),
+                    AlgLabel::Other => None,
+                };
+                self.stats.rejected(alg);
+                e.outcome()
+            }
+        };
+        self.metrics
+            .verified(label, outcome, started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// The synchronous path: everything but an unknown-kid refetch.
+    fn check(&self, policy: &Policy, token: &str, now: u64, fetched: Option<&Arc<RsaKey>>) -> Step {
+        use Step::Done;
+        if token.len() > policy.max_token_bytes {
+            return Done(
+                AlgLabel::Other,
+                Err(VerifyError::Malformed("token too large")),
+            );
+        }
+        let jwks = self.jwks.load();
+        let generation = generation(policy, jwks.as_deref());
+        if let Some(cache) = &self.token_cache {
+            if let Some(hit) = cache.get(token, generation, now, policy.rules.leeway) {
+                self.metrics.token_cache(true);
+                return Done(hit.alg.into(), Ok(hit));
+            }
+            self.metrics.token_cache(false);
+        }
+        let (parts, header_b64) = match jws::split(token) {
+            Ok(x) => x,
+            Err(e) => return Done(AlgLabel::Other, Err(e)),
+        };
+        let mut header_buf = Vec::with_capacity(96);
+        let header = match jws::header(header_b64, &mut header_buf) {
+            Ok(h) => h,
+            Err(e) => return Done(AlgLabel::Other, Err(e)),
+        };
+        let Some(alg) = header.alg.as_deref().and_then(Alg::from_jose) else {
+            return Done(AlgLabel::Other, Err(VerifyError::AlgDisabled));
+        };
+        let label = AlgLabel::from(alg);
+        if let Err(e) = policy.check_typ(header.typ.as_deref()) {
+            return Done(label, Err(e));
+        }
+        if !policy.accepts(alg) {
+            return Done(label, Err(VerifyError::AlgDisabled));
+        }
+        let kid = header.kid.as_deref();
+        // The key decides: HS256 only against the secret, RS256 only against the JWKS.
+        let signature_ok = match alg {
+            Alg::Hs256 => {
+                let Some(key) = &policy.hmac else {
+                    return Done(label, Err(VerifyError::AlgDisabled));
+                };
+                let mut mac = key.mac.clone();
+                mac.update(parts.signing_input.as_bytes());
+                mac.verify_slice(&parts.signature).is_ok()
+            }
+            Alg::Rs256 => {
+                let Some(kid) = kid else {
+                    return Done(label, Err(VerifyError::UnknownKid));
+                };
+                let Some(cache) = jwks.as_ref() else {
+                    return Done(label, Err(VerifyError::AlgDisabled));
+                };
+                if !cache.usable() {
+                    return Done(label, Err(VerifyError::KeysUnavailable));
+                }
+                let key = match cache.get(kid) {
+                    Some(k) => {
+                        self.metrics.key_cache(true);
+                        k
+                    }
+                    None => match fetched.filter(|k| k.kid == kid) {
+                        Some(k) => k.clone(),
+                        None => {
+                            self.metrics.key_cache(false);
+                            return Step::NeedKey(kid.to_owned());
+                        }
+                    },
+                };
+                key.key
+                    .verify_sig(parts.signing_input.as_bytes(), &parts.signature)
+                    .is_ok()
+            }
+        };
+        if !signature_ok {
+            return Done(label, Err(VerifyError::BadSignature));
+        }
+        let payload = match b64::decode(parts.payload_b64) {
+            Ok(p) => p,
+            Err(_) => return Done(label, Err(VerifyError::Malformed("bad base64url"))),
+        };
+        let claims = match claims::parse(&payload) {
+            Ok(c) => c,
+            Err(e) => return Done(label, Err(e)),
+        };
+        let exp = match policy.rules.check(&claims, now) {
+            Ok(exp) => exp,
+            Err(e) => return Done(label, Err(e)),
+        };
+        let Some(sub) = claims.sub.as_deref().filter(|s| header_safe(s)) else {
+            return Done(
+                label,
+                Err(VerifyError::BadClaims("sub missing or not printable")),
+            );
+        };
+        let client_id = claims.client_id.as_deref().unwrap_or(sub);
+        let scope = claims.scope.as_deref().unwrap_or("");
+        if !header_safe(client_id) || !header_safe(scope) || !kid.is_none_or(header_safe) {
+            return Done(label, Err(VerifyError::BadClaims("claims not printable")));
+        }
+        let verified = Arc::new(Verified {
+            sub: sub.to_owned(),
+            client_id: client_id.to_owned(),
+            scope: scope.to_owned(),
+            alg,
+            kid: kid.map(str::to_owned),
+            exp,
+        });
+        if let Some(cache) = &self.token_cache {
+            cache.insert(token, verified.clone(), generation, now);
+        }
+        Done(label, Ok(verified))
+    }
+}
+
+/// Claims copied into `X-Auth-*` headers must be printable ASCII.
+fn header_safe(s: &str) -> bool {
+    s.bytes().all(|b| (0x20..0x7f).contains(&b))
+}
+
+fn new_cache(
+    url: &url::Url,
+    cfg: &VerifierConfig,
+    clock: SharedClock,
+) -> Result<JwksCache, BuildError> {
+    let fetcher = Fetcher::new(url, cfg.jwks_connect_timeout, cfg.jwks_timeout)?;
+    Ok(JwksCache::new(fetcher, JwksSettings::from(cfg), clock))
+}
+
+fn report_secret(phase: Phase, configured: bool) {
+    if phase == Phase::Asymmetric && configured {
+        tracing::warn!(
+            "verifier.hs256_secret_file is still set in phase asymmetric; remove the shared secret"
+        );
+    }
+    metrics::set_phase(phase, configured);
+}

@@ -1,1 +1,0 @@
-//! keyshift-verifier (being written).
