@@ -1,0 +1,3 @@
+//! The load-test harness (being written).
+
+fn main() {}
