@@ -1,0 +1,327 @@
+//! Test fixtures: RSA keys, token builders, a JWKS server the test controls
+//! (not the issuer's code), and verifiers on a manual clock.
+
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::signature::{KeyPair, RsaKeyPair, RSA_PKCS1_SHA256};
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
+use keyshift_core::b64;
+use keyshift_core::clock::ManualClock;
+use keyshift_core::secret::HmacSecret;
+use keyshift_core::{Config, Phase};
+use keyshift_verifier::{State, Verifier, VerifierService};
+use sha2::Sha256;
+
+pub const NOW: u64 = 1_900_000_000;
+pub const ISS: &str = "https://issuer.test";
+pub const AUD: &str = "https://api.test";
+pub const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+/// An RSA key with its JWK.
+pub struct TestKey {
+    pub pair: RsaKeyPair,
+    pub kid: String,
+    pub n: String,
+    pub e: String,
+}
+
+impl TestKey {
+    pub fn generate(kid: &str) -> TestKey {
+        let pair = RsaKeyPair::generate(KeySize::Rsa2048).expect("keygen");
+        let public = pair.public_key();
+        let n = b64::encode(public.modulus().big_endian_without_leading_zero());
+        let e = b64::encode(public.exponent().big_endian_without_leading_zero());
+        TestKey {
+            pair,
+            kid: kid.to_owned(),
+            n,
+            e,
+        }
+    }
+
+    pub fn jwk(&self) -> serde_json::Value {
+        serde_json::json!({"kty":"RSA","use":"sig","alg":"RS256","kid":self.kid,"n":self.n,"e":self.e})
+    }
+
+    /// The public key as a PEM SubjectPublicKeyInfo, for the HS256-with-public-key attack.
+    pub fn public_pem(&self) -> String {
+        use aws_lc_rs::encoding::AsDer;
+        let der = self.pair.public_key().as_der().expect("spki");
+        let b64std = {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(der.as_ref())
+        };
+        let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
+        for chunk in b64std.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(chunk).expect("ascii"));
+            pem.push('\n');
+        }
+        pem.push_str("-----END PUBLIC KEY-----\n");
+        pem
+    }
+
+    pub fn modulus(&self) -> Vec<u8> {
+        b64::decode(&self.n).expect("n")
+    }
+}
+
+/// Two keys generated once per test binary.
+pub fn keys() -> &'static (TestKey, TestKey) {
+    static KEYS: OnceLock<(TestKey, TestKey)> = OnceLock::new();
+    KEYS.get_or_init(|| (TestKey::generate("key-1"), TestKey::generate("key-2")))
+}
+
+pub fn jwks_of(keys: &[&TestKey]) -> String {
+    serde_json::json!({ "keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>() }).to_string()
+}
+
+/// Standard valid claims at `NOW`.
+pub fn claims() -> serde_json::Value {
+    serde_json::json!({
+        "iss": ISS, "aud": AUD, "sub": "svc-a", "client_id": "svc-a",
+        "scope": "read write", "iat": NOW, "nbf": NOW, "exp": NOW + 600, "jti": "j1"
+    })
+}
+
+pub fn signing_input(header: &str, payload: &str) -> String {
+    format!("{}.{}", b64::encode(header), b64::encode(payload))
+}
+
+pub fn sign_rs(key: &TestKey, input: &str) -> String {
+    let mut sig = vec![0u8; key.pair.public_modulus_len()];
+    key.pair
+        .sign(
+            &RSA_PKCS1_SHA256,
+            &SystemRandom::new(),
+            input.as_bytes(),
+            &mut sig,
+        )
+        .expect("sign");
+    format!("{input}.{}", b64::encode(sig))
+}
+
+pub fn sign_hs(secret: &[u8], input: &str) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("hmac");
+    mac.update(input.as_bytes());
+    format!("{input}.{}", b64::encode(mac.finalize().into_bytes()))
+}
+
+/// An RS256 token by `key` with `claims`.
+pub fn rs256(key: &TestKey, claims: &serde_json::Value) -> String {
+    let header = serde_json::json!({"alg":"RS256","typ":"at+jwt","kid":key.kid}).to_string();
+    sign_rs(key, &signing_input(&header, &claims.to_string()))
+}
+
+/// An HS256 token with the shared secret.
+pub fn hs256(claims: &serde_json::Value) -> String {
+    let header = r#"{"alg":"HS256","typ":"JWT"}"#;
+    sign_hs(SECRET, &signing_input(header, &claims.to_string()))
+}
+
+/// What the JWKS test server answers.
+#[derive(Clone, Debug)]
+pub enum Mode {
+    Ok { body: String, max_age: Option<u64> },
+    Status(u16),
+    Slow(Duration),
+}
+
+/// A JWKS server on 127.0.0.1:0 whose answers the test sets.
+pub struct JwksServer {
+    pub addr: SocketAddr,
+    pub mode: Arc<Mutex<Mode>>,
+    pub hits: Arc<AtomicUsize>,
+    pub paths: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl JwksServer {
+    pub async fn start(body: String) -> JwksServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mode = Arc::new(Mutex::new(Mode::Ok {
+            body,
+            max_age: Some(300),
+        }));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let paths = Arc::new(Mutex::new(Vec::new()));
+        let (m, h, p) = (mode.clone(), hits.clone(), paths.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    break;
+                };
+                let (m, h, p) = (m.clone(), h.clone(), p.clone());
+                tokio::spawn(async move {
+                    let svc =
+                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                            let (m, h, p) = (m.clone(), h.clone(), p.clone());
+                            async move {
+                                h.fetch_add(1, Ordering::SeqCst);
+                                p.lock().expect("lock").push(req.uri().path().to_owned());
+                                let mode = m.lock().expect("lock").clone();
+                                let resp = match mode {
+                                    Mode::Ok { body, max_age } => {
+                                        let mut r = Response::new(Full::new(Bytes::from(body)));
+                                        if let Some(age) = max_age {
+                                            r.headers_mut().insert(
+                                                "cache-control",
+                                                format!("max-age={age}").parse().expect("header"),
+                                            );
+                                        }
+                                        r
+                                    }
+                                    Mode::Status(code) => {
+                                        let mut r =
+                                            Response::new(Full::new(Bytes::from_static(b"oops")));
+                                        *r.status_mut() =
+                                            StatusCode::from_u16(code).expect("status");
+                                        r
+                                    }
+                                    Mode::Slow(d) => {
+                                        tokio::time::sleep(d).await;
+                                        Response::new(Full::new(Bytes::from_static(b"{}")))
+                                    }
+                                };
+                                // No keep-alive: a stopped server must refuse the next fetch.
+                                let mut resp = resp;
+                                resp.headers_mut()
+                                    .insert("connection", "close".parse().expect("header"));
+                                Ok::<_, Infallible>(resp)
+                            }
+                        });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        JwksServer {
+            addr,
+            mode,
+            hits,
+            paths,
+            task,
+        }
+    }
+
+    pub fn set(&self, mode: Mode) {
+        *self.mode.lock().expect("lock") = mode;
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Stops listening: later fetches get connection refused.
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/.well-known/jwks.json", self.addr)
+    }
+}
+
+/// The config text of a verifier using `jwks_url`, with `extra` lines in `[verifier]`.
+pub fn config(phase: Phase, jwks_url: &str, extra: &str) -> Config {
+    let dir = std::env::temp_dir();
+    let text = format!(
+        r#"phase = "{phase}"
+[verifier]
+issuer = "{ISS}"
+audience = "{AUD}"
+jwks_url = "{jwks_url}"
+jwks_timeout = "300ms"
+jwks_connect_timeout = "300ms"
+max_token_lifetime = "1h"
+jwks_max_staleness = "1h"
+{}
+{extra}
+"#,
+        if phase == Phase::Asymmetric {
+            ""
+        } else {
+            "hs256_secret_file = \"unused\""
+        }
+    );
+    Config::from_toml_str(&text, &dir).expect("valid test config")
+}
+
+/// A verifier on a manual clock at `NOW`, its JWKS fetched once.
+pub struct Fixture {
+    pub clock: Arc<ManualClock>,
+    pub verifier: Arc<Verifier>,
+    pub service: VerifierService,
+    pub server: JwksServer,
+}
+
+pub async fn fixture(phase: Phase, extra: &str) -> Fixture {
+    let (a, _) = keys();
+    let server = JwksServer::start(jwks_of(&[a])).await;
+    fixture_with(phase, extra, server).await
+}
+
+pub async fn fixture_with(phase: Phase, extra: &str, server: JwksServer) -> Fixture {
+    let cfg = config(phase, &server.url(), extra);
+    let section = cfg.require_verifier().expect("verifier");
+    let clock = ManualClock::at_secs(NOW);
+    let secret =
+        (phase != Phase::Asymmetric).then(|| HmacSecret::new(SECRET.to_vec()).expect("secret"));
+    let verifier =
+        Arc::new(Verifier::new(phase, section, secret, clock.clone()).expect("verifier"));
+    if let Some(jwks) = verifier.jwks() {
+        jwks.refresh_if_due().await;
+    }
+    let service = VerifierService::new(Arc::new(State {
+        verifier: verifier.clone(),
+        render_metrics: Arc::new(String::new),
+    }));
+    Fixture {
+        clock,
+        verifier,
+        service,
+        server,
+    }
+}
+
+impl Fixture {
+    /// `GET /verify` with `Authorization: Bearer <token>`: status and challenge.
+    pub async fn check(&self, token: &str) -> (StatusCode, String) {
+        self.request(&[("authorization", format!("Bearer {token}"))], "/verify")
+            .await
+    }
+
+    pub async fn request(&self, headers: &[(&str, String)], uri: &str) -> (StatusCode, String) {
+        let mut req = Request::get(uri);
+        for (n, v) in headers {
+            req = req.header(*n, v.as_str());
+        }
+        let resp = self.service.handle(req.body(()).expect("request")).await;
+        let challenge = resp
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        (resp.status(), challenge)
+    }
+
+    pub fn fetches(&self) -> u64 {
+        self.verifier.jwks().map(|j| j.fetch_count()).unwrap_or(0)
+    }
+}
