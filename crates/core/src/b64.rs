@@ -25,6 +25,15 @@ pub fn decode_into(text: impl AsRef<[u8]>, out: &mut Vec<u8>) -> Result<(), base
     URL_SAFE_NO_PAD.decode_vec(text, out)
 }
 
+/// Decodes into a fixed buffer, returning the decoded length; fails if it
+/// does not fit. No allocation: for the verify path.
+pub fn decode_slice(
+    text: impl AsRef<[u8]>,
+    out: &mut [u8],
+) -> Result<usize, base64::DecodeSliceError> {
+    URL_SAFE_NO_PAD.decode_slice(text, out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,13 +48,40 @@ impl<'de> Deserialize<'de> for NumericDate {
 }
 
 /// `aud`: one string or an array of strings (RFC 7519 §4.1.3).
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub enum Audience<'a> {
     /// A single audience.
-    One(#[serde(borrow)] Cow<'a, str>),
+    One(Cow<'a, str>),
     /// Several.
-    Many(#[serde(borrow)] Vec<Cow<'a, str>>),
+    Many(Vec<Cow<'a, str>>),
+}
+
+// Hand-written rather than `#[serde(untagged)]`, which buffers the value
+// into an intermediate tree first: this is on the verify path.
+impl<'de: 'a, 'a> Deserialize<'de> for Audience<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = Audience<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Audience::One(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Audience::One(Cow::Owned(v.to_owned())))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut all = Vec::new();
+                while let Some(item) = seq.next_element::<Cow<'de, str>>()? {
+                    all.push(item);
+                }
+                Ok(Audience::Many(all))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// The claims keyshift reads. Other claims are ignored; a claim given twice

@@ -28,19 +28,34 @@ pub struct Header<'a> {
     pub crit: Option<serde::de::IgnoredAny>,
 }
 
-/// A token split into its parts, the header decoded.
+/// Largest signature decoded (an 8192-bit RSA signature).
+pub const MAX_SIGNATURE_BYTES: usize = 1024;
+
+/// A token split into its segments, nothing decoded yet.
 #[derive(Debug)]
 pub struct Jws<'a> {
     /// `base64url(header) "." base64url(payload)`: what was signed.
     pub signing_input: &'a str,
     /// The payload segment, still encoded (decoded only after the signature verified).
     pub payload_b64: &'a str,
-    /// The decoded signature.
-    pub signature: Vec<u8>,
+    /// The signature segment, still encoded.
+    pub signature_b64: &'a str,
 }
 
-/// Splits a compact JWS and decodes header and signature. The caller has
-/// already checked the size cap. `header_buf` is reused scratch space.
+impl Jws<'_> {
+    /// Decodes the signature into `buf` (no allocation).
+    pub fn signature<'b>(
+        &self,
+        buf: &'b mut [u8; MAX_SIGNATURE_BYTES],
+    ) -> Result<&'b [u8], VerifyError> {
+        let n = b64::decode_slice(self.signature_b64, buf)
+            .map_err(|_| VerifyError::Malformed("bad base64url"))?;
+        Ok(&buf[..n])
+    }
+}
+
+/// Splits a compact JWS into exactly three non-empty segments; returns the
+/// parts and the header segment. The caller has already checked the size cap.
 pub fn split(token: &str) -> Result<(Jws<'_>, &str), VerifyError> {
     let (signing_input, sig_b64) = token
         .rsplit_once('.')
@@ -56,21 +71,34 @@ pub fn split(token: &str) -> Result<(Jws<'_>, &str), VerifyError> {
     if header_b64.is_empty() || payload_b64.is_empty() || sig_b64.is_empty() {
         return Err(VerifyError::Malformed("empty segment"));
     }
-    let signature = b64::decode(sig_b64).map_err(|_| VerifyError::Malformed("bad base64url"))?;
     Ok((
         Jws {
             signing_input,
             payload_b64,
-            signature,
+            signature_b64: sig_b64,
         },
         header_b64,
     ))
 }
 
-/// Decodes the header segment into `buf` and parses it.
-pub fn header<'b>(header_b64: &str, buf: &'b mut Vec<u8>) -> Result<Header<'b>, VerifyError> {
-    b64::decode_into(header_b64, buf).map_err(|_| VerifyError::Malformed("bad base64url"))?;
-    let header: Header<'b> = serde_json::from_slice(buf)
+/// Headers up to this size decode on the stack.
+pub const HEADER_STACK_BYTES: usize = 256;
+
+/// Decodes the header segment (into `stack` when it fits, else into `heap`) and parses it.
+pub fn header<'b>(
+    header_b64: &str,
+    stack: &'b mut [u8; HEADER_STACK_BYTES],
+    heap: &'b mut Vec<u8>,
+) -> Result<Header<'b>, VerifyError> {
+    let bytes: &'b [u8] = match b64::decode_slice(header_b64, stack) {
+        Ok(n) => &stack[..n],
+        Err(_) => {
+            b64::decode_into(header_b64, heap)
+                .map_err(|_| VerifyError::Malformed("bad base64url"))?;
+            heap
+        }
+    };
+    let header: Header<'b> = serde_json::from_slice(bytes)
         .map_err(|_| VerifyError::Malformed("header is not a JSON object"))?;
     if header.crit.is_some() {
         return Err(VerifyError::Malformed("unsupported crit header"));
@@ -98,17 +126,20 @@ mod tests {
 
     #[test]
     fn header_rejects_crit_and_duplicates_and_non_objects() {
-        let mut buf = Vec::new();
-        assert!(header(&enc(r#"{"alg":"RS256","crit":["exp"]}"#), &mut buf).is_err());
-        assert!(header(&enc(r#"{"alg":"RS256","crit":[]}"#), &mut buf).is_err());
-        assert!(header(&enc(r#"{"alg":"RS256","alg":"HS256"}"#), &mut buf).is_err());
-        assert!(header(&enc("[1]"), &mut buf).is_err());
-        assert!(header(&enc("not json"), &mut buf).is_err());
-        let h = header(
-            &enc(r#"{"alg":"RS256","kid":"k","jku":"http://evil","x":1}"#),
-            &mut buf,
-        )
-        .expect("valid");
-        assert_eq!(h.kid.as_deref(), Some("k"));
+        let parse = |json: &str| {
+            let mut stack = [0u8; HEADER_STACK_BYTES];
+            let mut heap = Vec::new();
+            header(&enc(json), &mut stack, &mut heap).map(|h| h.kid.map(|k| k.into_owned()))
+        };
+        assert!(parse(r#"{"alg":"RS256","crit":["exp"]}"#).is_err());
+        assert!(parse(r#"{"alg":"RS256","crit":[]}"#).is_err());
+        assert!(parse(r#"{"alg":"RS256","alg":"HS256"}"#).is_err());
+        assert!(parse("[1]").is_err());
+        assert!(parse("not json").is_err());
+        let kid = parse(r#"{"alg":"RS256","kid":"k","jku":"http://evil","x":1}"#).expect("valid");
+        assert_eq!(kid.as_deref(), Some("k"));
+        let long_kid = "k".repeat(600);
+        let big = parse(&format!(r#"{{"alg":"RS256","kid":"{long_kid}"}}"#)).expect("heap path");
+        assert_eq!(big.as_deref(), Some(long_kid.as_str()));
     }
 }

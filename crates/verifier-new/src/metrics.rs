@@ -3,7 +3,8 @@
 //! hashes a label set. With no recorder installed everything is a no-op.
 
 use metrics::{
-    counter, describe_counter, describe_gauge, describe_histogram, gauge, Counter, Histogram, Unit,
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, Counter, Gauge,
+    Histogram, Unit,
 };
 
 use keyshift_core::{Alg, Phase};
@@ -112,6 +113,7 @@ pub struct VerifyMetrics {
     key_miss: Counter,
     token_hit: Counter,
     token_miss: Counter,
+    last_accepted: [Gauge; 2],
 }
 
 impl std::fmt::Debug for VerifyMetrics {
@@ -141,6 +143,10 @@ impl VerifyMetrics {
             key_miss: counter!(KEY_CACHE, "result" => "miss"),
             token_hit: counter!(TOKEN_CACHE, "result" => "hit"),
             token_miss: counter!(TOKEN_CACHE, "result" => "miss"),
+            last_accepted: [
+                gauge!(LAST_ACCEPTED, "alg" => Alg::Hs256.as_str()),
+                gauge!(LAST_ACCEPTED, "alg" => Alg::Rs256.as_str()),
+            ],
         }
     }
 
@@ -153,6 +159,15 @@ impl VerifyMetrics {
         if let Some(h) = self.durations.get(alg.index()) {
             h.record(seconds);
         }
+    }
+
+    /// Records when a token of `alg` was last accepted.
+    pub fn accepted_at(&self, alg: Alg, unix: u64) {
+        let i = match alg {
+            Alg::Hs256 => 0,
+            Alg::Rs256 => 1,
+        };
+        self.last_accepted[i].set(unix as f64);
     }
 
     /// Counts a JWKS cache lookup.
@@ -169,11 +184,6 @@ impl VerifyMetrics {
         }
         .increment(1);
     }
-}
-
-/// Records an accepted token's time.
-pub fn accepted_at(alg: Alg, unix: u64) {
-    gauge!(LAST_ACCEPTED, "alg" => alg.as_str()).set(unix as f64);
 }
 
 /// Publishes the phase and whether a secret is configured.

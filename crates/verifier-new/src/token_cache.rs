@@ -174,14 +174,7 @@ mod tests {
     use keyshift_core::Alg;
 
     fn verified(exp: u64) -> Arc<Verified> {
-        Arc::new(Verified {
-            sub: "s".into(),
-            client_id: "c".into(),
-            scope: "read".into(),
-            alg: Alg::Rs256,
-            kid: Some("k".into()),
-            exp,
-        })
+        Arc::new(Verified::new("s", "c", "read", Alg::Rs256, Some("k"), exp))
     }
 
     #[test]

@@ -21,28 +21,80 @@ use crate::policy::Policy;
 use crate::token_cache::TokenCache;
 
 /// A verified token: what a resource server needs to decide.
+///
+/// The four strings live in one allocation (this is built on every
+/// verification that misses the token cache).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
-    /// `sub`.
-    pub sub: String,
-    /// `client_id` (falls back to `sub` for legacy tokens without it).
-    pub client_id: String,
-    /// `scope`, space-delimited (empty when absent).
-    pub scope: String,
+    /// `sub`, `client_id`, `scope` and `kid`, back to back.
+    text: Box<str>,
+    /// End offsets of `sub`, `client_id`, `scope` in `text`; `kid` is the rest.
+    ends: [u32; 3],
+    has_kid: bool,
     /// The algorithm that verified it.
     pub alg: Alg,
-    /// The `kid` of the key, if the token named one.
-    pub kid: Option<String>,
     /// `exp`.
     pub exp: u64,
 }
 
 impl Verified {
+    /// Builds a result (used by the verifier, and by tests of code that takes one).
+    pub fn new(
+        sub: &str,
+        client_id: &str,
+        scope: &str,
+        alg: Alg,
+        kid: Option<&str>,
+        exp: u64,
+    ) -> Verified {
+        let kid_text = kid.unwrap_or("");
+        let mut text =
+            String::with_capacity(sub.len() + client_id.len() + scope.len() + kid_text.len());
+        let mut ends = [0u32; 3];
+        for (i, part) in [sub, client_id, scope].into_iter().enumerate() {
+            text.push_str(part);
+            ends[i] = u32::try_from(text.len()).unwrap_or(u32::MAX);
+        }
+        text.push_str(kid_text);
+        Verified {
+            text: text.into_boxed_str(),
+            ends,
+            has_kid: kid.is_some(),
+            alg,
+            exp,
+        }
+    }
+
+    fn part(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        let end = self.ends.get(i).map_or(self.text.len(), |e| *e as usize);
+        self.text.get(start..end).unwrap_or("")
+    }
+
+    /// `sub`.
+    pub fn sub(&self) -> &str {
+        self.part(0)
+    }
+
+    /// `client_id` (falls back to `sub` for legacy tokens without it).
+    pub fn client_id(&self) -> &str {
+        self.part(1)
+    }
+
+    /// `scope`, space-delimited (empty when absent).
+    pub fn scope(&self) -> &str {
+        self.part(2)
+    }
+
+    /// The `kid` of the key, if the token named one.
+    pub fn kid(&self) -> Option<&str> {
+        self.has_kid.then(|| self.part(3))
+    }
+
     /// Whether every scope in `required` was granted.
     pub fn has_scopes(&self, required: &[&str]) -> bool {
-        required
-            .iter()
-            .all(|r| self.scope.split(' ').any(|s| s == *r))
+        let scope = self.scope();
+        required.iter().all(|r| scope.split(' ').any(|s| s == *r))
     }
 }
 
@@ -76,7 +128,7 @@ impl std::fmt::Debug for Verifier {
 
 /// The key-cache state an answer depended on: policy and key-set generations.
 fn generation(policy: &Policy, jwks: Option<&JwksCache>) -> u64 {
-    let keys = jwks.map(|j| j.snapshot().generation).unwrap_or(0);
+    let keys = jwks.map(JwksCache::generation).unwrap_or(0);
     (policy.generation << 32) ^ keys
 }
 
@@ -227,7 +279,7 @@ impl Verifier {
         let outcome = match &result {
             Ok(v) => {
                 self.stats.accepted(v.alg, v.exp, now);
-                metrics::accepted_at(v.alg, now);
+                self.metrics.accepted_at(v.alg, now);
                 Outcome::Accepted
             }
             Err(e) => {
@@ -255,7 +307,10 @@ impl Verifier {
             );
         }
         let jwks = self.jwks.load();
-        let generation = generation(policy, jwks.as_deref());
+        let generation = match &self.token_cache {
+            Some(_) => generation(policy, jwks.as_deref()),
+            None => 0,
+        };
         if let Some(cache) = &self.token_cache {
             if let Some(hit) = cache.get(token, generation, now, policy.rules.leeway) {
                 self.metrics.token_cache(true);
@@ -267,8 +322,9 @@ impl Verifier {
             Ok(x) => x,
             Err(e) => return Done(AlgLabel::Other, Err(e)),
         };
-        let mut header_buf = Vec::with_capacity(96);
-        let header = match jws::header(header_b64, &mut header_buf) {
+        let mut header_stack = [0u8; jws::HEADER_STACK_BYTES];
+        let mut header_heap = Vec::new();
+        let header = match jws::header(header_b64, &mut header_stack, &mut header_heap) {
             Ok(h) => h,
             Err(e) => return Done(AlgLabel::Other, Err(e)),
         };
@@ -283,6 +339,11 @@ impl Verifier {
             return Done(label, Err(VerifyError::AlgDisabled));
         }
         let kid = header.kid.as_deref();
+        let mut sig_buf = [0u8; jws::MAX_SIGNATURE_BYTES];
+        let signature = match parts.signature(&mut sig_buf) {
+            Ok(s) => s,
+            Err(e) => return Done(label, Err(e)),
+        };
         // The key decides: HS256 only against the secret, RS256 only against the JWKS.
         let signature_ok = match alg {
             Alg::Hs256 => {
@@ -291,7 +352,7 @@ impl Verifier {
                 };
                 let mut mac = key.mac.clone();
                 mac.update(parts.signing_input.as_bytes());
-                mac.verify_slice(&parts.signature).is_ok()
+                mac.verify_slice(signature).is_ok()
             }
             Alg::Rs256 => {
                 let Some(kid) = kid else {
@@ -317,18 +378,27 @@ impl Verifier {
                     },
                 };
                 key.key
-                    .verify_sig(parts.signing_input.as_bytes(), &parts.signature)
+                    .verify_sig(parts.signing_input.as_bytes(), signature)
                     .is_ok()
             }
         };
         if !signature_ok {
             return Done(label, Err(VerifyError::BadSignature));
         }
-        let payload = match b64::decode(parts.payload_b64) {
-            Ok(p) => p,
-            Err(_) => return Done(label, Err(VerifyError::Malformed("bad base64url"))),
+        // Payloads are small: decode on the stack, falling back to the heap.
+        let mut stack = [0u8; 2048];
+        let heap;
+        let payload: &[u8] = match b64::decode_slice(parts.payload_b64, &mut stack) {
+            Ok(n) => &stack[..n],
+            Err(_) => match b64::decode(parts.payload_b64) {
+                Ok(p) => {
+                    heap = p;
+                    &heap
+                }
+                Err(_) => return Done(label, Err(VerifyError::Malformed("bad base64url"))),
+            },
         };
-        let claims = match claims::parse(&payload) {
+        let claims = match claims::parse(payload) {
             Ok(c) => c,
             Err(e) => return Done(label, Err(e)),
         };
@@ -347,14 +417,7 @@ impl Verifier {
         if !header_safe(client_id) || !header_safe(scope) || !kid.is_none_or(header_safe) {
             return Done(label, Err(VerifyError::BadClaims("claims not printable")));
         }
-        let verified = Arc::new(Verified {
-            sub: sub.to_owned(),
-            client_id: client_id.to_owned(),
-            scope: scope.to_owned(),
-            alg,
-            kid: kid.map(str::to_owned),
-            exp,
-        });
+        let verified = Arc::new(Verified::new(sub, client_id, scope, alg, kid, exp));
         if let Some(cache) = &self.token_cache {
             cache.insert(token, verified.clone(), generation, now);
         }

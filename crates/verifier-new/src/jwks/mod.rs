@@ -177,6 +177,11 @@ impl JwksCache {
         self.snapshot.load().keys.get(kid).cloned()
     }
 
+    /// The generation of the current key set (bumped on every change).
+    pub fn generation(&self) -> u64 {
+        self.snapshot.load().generation
+    }
+
     /// The current snapshot.
     pub fn snapshot(&self) -> Arc<KeySnapshot> {
         self.snapshot.load_full()
@@ -245,6 +250,21 @@ impl JwksCache {
             }
         }
         negative.insert(kid.to_owned(), now + self.settings.negative_ttl);
+    }
+
+    /// Installs keys from a JWKS body obtained out of band (a file shipped
+    /// with the service, a benchmark), as if fetched now.
+    pub fn load_static(&self, body: &[u8]) -> Result<(), JwksError> {
+        let (keys, _) = parse_jwks(body)?;
+        let now = self.clock.now();
+        let generation = self.snapshot.load().generation + 1;
+        self.snapshot.store(Arc::new(KeySnapshot {
+            keys,
+            generation,
+            fetched_at: now,
+        }));
+        self.succeeded(now, None);
+        Ok(())
     }
 
     /// Fetches if the refresh time has come and no fetch is in flight.

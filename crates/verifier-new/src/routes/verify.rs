@@ -145,11 +145,11 @@ fn accepted(v: &Verified) -> Response<Full<Bytes>> {
     let h = resp.headers_mut();
     // The verifier only accepts printable claims, so these conversions hold.
     for (name, value) in [
-        ("x-auth-subject", v.sub.as_str()),
-        ("x-auth-client", v.client_id.as_str()),
-        ("x-auth-scope", v.scope.as_str()),
+        ("x-auth-subject", v.sub()),
+        ("x-auth-client", v.client_id()),
+        ("x-auth-scope", v.scope()),
         ("x-auth-alg", v.alg.as_str()),
-        ("x-auth-kid", v.kid.as_deref().unwrap_or("")),
+        ("x-auth-kid", v.kid().unwrap_or("")),
     ] {
         if let Ok(value) = HeaderValue::from_str(value) {
             h.insert(name, value);

@@ -1,0 +1,176 @@
+//! Verification: keyshift's full verify path (parse, kid lookup, signature,
+//! claims, policy) for RS256 and HS256, a token-cache hit and a JWKS-cache
+//! lookup, beside the references of the same run: raw aws-lc-rs RS256 with
+//! a pre-parsed key (the limit), raw HMAC-SHA256 over the same signing
+//! input, jsonwebtoken's decode, and the `rsa` crate.
+//!
+//! `make bench` or `cargo bench -p keyshift-benches --bench verify`.
+
+use std::future::Future;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use hmac::{Hmac, Mac};
+use keyshift_core::clock::{Clock, SystemClock};
+use keyshift_core::secret::HmacSecret;
+use keyshift_core::{b64, Config, Phase};
+use keyshift_issuer::keystore::KeyStore;
+use keyshift_issuer::mint::{Signer, TokenRequest, TokenTemplate};
+use keyshift_issuer::rotation::RotationPolicy;
+use keyshift_verifier::jwks::rsa_public_key_der;
+use keyshift_verifier::Verifier;
+use rsa::pkcs1v15::{Signature, VerifyingKey};
+use rsa::signature::Verifier as _;
+use sha2::Sha256;
+
+const ISS: &str = "https://issuer.example.com";
+const AUD: &str = "https://api.example.com";
+
+/// Polls a future that cannot wait (the verify fast path) to completion.
+fn now_or_never<F: Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("the fast path awaited"),
+    }
+}
+
+fn verifier(token_cache: usize, jwks: &str, secret: &HmacSecret) -> Verifier {
+    let text = format!(
+        r#"phase = "transition"
+[verifier]
+issuer = "{ISS}"
+audience = "{AUD}"
+jwks_url = "http://127.0.0.1:9/jwks.json"
+hs256_secret_file = "unused"
+token_cache_size = {token_cache}
+"#
+    );
+    let cfg = Config::from_toml_str(&text, std::path::Path::new("/tmp")).expect("config");
+    let section = cfg.require_verifier().expect("section");
+    let v = Verifier::new(
+        Phase::Transition,
+        section,
+        Some(secret.clone()),
+        keyshift_core::clock::system_clock(),
+    )
+    .expect("verifier");
+    v.jwks()
+        .expect("jwks")
+        .load_static(jwks.as_bytes())
+        .expect("keys");
+    v
+}
+
+fn verify(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = RotationPolicy {
+        rotate_every: None,
+        prepublish: Duration::from_secs(900),
+        token_ttl: Duration::from_secs(900),
+    };
+    let (keys, _) = KeyStore::new(dir.path())
+        .maintain(SystemClock.now_secs(), &policy, 2048)
+        .expect("key");
+    let key = keys.active().expect("active");
+    let jwks = serde_json::json!({ "keys": keys.published() }).to_string();
+    let secret = HmacSecret::new(vec![0x42; 32]).expect("secret");
+    let template = TokenTemplate {
+        issuer: ISS.into(),
+        audience: AUD.into(),
+        ttl: Duration::from_secs(3600),
+    };
+    let req = TokenRequest {
+        client_id: "svc-orders",
+        scope: "orders:read orders:write",
+        now: SystemClock.now_secs(),
+    };
+    let (rs_token, _) = Signer::rs256(key.clone()).mint(&template, req).expect("rs");
+    let (hs_token, _) = Signer::hs256(&secret).mint(&template, req).expect("hs");
+
+    let full = verifier(0, &jwks, &secret);
+    let cached = verifier(10_000, &jwks, &secret);
+    now_or_never(cached.verify(&rs_token)).expect("warm the cache");
+
+    let (rs_input, rs_sig) = rs_token.rsplit_once('.').expect("parts");
+    let rs_sig = b64::decode(rs_sig).expect("sig");
+    let (hs_input, hs_sig) = hs_token.rsplit_once('.').expect("parts");
+    let hs_sig = b64::decode(hs_sig).expect("sig");
+    let n = b64::decode(&keys.published()[0].n).expect("n");
+    let e = b64::decode(&keys.published()[0].e).expect("e");
+    let parsed =
+        ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, rsa_public_key_der(&n, &e)).expect("key");
+    let keyed = <Hmac<Sha256> as Mac>::new_from_slice(secret.expose()).expect("hmac");
+
+    let mut g = c.benchmark_group("verify");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("rs256_keyshift_full", |b| {
+        b.iter(|| now_or_never(full.verify(&rs_token)).expect("valid"))
+    });
+    g.bench_function("rs256_raw_aws_lc_preparsed", |b| {
+        b.iter(|| {
+            parsed
+                .verify_sig(rs_input.as_bytes(), &rs_sig)
+                .expect("valid")
+        })
+    });
+    g.bench_function("hs256_keyshift_full", |b| {
+        b.iter(|| now_or_never(full.verify(&hs_token)).expect("valid"))
+    });
+    g.bench_function("hs256_raw_hmac_keyed", |b| {
+        b.iter(|| {
+            let mut m = keyed.clone();
+            m.update(hs_input.as_bytes());
+            m.verify_slice(&hs_sig).expect("valid")
+        })
+    });
+    g.bench_function("token_cache_hit", |b| {
+        b.iter(|| now_or_never(cached.verify(&rs_token)).expect("valid"))
+    });
+    let jwks_cache = full.jwks().expect("jwks");
+    g.bench_function("jwks_cache_lookup", |b| {
+        b.iter(|| jwks_cache.get(&key.kid).expect("kid"))
+    });
+
+    // References: jsonwebtoken 11 (aws_lc_rs) decode, and the rsa crate.
+    let jwk = &keys.published()[0];
+    let rs_decoding = jsonwebtoken::DecodingKey::from_rsa_components(&jwk.n, &jwk.e).expect("jwk");
+    let hs_decoding = jsonwebtoken::DecodingKey::from_secret(secret.expose());
+    let mut rs_validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    rs_validation.set_issuer(&[ISS]);
+    rs_validation.set_audience(&[AUD]);
+    let mut hs_validation = rs_validation.clone();
+    hs_validation.algorithms = vec![jsonwebtoken::Algorithm::HS256];
+    g.bench_function("rs256_jsonwebtoken_decode", |b| {
+        b.iter(|| {
+            jsonwebtoken::decode::<serde_json::Value>(&rs_token, &rs_decoding, &rs_validation)
+                .expect("valid")
+        })
+    });
+    g.bench_function("hs256_jsonwebtoken_decode", |b| {
+        b.iter(|| {
+            jsonwebtoken::decode::<serde_json::Value>(&hs_token, &hs_decoding, &hs_validation)
+                .expect("valid")
+        })
+    });
+    let rsa_key = rsa::RsaPublicKey::new(
+        rsa::BigUint::from_bytes_be(&n),
+        rsa::BigUint::from_bytes_be(&e),
+    )
+    .expect("rsa key");
+    let rsa_verifier = VerifyingKey::<Sha256>::new(rsa_key);
+    let rsa_sig = Signature::try_from(rs_sig.as_slice()).expect("sig");
+    g.bench_function("rs256_rsa_crate_verify", |b| {
+        b.iter(|| {
+            rsa_verifier
+                .verify(rs_input.as_bytes(), &rsa_sig)
+                .expect("valid")
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, verify);
+criterion_main!(benches);

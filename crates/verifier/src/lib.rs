@@ -1,0 +1,1 @@
+//! keyshift-verifier (being written).
