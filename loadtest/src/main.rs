@@ -1,3 +1,1 @@
-//! The load-test harness (being written).
-
 fn main() {}

@@ -21,7 +21,7 @@
 //! )?);
 //! tokio::spawn(verifier.clone().run_refresher());
 //! let claims = verifier.verify("eyJ...").await?;
-//! println!("{} may {}", claims.client_id, claims.scope);
+//! println!("{} may {}", claims.client_id(), claims.scope());
 //! # Ok(()) }
 //! ```
 
