@@ -12,9 +12,12 @@ run:
 build:
 	$(CARGO) build -j$(JOBS) --workspace
 
-## test: every test of the workspace (unit, service, end-to-end with the real binary)
+## test: every test of the workspace (unit, service, end-to-end with the real binary),
+##       then a --quick load test through the three phases (checks its own report)
 test:
 	$(CARGO) test -j$(JOBS) --workspace
+	$(CARGO) build -j$(JOBS) -p keyshift -p keyshift-loadtest
+	./target/debug/keyshift-loadtest --quick --keyshift ./target/debug/keyshift --out target/loadtest-smoke
 
 ## lint: formatting and clippy, as CI runs them
 lint:
@@ -28,7 +31,7 @@ bench:
 ## loadtest: release build, issuer + verifier on loopback, goose across the migration phases
 loadtest:
 	$(CARGO) build -j$(JOBS) --release -p keyshift -p keyshift-loadtest
-	./target/release/keyshift-loadtest --keyshift ./target/release/keyshift $(ARGS)
+	./target/release/keyshift-loadtest --keyshift ./target/release/keyshift --out loadtest/reports $(ARGS)
 
 ## doc: API docs of the workspace
 doc:
