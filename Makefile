@@ -1,6 +1,7 @@
 # keyshift: `make run` to try it, `make test` to check everything.
 CARGO ?= cargo
 JOBS ?= 2
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
 .PHONY: run test lint bench loadtest doc build
 
@@ -17,7 +18,7 @@ build:
 test:
 	$(CARGO) test -j$(JOBS) --workspace
 	$(CARGO) build -j$(JOBS) -p keyshift -p keyshift-loadtest
-	./target/debug/keyshift-loadtest --quick --keyshift ./target/debug/keyshift --out target/loadtest-smoke
+	$(TARGET_DIR)/debug/keyshift-loadtest --quick --keyshift $(TARGET_DIR)/debug/keyshift --out $(TARGET_DIR)/loadtest-smoke
 
 ## lint: formatting and clippy, as CI runs them
 lint:
@@ -31,7 +32,7 @@ bench:
 ## loadtest: release build, issuer + verifier on loopback, goose across the migration phases
 loadtest:
 	$(CARGO) build -j$(JOBS) --release -p keyshift -p keyshift-loadtest
-	./target/release/keyshift-loadtest --keyshift ./target/release/keyshift --out loadtest/reports $(ARGS)
+	$(TARGET_DIR)/release/keyshift-loadtest --keyshift $(TARGET_DIR)/release/keyshift --out loadtest/reports $(ARGS)
 
 ## doc: API docs of the workspace
 doc:

@@ -169,3 +169,38 @@ fn secret_hash_reads_stdin() {
     let printed = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     assert_eq!(printed, SecretHash::sha256_of(b"s3cret").to_config_string());
 }
+
+#[test]
+fn verifier_refuses_an_hs256_override_in_phase_asymmetric() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("v.toml");
+    std::fs::write(
+        &path,
+        "phase = \"asymmetric\"\n[verifier]\nlisten = \"127.0.0.1:0\"\nissuer = \"i\"\naudience = \"a\"\njwks_url = \"http://127.0.0.1:9/jwks\"\nhs256_secret_file = \"s\"\n",
+    )
+    .expect("write");
+    let out = keyshift()
+        .args(["verifier", "--accept", "hs256,rs256", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--accept") && err.contains("asymmetric"),
+        "{err}"
+    );
+    // The same override in the config file is refused too.
+    std::fs::write(
+        &path,
+        "phase = \"asymmetric\"\n[verifier]\nissuer = \"i\"\naudience = \"a\"\njwks_url = \"http://127.0.0.1:9/jwks\"\naccept = [\"HS256\", \"RS256\"]\n",
+    )
+    .expect("write");
+    let out = keyshift()
+        .args(["verifier", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("verifier.accept"));
+}
