@@ -1,21 +1,20 @@
 //! The verified-token cache (like Envoy's jwt_cache): a token seen and
 //! verified before is answered without parsing or signature work.
 //!
-//! Bounded (entries spread over shards with a short std `Mutex` each, never
-//! held across an `.await`); keyed by a keyed hash of the token's tail, but
-//! an entry stores the whole token and a hit compares it, so no collision can
-//! ever authenticate a different token. Entries carry the key generation
-//! they were verified under (policy reloads and JWKS key-set changes bump
-//! it): an entry of an older generation is a miss. Entries die at the token's
-//! `exp` (plus leeway).
+//! Bounded, with quick_cache's S3-FIFO eviction (scan-resistant: a flood of
+//! one-off tokens does not push out the tokens clients keep reusing), its
+//! shards locked only for a probe and never across an `.await`. Keyed by a
+//! keyed hash of the token's tail, but an entry stores the whole token and a
+//! hit compares it, so no collision can ever authenticate a different token.
+//! Entries carry the key generation they were verified under (policy reloads
+//! and JWKS key-set changes bump it): an entry of an older generation is a
+//! miss. Entries die at the token's `exp` (plus leeway).
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher, RandomState};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::verifier::Verified;
 
-const SHARDS: usize = 16;
 /// Bytes of the token's end that are hashed: the signature, unique per token.
 const HASHED_TAIL: usize = 48;
 
@@ -25,37 +24,25 @@ struct Entry {
     generation: u64,
 }
 
-#[derive(Default)]
-struct Shard {
-    map: HashMap<u64, Entry, BuildIdentity>,
-    last_sweep_secs: u64,
-}
-
 /// The cache.
 pub struct TokenCache {
-    shards: Vec<Mutex<Shard>>,
-    per_shard: usize,
+    cache: quick_cache::sync::Cache<u64, Arc<Entry>>,
     hasher: RandomState,
 }
 
 impl std::fmt::Debug for TokenCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenCache")
-            .field("capacity", &(self.per_shard * SHARDS))
+            .field("len", &self.cache.len())
             .finish_non_exhaustive()
     }
 }
 
 impl TokenCache {
-    /// A cache of about `capacity` entries; `None` for 0 (off).
+    /// A cache of `capacity` entries; `None` for 0 (off).
     pub fn new(capacity: usize) -> Option<TokenCache> {
-        if capacity == 0 {
-            return None;
-        }
-        let per_shard = capacity.div_ceil(SHARDS);
-        Some(TokenCache {
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-            per_shard,
+        (capacity > 0).then(|| TokenCache {
+            cache: quick_cache::sync::Cache::new(capacity),
             hasher: RandomState::new(),
         })
     }
@@ -69,12 +56,6 @@ impl TokenCache {
         h.finish()
     }
 
-    fn shard(&self, hash: u64) -> std::sync::MutexGuard<'_, Shard> {
-        // The shard count divides u64 evenly enough; `%` of a keyed hash.
-        let i = (hash % SHARDS as u64) as usize;
-        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// The verified claims of `token`, if cached under `generation` and still
     /// valid at `now` (seconds) with `leeway`.
     pub fn get(
@@ -85,86 +66,35 @@ impl TokenCache {
         leeway: u64,
     ) -> Option<Arc<Verified>> {
         let hash = self.hash(token);
-        let mut shard = self.shard(hash);
-        let entry = shard.map.get(&hash)?;
+        let entry = self.cache.get(&hash)?;
         if entry.generation != generation || &*entry.token != token {
             return None;
         }
         if entry.verified.exp.saturating_add(leeway) <= now {
-            shard.map.remove(&hash);
+            self.cache.remove(&hash);
             return None;
         }
         Some(entry.verified.clone())
     }
 
     /// Caches a verified token.
-    pub fn insert(&self, token: &str, verified: Arc<Verified>, generation: u64, now: u64) {
-        let hash = self.hash(token);
-        let mut shard = self.shard(hash);
-        if shard.map.len() >= self.per_shard && !shard.map.contains_key(&hash) {
-            // Sweep dead entries at most once a second; otherwise make room
-            // by dropping one entry (the cheapest to find).
-            if shard.last_sweep_secs != now {
-                shard.last_sweep_secs = now;
-                shard
-                    .map
-                    .retain(|_, e| e.generation == generation && e.verified.exp > now);
-            }
-            if shard.map.len() >= self.per_shard {
-                if let Some(victim) = shard.map.keys().next().copied() {
-                    shard.map.remove(&victim);
-                }
-            }
-        }
-        shard.map.insert(
-            hash,
-            Entry {
-                token: token.into(),
-                verified,
-                generation,
-            },
-        );
+    pub fn insert(&self, token: &str, verified: Arc<Verified>, generation: u64, _now: u64) {
+        let entry = Entry {
+            token: token.into(),
+            verified,
+            generation,
+        };
+        self.cache.insert(self.hash(token), Arc::new(entry));
     }
 
-    /// Entries currently held (all shards).
+    /// Entries currently held.
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().map(|s| s.map.len()).unwrap_or(0))
-            .sum()
+        self.cache.len()
     }
 
     /// Whether the cache holds nothing.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// The map's keys are already keyed hashes: hash them no further.
-#[derive(Default, Clone, Copy)]
-struct BuildIdentity;
-
-impl BuildHasher for BuildIdentity {
-    type Hasher = IdentityHasher;
-    fn build_hasher(&self) -> IdentityHasher {
-        IdentityHasher(0)
-    }
-}
-
-#[derive(Default)]
-struct IdentityHasher(u64);
-
-impl Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
+        self.cache.is_empty()
     }
 }
 
@@ -195,11 +125,30 @@ mod tests {
     }
 
     #[test]
+    fn reused_tokens_survive_a_flood_of_one_off_tokens() {
+        let c = TokenCache::new(1_000).expect("on");
+        let hot: Vec<String> = (0..100).map(|i| format!("hot.{i}")).collect();
+        for t in &hot {
+            c.insert(t, verified(10_000), 1, 100);
+        }
+        let mut misses = 0;
+        for i in 0..20_000 {
+            c.insert(&format!("cold.{i}"), verified(10_000), 1, 100);
+            let t = &hot[i % hot.len()];
+            if c.get(t, 1, 100, 0).is_none() {
+                misses += 1;
+                c.insert(t, verified(10_000), 1, 100);
+            }
+        }
+        assert!(misses < 2_000, "{misses} misses of 20000 hot lookups");
+    }
+
+    #[test]
     fn stays_bounded() {
         let c = TokenCache::new(64).expect("on");
         for i in 0..1_000 {
             c.insert(&format!("t.{i}"), verified(10_000), 1, 100);
         }
-        assert!(c.len() <= 64 + SHARDS, "{}", c.len());
+        assert!(c.len() <= 64, "{}", c.len());
     }
 }

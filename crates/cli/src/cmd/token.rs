@@ -1,6 +1,7 @@
 //! `keyshift token --config F --client ID`: mints a token offline, from the
 //! key directory and secret the issuer uses, for scripts and tests.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
@@ -24,6 +25,9 @@ pub struct Args {
     /// Space-delimited scopes (a subset of the client's); default: all it may have.
     #[arg(long)]
     scope: Option<String>,
+    /// How many tokens to print, one per line (each with its own jti).
+    #[arg(long, default_value_t = 1)]
+    count: usize,
 }
 
 /// Prints one token for the client, signed as the issuer would sign it now.
@@ -58,14 +62,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         audience: issuer.audience.clone(),
         ttl: issuer.token_ttl,
     };
-    let (token, _) = signer.mint(
-        &template,
-        TokenRequest {
-            client_id: &client.id,
-            scope: &scope,
-            now: SystemClock.now_secs(),
-        },
-    )?;
-    println!("{token}");
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for _ in 0..args.count {
+        let (token, _) = signer.mint(
+            &template,
+            TokenRequest {
+                client_id: &client.id,
+                scope: &scope,
+                now: SystemClock.now_secs(),
+            },
+        )?;
+        writeln!(out, "{token}")?;
+    }
+    out.flush()?;
     Ok(())
 }
