@@ -3,7 +3,7 @@ CARGO ?= cargo
 JOBS ?= 2
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: run test lint bench loadtest doc build
+.PHONY: run test lint bench loadtest doc build test-observability
 
 ## run: start issuer and verifier on loopback with a generated config in ./.keyshift/
 run:
@@ -37,3 +37,8 @@ loadtest:
 ## doc: API docs of the workspace
 doc:
 	$(CARGO) doc -j$(JOBS) --workspace --no-deps
+
+## test-observability: promtool rule checks and unit tests, dashboard PromQL, and a real
+##                     Prometheus scraping real services (installs Debian's prometheus if missing)
+test-observability:
+	bash scripts/check-observability.sh

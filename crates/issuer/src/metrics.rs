@@ -19,6 +19,10 @@ pub const PHASE_INFO: &str = "keyshift_phase_info";
 /// configured. In phase `asymmetric` it should be 0 (the secret removed).
 pub const SECRET_CONFIGURED: &str = "keyshift_hs256_secret_configured";
 
+/// `keyshift_next_rotation_timestamp_seconds`: when the active key is due to
+/// be replaced (absent when `rotate_every = "off"`).
+pub const NEXT_ROTATION: &str = "keyshift_next_rotation_timestamp_seconds";
+
 /// Registers help text; call once at start.
 pub fn describe() {
     describe_counter!(
@@ -58,5 +62,12 @@ pub fn set_phase(phase: Phase, secret_configured: bool) {
 pub fn set_key_counts(count: impl Fn(KeyState) -> usize) {
     for state in [KeyState::Next, KeyState::Active, KeyState::Retiring] {
         gauge!(SIGNING_KEYS, "state" => state.as_str()).set(count(state) as f64);
+    }
+}
+
+/// Publishes when the next rotation is due.
+pub fn set_next_rotation(unix: Option<u64>) {
+    if let Some(t) = unix {
+        gauge!(NEXT_ROTATION).set(t as f64);
     }
 }
