@@ -17,6 +17,10 @@ pub struct HmacKey {
     pub kid: String,
     /// The keyed HMAC state.
     pub mac: Hmac<Sha256>,
+    /// The exact header segment keyshift's issuer writes for this secret
+    /// (`{"alg":"HS256","typ":"at+jwt","kid":…}`): a token carrying it byte
+    /// for byte needs no header decoding.
+    pub header_b64: String,
 }
 
 impl std::fmt::Debug for HmacKey {
@@ -58,6 +62,10 @@ impl Policy {
             phase,
             accept: cfg.accept,
             hmac: secret.map(|s| HmacKey {
+                header_b64: keyshift_core::b64::encode(format!(
+                    r#"{{"alg":"HS256","typ":"at+jwt","kid":"{}"}}"#,
+                    s.kid()
+                )),
                 kid: s.kid().to_owned(),
                 mac: <Hmac<Sha256> as Mac>::new_from_slice(s.expose())
                     .expect("HMAC accepts keys of any length"),

@@ -471,3 +471,43 @@ async fn a_one_mebibyte_header_is_refused_cleanly_over_real_http() {
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     server.abort();
 }
+
+#[tokio::test]
+async fn the_issuers_exact_hs256_header_takes_the_fast_path_and_still_is_checked() {
+    use keyshift_core::secret::HmacSecret;
+    let f = fixture(Phase::Dual, "").await;
+    let kid = HmacSecret::new(SECRET.to_vec())
+        .expect("secret")
+        .kid()
+        .to_owned();
+    let header = format!(r#"{{"alg":"HS256","typ":"at+jwt","kid":"{kid}"}}"#);
+    let good = sign_hs(SECRET, &signing_input(&header, &claims().to_string()));
+    let req = http::Request::get("/verify")
+        .header("authorization", format!("Bearer {good}"))
+        .body(())
+        .expect("req");
+    let resp = f.service.handle(req).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["x-auth-kid"], kid.as_str());
+    // Same header, wrong key: the signature still decides.
+    let forged = sign_hs(
+        b"another-secret-another-secret-!!",
+        &signing_input(&header, &claims().to_string()),
+    );
+    assert_eq!(f.check(&forged).await.0, StatusCode::UNAUTHORIZED);
+    // Same header in phase asymmetric (secret still configured): refused.
+    let cfg = config(Phase::Asymmetric, &f.server.url(), "");
+    let secret = HmacSecret::new(SECRET.to_vec()).expect("secret");
+    f.verifier
+        .reload(
+            Phase::Asymmetric,
+            cfg.require_verifier().expect("v"),
+            Some(secret),
+        )
+        .expect("reload");
+    let (s, c) = f.check(&good).await;
+    assert!(
+        s == StatusCode::UNAUTHORIZED && invalid(&c, "algorithm not accepted"),
+        "{c}"
+    );
+}
