@@ -15,15 +15,41 @@
 //! # Ok(()) }
 //! ```
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::Service;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+
+/// A request handler that never fails at the HTTP level: every outcome,
+/// errors included, is a response.
+pub trait Handler: Clone + Send + Sync + 'static {
+    /// Answers one request.
+    fn call(&self, req: Request<Incoming>) -> impl Future<Output = Response<Full<Bytes>>> + Send;
+}
+
+/// Adapts a [`Handler`] to hyper's `Service`.
+#[derive(Debug, Clone)]
+pub struct HandlerService<H>(pub H);
+
+impl<H: Handler> Service<Request<Incoming>> for HandlerService<H> {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let handler = self.0.clone();
+        Box::pin(async move { Ok(handler.call(req).await) })
+    }
+}
 
 /// How long in-flight requests get to finish after shutdown is asked.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);

@@ -11,10 +11,8 @@
 //!
 //! Anything else: 404, or 405 with `Allow` for a known path.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -75,14 +73,9 @@ impl IssuerService {
     }
 }
 
-impl hyper::service::Service<Request<Incoming>> for IssuerService {
-    type Response = Response<Full<Bytes>>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
-
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move { Ok(this.handle(req).await) })
+impl keyshift_http::Handler for IssuerService {
+    fn call(&self, req: Request<Incoming>) -> impl Future<Output = Response<Full<Bytes>>> + Send {
+        self.handle(req)
     }
 }
 
@@ -90,7 +83,9 @@ impl hyper::service::Service<Request<Incoming>> for IssuerService {
 pub async fn run(listener: TcpListener, issuer: Arc<Issuer>, shutdown: impl Future<Output = ()>) {
     keyshift_http::serve(
         listener,
-        move |peer: SocketAddr| IssuerService::new(issuer.clone(), peer.ip()),
+        move |peer: SocketAddr| {
+            keyshift_http::HandlerService(IssuerService::new(issuer.clone(), peer.ip()))
+        },
         shutdown,
     )
     .await;

@@ -11,9 +11,7 @@
 //!
 //! Anything else: 404, or 405 for a known path with another method.
 
-use std::convert::Infallible;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -89,14 +87,9 @@ fn status(code: StatusCode) -> Response<Full<Bytes>> {
     resp
 }
 
-impl hyper::service::Service<Request<Incoming>> for VerifierService {
-    type Response = Response<Full<Bytes>>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
-
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move { Ok(this.handle(req).await) })
+impl keyshift_http::Handler for VerifierService {
+    fn call(&self, req: Request<Incoming>) -> impl Future<Output = Response<Full<Bytes>>> + Send {
+        self.handle(req)
     }
 }
 
@@ -104,7 +97,7 @@ impl hyper::service::Service<Request<Incoming>> for VerifierService {
 pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future<Output = ()>) {
     keyshift_http::serve(
         listener,
-        move |_| VerifierService::new(state.clone()),
+        move |_| keyshift_http::HandlerService(VerifierService::new(state.clone())),
         shutdown,
     )
     .await;
