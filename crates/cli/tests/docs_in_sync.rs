@@ -13,13 +13,11 @@ const EXPORTED: &[&str] = &[
     verifier::JWKS_KEYS,
     verifier::JWKS_LAST_SUCCESS,
     verifier::LAST_ACCEPTED,
-    verifier::PHASE_INFO,
-    verifier::SECRET_CONFIGURED,
+    keyshift_core::phase_metrics::PHASE_INFO,
+    keyshift_core::phase_metrics::SECRET_CONFIGURED,
     issuer::TOKENS_ISSUED,
     issuer::TOKEN_REQUESTS,
     issuer::SIGNING_KEYS,
-    issuer::PHASE_INFO,
-    issuer::SECRET_CONFIGURED,
     issuer::NEXT_ROTATION,
 ];
 

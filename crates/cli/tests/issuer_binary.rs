@@ -4,30 +4,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, fetch_token, http, keyshift, token_alg, Service};
+use common::{eventually, fetch_token, http, keyshift, token_alg, write_config, Service};
 use keyshift_core::secret::SecretHash;
 use nix::sys::signal::Signal;
-
-fn write_config(dir: &std::path::Path, phase: &str) -> std::path::PathBuf {
-    let hash = SecretHash::sha256_of(b"s3cret").to_config_string();
-    let text = format!(
-        r#"phase = "{phase}"
-[issuer]
-listen = "127.0.0.1:0"
-issuer = "http://127.0.0.1"
-audience = "https://api.test"
-hs256_secret_file = "hs256.secret"
-
-[[issuer.clients]]
-id = "svc-a"
-secret_hash = "{hash}"
-scopes = ["read", "write"]
-"#
-    );
-    let path = dir.join("keyshift.toml");
-    std::fs::write(&path, text).expect("config");
-    path
-}
 
 #[test]
 fn issuer_binary_serves_reloads_on_sighup_and_drains_on_sigterm() {
@@ -37,7 +16,7 @@ fn issuer_binary_serves_reloads_on_sighup_and_drains_on_sigterm() {
         "0123456789abcdef0123456789abcdef\n",
     )
     .expect("secret");
-    let config = write_config(tmp.path(), "dual");
+    let config = write_config(tmp.path(), "dual", "127.0.0.1:0", None);
     let mut issuer = Service::start("issuer", &config);
 
     let token = fetch_token(issuer.addr, "svc-a", "s3cret");
@@ -70,7 +49,7 @@ fn issuer_binary_serves_reloads_on_sighup_and_drains_on_sigterm() {
     );
 
     // Phase switch by config edit + SIGHUP: the next token is RS256.
-    write_config(tmp.path(), "transition");
+    write_config(tmp.path(), "transition", "127.0.0.1:0", None);
     issuer.signal(Signal::SIGHUP);
     assert!(
         eventually(Duration::from_secs(10), || token_alg(&fetch_token(
@@ -134,7 +113,7 @@ fn config_check_prints_effective_settings() {
         "0123456789abcdef0123456789abcdef",
     )
     .expect("secret");
-    let path = write_config(tmp.path(), "dual");
+    let path = write_config(tmp.path(), "dual", "127.0.0.1:0", None);
     let out = keyshift()
         .args(["config", "check"])
         .arg(&path)

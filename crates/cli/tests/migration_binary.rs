@@ -8,37 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{eventually, fetch_token, http, token_alg, Service};
-use keyshift_core::secret::SecretHash;
+use common::{eventually, fetch_token, http, token_alg, write_config, Service};
 use nix::sys::signal::Signal;
-
-fn write_config(dir: &std::path::Path, phase: &str, issuer_port: u16) -> std::path::PathBuf {
-    let hash = SecretHash::sha256_of(b"s3cret").to_config_string();
-    let text = format!(
-        r#"phase = "{phase}"
-[issuer]
-listen = "127.0.0.1:{issuer_port}"
-issuer = "http://127.0.0.1"
-audience = "https://api.test"
-hs256_secret_file = "hs256.secret"
-
-[[issuer.clients]]
-id = "svc-a"
-secret_hash = "{hash}"
-scopes = ["read", "write"]
-
-[verifier]
-listen = "127.0.0.1:0"
-issuer = "http://127.0.0.1"
-audience = "https://api.test"
-jwks_url = "http://127.0.0.1:{issuer_port}/.well-known/jwks.json"
-hs256_secret_file = "hs256.secret"
-"#
-    );
-    let path = dir.join("keyshift.toml");
-    std::fs::write(&path, text).expect("config");
-    path
-}
 
 fn verify(verifier: std::net::SocketAddr, token: &str) -> common::HttpResponse {
     http(
@@ -63,7 +34,8 @@ fn phase_switches_by_sighup_fail_no_request() {
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
-    let config = write_config(tmp.path(), "dual", port);
+    let listen = format!("127.0.0.1:{port}");
+    let config = write_config(tmp.path(), "dual", &listen, Some(port));
     let issuer = Service::start("issuer", &config);
     let verifier = Service::start("verifier", &config);
     let (ia, va) = (issuer.addr, verifier.addr);
@@ -105,7 +77,7 @@ fn phase_switches_by_sighup_fail_no_request() {
 
     wait_ok(20);
     for phase in ["transition", "asymmetric"] {
-        write_config(tmp.path(), phase, port);
+        write_config(tmp.path(), phase, &listen, Some(port));
         // Issuer first when it stops signing HS256; then the verifiers.
         issuer.signal(Signal::SIGHUP);
         assert!(
@@ -132,7 +104,7 @@ fn phase_switches_by_sighup_fail_no_request() {
     // In phase asymmetric an HS256 token (minted offline with the old secret) is refused.
     let hs = common::keyshift()
         .args(["token", "--client", "svc-a", "--config"])
-        .arg(write_config(tmp.path(), "dual", port))
+        .arg(write_config(tmp.path(), "dual", &listen, Some(port)))
         .output()
         .expect("token");
     let hs_token = String::from_utf8_lossy(&hs.stdout).trim().to_owned();

@@ -6,9 +6,10 @@
 //! - [`jwk`]: RSA public JWKs, JWK Sets and RFC 7638 thumbprints;
 //! - [`secret`]: the shared HS256 secret and client secret hashes;
 //! - [`clock`]: wall-clock time behind a trait, so tests can move it;
+//! - [`phase_metrics`]: the phase gauges both services export (via the `metrics` facade);
 //! - [`duration`] and [`b64`]: small codecs.
 //!
-//! No async runtime, no HTTP, no metrics exporter lives here.
+//! No async runtime, no HTTP, no metrics exporter lives here (only the `metrics` facade).
 //!
 //! ```
 //! use keyshift_core::{Alg, Phase};
@@ -24,6 +25,7 @@ pub mod config;
 pub mod duration;
 pub mod jwk;
 pub mod phase;
+pub mod phase_metrics;
 pub mod secret;
 
 pub use clock::{Clock, SharedClock};

@@ -13,11 +13,6 @@ pub const TOKENS_ISSUED: &str = "keyshift_tokens_issued_total";
 pub const TOKEN_REQUESTS: &str = "keyshift_token_requests_total";
 /// `keyshift_signing_keys{state}`: keys per state (next, active, retiring).
 pub const SIGNING_KEYS: &str = "keyshift_signing_keys";
-/// `keyshift_phase_info{phase}`: 1 for the current phase, 0 for the others.
-pub const PHASE_INFO: &str = "keyshift_phase_info";
-/// `keyshift_hs256_secret_configured`: 1 while a shared HS256 secret is
-/// configured. In phase `asymmetric` it should be 0 (the secret removed).
-pub const SECRET_CONFIGURED: &str = "keyshift_hs256_secret_configured";
 
 /// `keyshift_next_rotation_timestamp_seconds`: when the active key is due to
 /// be replaced (absent when `rotate_every = "off"`).
@@ -40,22 +35,12 @@ pub fn describe() {
         Unit::Count,
         "RSA keys in the key directory by state (next, active, retiring)."
     );
-    describe_gauge!(
-        PHASE_INFO,
-        "The migration phase: 1 for the current phase, 0 for the others."
-    );
-    describe_gauge!(
-        SECRET_CONFIGURED,
-        "1 while a shared HS256 secret is configured; remove it in phase asymmetric."
-    );
+    keyshift_core::phase_metrics::describe();
 }
 
-/// Publishes the phase gauges.
+/// Publishes the phase gauges (shared with the other service).
 pub fn set_phase(phase: Phase, secret_configured: bool) {
-    for p in Phase::ALL {
-        gauge!(PHASE_INFO, "phase" => p.as_str()).set(if p == phase { 1.0 } else { 0.0 });
-    }
-    gauge!(SECRET_CONFIGURED).set(if secret_configured { 1.0 } else { 0.0 });
+    keyshift_core::phase_metrics::set(phase, secret_configured);
 }
 
 /// Publishes the key counts.

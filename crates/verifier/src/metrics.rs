@@ -28,10 +28,6 @@ pub const JWKS_KEYS: &str = "keyshift_jwks_keys";
 pub const JWKS_LAST_SUCCESS: &str = "keyshift_jwks_last_success_timestamp_seconds";
 /// `keyshift_last_accepted_timestamp_seconds{alg}`.
 pub const LAST_ACCEPTED: &str = "keyshift_last_accepted_timestamp_seconds";
-/// `keyshift_phase_info{phase}`.
-pub const PHASE_INFO: &str = "keyshift_phase_info";
-/// `keyshift_hs256_secret_configured`: 1 while a shared secret is loaded.
-pub const SECRET_CONFIGURED: &str = "keyshift_hs256_secret_configured";
 
 /// Buckets of `keyshift_verify_duration_seconds`. A token-cache hit takes
 /// ~1 µs, HS256 ~2–5 µs, RS256 ~20–60 µs on one core; an unknown-kid
@@ -94,14 +90,7 @@ pub fn describe() {
         Unit::Seconds,
         "Unix time a token of this algorithm was last accepted."
     );
-    describe_gauge!(
-        PHASE_INFO,
-        "The migration phase: 1 for the current phase, 0 for the others."
-    );
-    describe_gauge!(
-        SECRET_CONFIGURED,
-        "1 while a shared HS256 secret is configured; remove it in phase asymmetric."
-    );
+    keyshift_core::phase_metrics::describe();
 }
 
 /// Pre-registered handles of the per-request series.
@@ -186,12 +175,9 @@ impl VerifyMetrics {
     }
 }
 
-/// Publishes the phase and whether a secret is configured.
+/// Publishes the phase gauges (shared with the other service).
 pub fn set_phase(phase: Phase, secret_configured: bool) {
-    for p in Phase::ALL {
-        gauge!(PHASE_INFO, "phase" => p.as_str()).set(if p == phase { 1.0 } else { 0.0 });
-    }
-    gauge!(SECRET_CONFIGURED).set(if secret_configured { 1.0 } else { 0.0 });
+    keyshift_core::phase_metrics::set(phase, secret_configured);
 }
 
 /// Counts a JWKS fetch and publishes the cache gauges.

@@ -184,3 +184,44 @@ pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// Writes `keyshift.toml` in `dir`: an issuer on `issuer_listen` with client
+/// `svc-a` (secret `s3cret`), and, given the issuer's port, a verifier on
+/// 127.0.0.1:0 reading its JWKS.
+pub fn write_config(
+    dir: &Path,
+    phase: &str,
+    issuer_listen: &str,
+    verifier_of_port: Option<u16>,
+) -> std::path::PathBuf {
+    let hash = keyshift_core::secret::SecretHash::sha256_of(b"s3cret").to_config_string();
+    let mut text = format!(
+        r#"phase = "{phase}"
+[issuer]
+listen = "{issuer_listen}"
+issuer = "http://127.0.0.1"
+audience = "https://api.test"
+hs256_secret_file = "hs256.secret"
+
+[[issuer.clients]]
+id = "svc-a"
+secret_hash = "{hash}"
+scopes = ["read", "write"]
+"#
+    );
+    if let Some(port) = verifier_of_port {
+        text.push_str(&format!(
+            r#"
+[verifier]
+listen = "127.0.0.1:0"
+issuer = "http://127.0.0.1"
+audience = "https://api.test"
+jwks_url = "http://127.0.0.1:{port}/.well-known/jwks.json"
+hs256_secret_file = "hs256.secret"
+"#
+        ));
+    }
+    let path = dir.join("keyshift.toml");
+    std::fs::write(&path, text).expect("config");
+    path
+}
