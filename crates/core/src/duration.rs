@@ -6,10 +6,18 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// The longest duration a config file may hold: 100 years.
+///
+/// Nothing keyshift schedules is longer, and the cap means that every sum the
+/// code forms from config durations and a unix timestamp or an `Instant`
+/// (`now + ttl + prepublish`, `now + cooldown`) stays far from overflow, so no
+/// value in a config file can make a checked addition necessary at a call site.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// A duration written as an integer and a unit: `ms`, `s`, `m`, `h` or `d`.
 ///
 /// Several parts may follow each other (`"1h30m"`). A bare number is refused:
-/// `ttl = "900"` is too easy to misread as minutes.
+/// `ttl = "900"` is too easy to misread as minutes. At most [`MAX_DURATION`].
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct HumanDuration(pub Duration);
 
@@ -23,8 +31,8 @@ pub enum DurationError {
     /// A number has no unit, or the unit is not one of ms, s, m, h, d.
     #[error("invalid duration `{0}` (write e.g. \"30s\", \"15m\", \"24h\", \"90d\")")]
     Invalid(String),
-    /// The value does not fit in a `Duration`.
-    #[error("duration `{0}` is too large")]
+    /// The value is longer than [`MAX_DURATION`] (100 years).
+    #[error("duration `{0}` is too large (at most 100 years)")]
     Overflow(String),
 }
 
@@ -57,7 +65,10 @@ impl FromStr for HumanDuration {
                 "d" => Duration::from_secs(value.checked_mul(86_400).ok_or_else(overflow)?),
                 _ => return Err(invalid()),
             };
-            total = total.checked_add(part).ok_or_else(overflow)?;
+            total = total
+                .checked_add(part)
+                .filter(|t| *t <= MAX_DURATION)
+                .ok_or_else(overflow)?;
             rest = tail;
         }
         Ok(HumanDuration(total))
@@ -149,6 +160,13 @@ mod tests {
             d("999999999999999999d"),
             Err(DurationError::Overflow(_))
         ));
+        // Fits in a Duration, but `now + it` would not fit in a u64 or an Instant.
+        assert!(matches!(
+            d("18446744073709551615s"),
+            Err(DurationError::Overflow(_))
+        ));
+        assert!(matches!(d("36501d"), Err(DurationError::Overflow(_))));
+        assert_eq!(d("36500d"), Ok(MAX_DURATION));
     }
 
     #[test]

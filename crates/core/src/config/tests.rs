@@ -119,6 +119,13 @@ fn bad_values_name_the_field() {
         with_issuer_key("key_prepublish = \"1m\"")
     ));
     assert_eq!(field, "issuer.key_prepublish");
+    // Would overflow `key_prepublish + token_ttl` and `now + prepublish`.
+    let (field, msg) = err_field(&format!(
+        "phase = \"dual\"\n{}",
+        with_issuer_key("key_prepublish = \"18446744073709551615s\"")
+    ));
+    assert_eq!(field, "issuer.key_prepublish", "{msg}");
+    assert!(msg.contains("too large"), "{msg}");
     let (field, _) = err_field(&format!(
         "phase = \"dual\"\n{}",
         with_issuer_key("listen = \"nowhere\"")
