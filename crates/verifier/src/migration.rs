@@ -16,6 +16,10 @@ pub struct MigrationStats {
     /// Largest `exp` of any accepted HS256 token (0: none).
     latest_hs256_exp: AtomicU64,
     started_at: AtomicU64,
+    /// Unix seconds since which this verifier has run in a phase whose issuer
+    /// signs RS256 (0: it is in a phase that signs HS256). HS256 tokens minted
+    /// before then, unseen here, may be valid until it plus the maximum lifetime.
+    rs256_since: AtomicU64,
 }
 
 /// Index 0 HS256, 1 RS256, 2 other.
@@ -28,11 +32,24 @@ pub(crate) fn slot(alg: Option<Alg>) -> usize {
 }
 
 impl MigrationStats {
-    /// Stats starting at `now` (unix seconds).
-    pub fn new(now: u64) -> MigrationStats {
+    /// Stats starting at `now` (unix seconds) in `phase`.
+    pub fn new(now: u64, phase: Phase) -> MigrationStats {
         let s = MigrationStats::default();
         s.started_at.store(now, Ordering::Relaxed);
+        s.phase_changed(None, phase, now);
         s
+    }
+
+    /// Notes a phase change (or the first phase): entering a phase whose
+    /// issuer signs RS256 starts the window after which no unseen HS256 token
+    /// can still be valid; going back to an HS256-signing phase ends it.
+    pub(crate) fn phase_changed(&self, old: Option<Phase>, new: Phase, now: u64) {
+        let was_rs = old.is_some_and(|p| p.signs() == Alg::Rs256);
+        match (was_rs, new.signs()) {
+            (false, Alg::Rs256) => self.rs256_since.store(now.max(1), Ordering::Relaxed),
+            (_, Alg::Hs256) => self.rs256_since.store(0, Ordering::Relaxed),
+            (true, Alg::Rs256) => {}
+        }
     }
 
     pub(crate) fn accepted(&self, alg: Alg, exp: u64, now: u64) {
@@ -47,18 +64,30 @@ impl MigrationStats {
         self.rejected[slot(alg)].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The report, as of `now`.
+    /// The report, as of `now`. `max_lifetime` and `leeway` are the
+    /// verifier's claim rules: no HS256 token it would accept outlives them.
     pub fn report(
         &self,
         phase: Phase,
         accept: AcceptSet,
         now: u64,
+        max_lifetime: u64,
         leeway: u64,
     ) -> MigrationReport {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let nonzero = |v: u64| (v != 0).then_some(v);
         let last_hs = nonzero(load(&self.last_hs256_accepted));
         let latest_exp = nonzero(load(&self.latest_hs256_exp));
+        let rs_since = nonzero(load(&self.rs256_since));
+        // Every HS256 token seen here is dead after `latest_exp + leeway`; one
+        // minted before this verifier entered an RS256-signing phase, and not
+        // seen yet, is dead at the latest `rs_since + max_lifetime + leeway`.
+        let seen_until = latest_exp.map(|e| e.saturating_add(leeway));
+        let unseen_until = rs_since.map(|t| t.saturating_add(max_lifetime).saturating_add(leeway));
+        let hs256_valid_until = match phase.signs() {
+            Alg::Hs256 => None,
+            Alg::Rs256 => seen_until.max(unseen_until),
+        };
         let (ready, reason) = if phase == Phase::Asymmetric {
             (
                 true,
@@ -72,24 +101,33 @@ impl MigrationStats {
                 ),
             )
         } else {
-            match latest_exp {
-                Some(exp) if exp.saturating_add(leeway) > now => (
+            match (seen_until, unseen_until) {
+                (Some(until), _) if until > now => (
                     false,
                     format!(
                         "an accepted HS256 token is valid for {} more seconds",
-                        exp.saturating_add(leeway) - now
+                        until - now
                     ),
                 ),
-                Some(_) => (
-                    true,
-                    "every HS256 token this verifier accepted has expired".to_owned(),
-                ),
-                None => (
-                    true,
+                (_, Some(until)) if until > now => (
+                    false,
                     format!(
-                        "no HS256 token accepted in the {} seconds since start",
-                        now.saturating_sub(load(&self.started_at))
+                        "an HS256 token minted before this verifier entered phase {phase} may be \
+                         valid for {} more seconds (max_token_lifetime plus leeway)",
+                        until - now
                     ),
+                ),
+                (Some(_), _) => (
+                    true,
+                    "every HS256 token this verifier accepted has expired, and so has any \
+                     minted before it entered an RS256 phase"
+                        .to_owned(),
+                ),
+                (None, _) => (
+                    true,
+                    "no HS256 token accepted, and any minted before this verifier entered an \
+                     RS256 phase has expired"
+                        .to_owned(),
                 ),
             }
         };
@@ -108,6 +146,7 @@ impl MigrationStats {
             },
             last_hs256_accepted_unix: last_hs,
             latest_hs256_exp_unix: latest_exp,
+            hs256_valid_until_unix: hs256_valid_until,
             since_unix: load(&self.started_at),
             ready_for_asymmetric: ready,
             reason,
@@ -152,6 +191,11 @@ pub struct MigrationReport {
     pub last_hs256_accepted_unix: Option<u64>,
     /// After this, no HS256 token this verifier accepted is valid.
     pub latest_hs256_exp_unix: Option<u64>,
+    /// After this, no HS256 token this verifier would accept can be valid:
+    /// the later of `latest_hs256_exp_unix` and the time it entered an
+    /// RS256-signing phase, each plus the claim rules' lifetime and leeway.
+    /// `None` while the issuer signs HS256.
+    pub hs256_valid_until_unix: Option<u64>,
     /// Start of the counts.
     pub since_unix: u64,
     /// Whether phase `asymmetric` can be entered without rejecting a valid token seen here.
@@ -164,30 +208,48 @@ pub struct MigrationReport {
 mod tests {
     use super::*;
 
+    const LIFETIME: u64 = 900;
+    const LEEWAY: u64 = 30;
+
+    fn ready(s: &MigrationStats, phase: Phase, now: u64) -> MigrationReport {
+        s.report(phase, phase.default_accept(), now, LIFETIME, LEEWAY)
+    }
+
     #[test]
     fn ready_only_once_every_accepted_hs256_token_expired() {
-        let s = MigrationStats::new(1_000);
-        let accept = Phase::Transition.default_accept();
-        assert!(
-            !s.report(Phase::Dual, accept, 1_000, 30)
-                .ready_for_asymmetric
-        );
-        assert!(
-            s.report(Phase::Transition, accept, 1_100, 30)
-                .ready_for_asymmetric
-        );
-        s.accepted(Alg::Hs256, 2_000, 1_100);
-        let r = s.report(Phase::Transition, accept, 1_500, 30);
+        let s = MigrationStats::new(1_000, Phase::Dual);
+        assert!(!ready(&s, Phase::Dual, 1_000).ready_for_asymmetric);
+        s.phase_changed(Some(Phase::Dual), Phase::Transition, 1_000);
+        s.accepted(Alg::Hs256, 3_000, 1_100);
+        let r = ready(&s, Phase::Transition, 1_500);
         assert!(!r.ready_for_asymmetric, "{}", r.reason);
-        assert_eq!(r.latest_hs256_exp_unix, Some(2_000));
+        assert_eq!(r.latest_hs256_exp_unix, Some(3_000));
+        assert_eq!(r.hs256_valid_until_unix, Some(3_030));
         assert_eq!(r.counts.hs256.accepted, 1);
-        assert!(
-            !s.report(Phase::Transition, accept, 2_029, 30)
-                .ready_for_asymmetric
-        );
-        assert!(
-            s.report(Phase::Transition, accept, 2_030, 30)
-                .ready_for_asymmetric
-        );
+        assert!(!ready(&s, Phase::Transition, 3_029).ready_for_asymmetric);
+        assert!(ready(&s, Phase::Transition, 3_030).ready_for_asymmetric);
+    }
+
+    #[test]
+    fn not_ready_right_after_start_or_switch_though_no_hs256_was_seen() {
+        // Started in transition: HS256 tokens minted before the start may
+        // still be valid, though this process has not seen one.
+        let s = MigrationStats::new(10_000, Phase::Transition);
+        let r = ready(&s, Phase::Transition, 10_001);
+        assert!(!r.ready_for_asymmetric, "{}", r.reason);
+        assert!(r.reason.contains("minted before"), "{}", r.reason);
+        assert_eq!(r.hs256_valid_until_unix, Some(10_000 + LIFETIME + LEEWAY));
+        assert!(!ready(&s, Phase::Transition, 10_929).ready_for_asymmetric);
+        assert!(ready(&s, Phase::Transition, 10_930).ready_for_asymmetric);
+
+        // Back to dual and forward again: the window starts over.
+        s.phase_changed(Some(Phase::Transition), Phase::Dual, 20_000);
+        assert_eq!(ready(&s, Phase::Dual, 20_000).hs256_valid_until_unix, None);
+        s.phase_changed(Some(Phase::Dual), Phase::Transition, 20_100);
+        assert!(!ready(&s, Phase::Transition, 20_500).ready_for_asymmetric);
+        assert!(ready(&s, Phase::Transition, 21_030).ready_for_asymmetric);
+        // transition -> transition (a reload of other settings) keeps it.
+        s.phase_changed(Some(Phase::Transition), Phase::Transition, 21_031);
+        assert!(ready(&s, Phase::Transition, 21_031).ready_for_asymmetric);
     }
 }

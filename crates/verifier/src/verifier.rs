@@ -152,6 +152,7 @@ impl Verifier {
             None => None,
         };
         report_secret(phase, secret.is_some());
+        metrics::set_max_staleness(cfg.jwks_max_staleness);
         let now = clock.now_secs();
         Ok(Verifier {
             policy: ArcSwap::from_pointee(Policy::new(phase, cfg, secret.as_ref(), 1)),
@@ -160,7 +161,7 @@ impl Verifier {
             token_cache: TokenCache::new(cfg.token_cache_size),
             clock,
             metrics: VerifyMetrics::register(),
-            stats: MigrationStats::new(now),
+            stats: MigrationStats::new(now, phase),
         })
     }
 
@@ -183,14 +184,17 @@ impl Verifier {
                 url.clone_from(&cfg.jwks_url);
             }
         }
-        let generation = self.policy.load().generation + 1;
+        let old = self.policy.load_full();
         self.policy.store(Arc::new(Policy::new(
             phase,
             cfg,
             secret.as_ref(),
-            generation,
+            old.generation + 1,
         )));
+        self.stats
+            .phase_changed(Some(old.phase), phase, self.clock.now_secs());
         report_secret(phase, secret.is_some());
+        metrics::set_max_staleness(cfg.jwks_max_staleness);
         tracing::info!(%phase, accept = %cfg.accept, "verifier config reloaded");
         Ok(())
     }
@@ -217,8 +221,20 @@ impl Verifier {
     /// The `/migration` report.
     pub fn migration(&self) -> MigrationReport {
         let p = self.policy.load();
-        self.stats
-            .report(p.phase, p.accept, self.clock.now_secs(), p.rules.leeway)
+        self.stats.report(
+            p.phase,
+            p.accept,
+            self.clock.now_secs(),
+            p.rules.max_lifetime,
+            p.rules.leeway,
+        )
+    }
+
+    /// Sets the gauges that are a function of time (readiness for phase
+    /// `asymmetric`); the `/metrics` route calls it before rendering.
+    pub fn publish_gauges(&self) {
+        let report = self.migration();
+        metrics::set_readiness(report.ready_for_asymmetric, report.hs256_valid_until_unix);
     }
 
     /// Background refresh: checks every second whether the JWKS is due and

@@ -237,6 +237,12 @@ async fn readiness_and_migration_report() {
     assert_eq!(report.counts.hs256.accepted, 1);
     assert!(!report.ready_for_asymmetric, "{}", report.reason);
     assert_eq!(report.latest_hs256_exp_unix, Some(NOW + 600));
+    // The token seen has expired, but one minted before this verifier started
+    // in phase transition may live max_token_lifetime (1h) + leeway (30s).
     f.clock.advance(Duration::from_secs(631));
+    let report = f.verifier.migration();
+    assert!(!report.ready_for_asymmetric, "{}", report.reason);
+    assert_eq!(report.hs256_valid_until_unix, Some(NOW + 3630));
+    f.clock.advance(Duration::from_secs(3630 - 631));
     assert!(f.verifier.migration().ready_for_asymmetric);
 }

@@ -55,6 +55,7 @@ pub fn readyz(state: &State) -> Response<Full<Bytes>> {
 
 /// Prometheus text exposition format 0.0.4.
 pub fn metrics(state: &State) -> Response<Full<Bytes>> {
+    state.verifier.publish_gauges();
     let mut resp = Response::new(Full::new(Bytes::from((state.render_metrics)())));
     resp.headers_mut().insert(
         CONTENT_TYPE,
