@@ -23,9 +23,16 @@ pub struct Header<'a> {
     /// Optional key id.
     #[serde(borrow, default)]
     pub kid: Option<Cow<'a, str>>,
-    /// Present at all → rejected.
-    #[serde(default)]
+    /// Present at all, even `null` → rejected.
+    #[serde(default, deserialize_with = "present")]
     pub crit: Option<serde::de::IgnoredAny>,
+}
+
+/// `Some` for any value, `null` included (a plain `Option` reads `null` as absent).
+fn present<'de, D: serde::Deserializer<'de>>(
+    de: D,
+) -> Result<Option<serde::de::IgnoredAny>, D::Error> {
+    serde::de::IgnoredAny::deserialize(de).map(Some)
 }
 
 /// Largest signature decoded (an 8192-bit RSA signature).
@@ -133,6 +140,7 @@ mod tests {
         };
         assert!(parse(r#"{"alg":"RS256","crit":["exp"]}"#).is_err());
         assert!(parse(r#"{"alg":"RS256","crit":[]}"#).is_err());
+        assert!(parse(r#"{"alg":"RS256","crit":null}"#).is_err());
         assert!(parse(r#"{"alg":"RS256","alg":"HS256"}"#).is_err());
         assert!(parse("[1]").is_err());
         assert!(parse("not json").is_err());

@@ -126,8 +126,6 @@ pub struct VerifyMetrics {
     durations: Vec<Histogram>,
     key_hit: Counter,
     key_miss: Counter,
-    token_hit: Counter,
-    token_miss: Counter,
     last_accepted: [Gauge; 2],
 }
 
@@ -156,8 +154,6 @@ impl VerifyMetrics {
                 .collect(),
             key_hit: counter!(KEY_CACHE, "result" => "hit"),
             key_miss: counter!(KEY_CACHE, "result" => "miss"),
-            token_hit: counter!(TOKEN_CACHE, "result" => "hit"),
-            token_miss: counter!(TOKEN_CACHE, "result" => "miss"),
             last_accepted: [
                 gauge!(LAST_ACCEPTED, "alg" => Alg::Hs256.as_str()),
                 gauge!(LAST_ACCEPTED, "alg" => Alg::Rs256.as_str()),
@@ -176,6 +172,14 @@ impl VerifyMetrics {
         }
     }
 
+    /// Counts a decision that verified nothing (no duration sample).
+    pub fn counted(&self, alg: AlgLabel, outcome: Outcome) {
+        let i = alg.index() * Outcome::ALL.len() + outcome_index(outcome);
+        if let Some(c) = self.totals.get(i) {
+            c.increment(1);
+        }
+    }
+
     /// Records when a token of `alg` was last accepted.
     pub fn accepted_at(&self, alg: Alg, unix: u64) {
         let i = match alg {
@@ -189,16 +193,15 @@ impl VerifyMetrics {
     pub fn key_cache(&self, hit: bool) {
         if hit { &self.key_hit } else { &self.key_miss }.increment(1);
     }
+}
 
-    /// Counts a token cache lookup.
-    pub fn token_cache(&self, hit: bool) {
-        if hit {
-            &self.token_hit
-        } else {
-            &self.token_miss
-        }
-        .increment(1);
-    }
+/// The (hit, miss) handles of `keyshift_token_cache_total`, registered when
+/// the token cache is switched on (absent while it is off).
+pub fn token_cache_counters() -> (Counter, Counter) {
+    (
+        counter!(TOKEN_CACHE, "result" => "hit"),
+        counter!(TOKEN_CACHE, "result" => "miss"),
+    )
 }
 
 /// Publishes the phase gauges (shared with the other service).

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use ::metrics::Counter;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use hmac::Mac;
 use keyshift_core::b64;
@@ -13,7 +14,7 @@ use keyshift_core::{Alg, Phase, SharedClock};
 
 use crate::claims;
 use crate::error::{AlgLabel, Outcome, VerifyError};
-use crate::jwks::{FetchError, Fetcher, JwksCache, JwksSettings, RsaKey};
+use crate::jwks::{FetchError, FetchOutcome, Fetcher, JwksCache, JwksSettings, RsaKey};
 use crate::jws;
 use crate::metrics::{self, VerifyMetrics};
 use crate::migration::{MigrationReport, MigrationStats};
@@ -105,14 +106,42 @@ pub enum BuildError {
     /// The JWKS client could not be created.
     #[error("verifier.jwks_url: {0}")]
     Jwks(#[from] FetchError),
+    /// On reload, a changed `jwks_url` served no usable JWK Set, so the
+    /// running URL and its keys stay.
+    #[error("verifier.jwks_url: the new URL served no usable keys ({0}); keeping the old one")]
+    NewJwksUnusable(String),
+}
+
+/// The verified-token cache with its hit and miss counters, which exist only
+/// while the cache is on (the contract: "only where a verified-token cache is on").
+struct Verdicts {
+    cache: TokenCache,
+    size: usize,
+    hit: Counter,
+    miss: Counter,
+}
+
+impl Verdicts {
+    fn new(size: usize) -> Option<Verdicts> {
+        let cache = TokenCache::new(size)?;
+        let (hit, miss) = metrics::token_cache_counters();
+        Some(Verdicts {
+            cache,
+            size,
+            hit,
+            miss,
+        })
+    }
 }
 
 /// The verifier. Cheap to share (`Arc`); `verify` takes `&self`.
 pub struct Verifier {
     policy: ArcSwap<Policy>,
     jwks: ArcSwapOption<JwksCache>,
-    jwks_url: std::sync::Mutex<Option<url::Url>>,
-    token_cache: Option<TokenCache>,
+    /// The running `jwks_url`; also serialises reloads (held across the
+    /// prefetch of a new URL, never on the request path).
+    reloading: tokio::sync::Mutex<Option<url::Url>>,
+    verdicts: ArcSwapOption<Verdicts>,
     clock: SharedClock,
     metrics: VerifyMetrics,
     stats: MigrationStats,
@@ -134,6 +163,8 @@ fn generation(policy: &Policy, jwks: Option<&JwksCache>) -> u64 {
 
 enum Step {
     Done(AlgLabel, Result<Arc<Verified>, VerifyError>),
+    /// The kid is not cached, or the keys are not usable: take the
+    /// cooldown-limited refetch, then check again with what it brought.
     NeedKey(String),
 }
 
@@ -151,39 +182,53 @@ impl Verifier {
             Some(url) => Some(Arc::new(new_cache(url, cfg, clock.clone())?)),
             None => None,
         };
-        report_secret(phase, secret.is_some());
+        report_secret(phase, secret_configured(cfg, secret.as_ref()));
         metrics::set_max_staleness(cfg.jwks_max_staleness);
         let now = clock.now_secs();
         Ok(Verifier {
             policy: ArcSwap::from_pointee(Policy::new(phase, cfg, secret.as_ref(), 1)),
             jwks: ArcSwapOption::new(jwks),
-            jwks_url: std::sync::Mutex::new(cfg.jwks_url.clone()),
-            token_cache: TokenCache::new(cfg.token_cache_size),
+            reloading: tokio::sync::Mutex::new(cfg.jwks_url.clone()),
+            verdicts: ArcSwapOption::new(Verdicts::new(cfg.token_cache_size).map(Arc::new)),
             clock,
             metrics: VerifyMetrics::register(),
             stats: MigrationStats::new(now, phase),
         })
     }
 
-    /// Swaps phase and settings atomically (SIGHUP). Cached verdicts of the
-    /// old policy stop counting; a changed `jwks_url` gets a fresh cache.
-    pub fn reload(
+    /// Applies a new config (SIGHUP): phase, accepted algorithms and claim
+    /// rules swap in one pointer store; JWKS timing settings and timeouts apply
+    /// to the running cache, keeping its keys; a changed `jwks_url` is fetched
+    /// first and replaces the cache only if it served usable keys (else the
+    /// whole reload is refused and the running config stays); a changed
+    /// `token_cache_size` starts a new, empty token cache. Verdicts cached
+    /// under the old policy stop counting.
+    pub async fn reload(
         &self,
         phase: Phase,
         cfg: &VerifierConfig,
         secret: Option<HmacSecret>,
     ) -> Result<(), BuildError> {
-        {
-            let mut url = self.jwks_url.lock().unwrap_or_else(|p| p.into_inner());
-            if *url != cfg.jwks_url {
-                let cache = match &cfg.jwks_url {
-                    Some(u) => Some(Arc::new(new_cache(u, cfg, self.clock.clone())?)),
-                    None => None,
-                };
-                self.jwks.store(cache);
-                url.clone_from(&cfg.jwks_url);
+        let mut url = self.reloading.lock().await;
+        let new_jwks = if *url != cfg.jwks_url {
+            match &cfg.jwks_url {
+                Some(u) => {
+                    let cache = Arc::new(new_cache(u, cfg, self.clock.clone())?);
+                    if cache.force_refresh().await == FetchOutcome::Error {
+                        let why = cache.status().last_error.unwrap_or_default();
+                        return Err(BuildError::NewJwksUnusable(why));
+                    }
+                    Some(Some(cache))
+                }
+                None => Some(None),
             }
-        }
+        } else {
+            if let (Some(cache), Some(u)) = (self.jwks.load_full(), &cfg.jwks_url) {
+                let fetcher = Fetcher::new(u, cfg.jwks_connect_timeout, cfg.jwks_timeout)?;
+                cache.reconfigure(JwksSettings::from(cfg), Some(fetcher));
+            }
+            None
+        };
         let old = self.policy.load_full();
         self.policy.store(Arc::new(Policy::new(
             phase,
@@ -191,9 +236,18 @@ impl Verifier {
             secret.as_ref(),
             old.generation + 1,
         )));
+        if let Some(jwks) = new_jwks {
+            self.jwks.store(jwks);
+            url.clone_from(&cfg.jwks_url);
+        }
+        let size = self.verdicts.load().as_ref().map_or(0, |v| v.size);
+        if size != cfg.token_cache_size {
+            self.verdicts
+                .store(Verdicts::new(cfg.token_cache_size).map(Arc::new));
+        }
         self.stats
             .phase_changed(Some(old.phase), phase, self.clock.now_secs());
-        report_secret(phase, secret.is_some());
+        report_secret(phase, secret_configured(cfg, secret.as_ref()));
         metrics::set_max_staleness(cfg.jwks_max_staleness);
         tracing::info!(%phase, accept = %cfg.accept, "verifier config reloaded");
         Ok(())
@@ -253,10 +307,17 @@ impl Verifier {
         self.verify_with_scopes(token, &[]).await
     }
 
-    /// Counts a request that carried no bearer token.
+    /// Counts a request that carried no bearer token (no duration sample:
+    /// nothing was verified).
     pub fn record_missing(&self) {
-        self.metrics
-            .verified(AlgLabel::Other, Outcome::Missing, 0.0);
+        self.metrics.counted(AlgLabel::Other, Outcome::Missing);
+        self.stats.rejected(None);
+    }
+
+    /// Counts a malformed request (e.g. two `Authorization` headers) as
+    /// `malformed`, with no duration sample.
+    pub fn record_malformed_request(&self) {
+        self.metrics.counted(AlgLabel::Other, Outcome::Malformed);
         self.stats.rejected(None);
     }
 
@@ -323,16 +384,24 @@ impl Verifier {
             );
         }
         let jwks = self.jwks.load();
-        let generation = match &self.token_cache {
+        let verdicts = self.verdicts.load();
+        let generation = match verdicts.as_deref() {
             Some(_) => generation(policy, jwks.as_deref()),
             None => 0,
         };
-        if let Some(cache) = &self.token_cache {
-            if let Some(hit) = cache.get(token, generation, now, policy.rules.leeway) {
-                self.metrics.token_cache(true);
-                return Done(hit.alg.into(), Ok(hit));
+        // The second pass after a refetch was counted by the first.
+        let first_pass = fetched.is_none();
+        if let (Some(v), true) = (verdicts.as_deref(), first_pass) {
+            match v.cache.get(token, generation, now, policy.rules.leeway) {
+                // Past the maximum staleness RS256 gets 503, cached or not.
+                Some(hit)
+                    if hit.alg == Alg::Hs256 || jwks.as_deref().is_some_and(JwksCache::usable) =>
+                {
+                    v.hit.increment(1);
+                    return Done(hit.alg.into(), Ok(hit));
+                }
+                _ => v.miss.increment(1),
             }
-            self.metrics.token_cache(false);
         }
         let (parts, header_b64) = match jws::split(token) {
             Ok(x) => x,
@@ -388,16 +457,17 @@ impl Verifier {
                 let Some(cache) = jwks.as_ref() else {
                     return Done(label, Err(VerifyError::AlgDisabled));
                 };
-                if !cache.usable() {
-                    return Done(label, Err(VerifyError::KeysUnavailable));
-                }
-                let key = match cache.get(kid) {
-                    Some(k) => {
-                        self.metrics.key_cache(true);
-                        k
-                    }
-                    None => match fetched.filter(|k| k.kid == kid) {
-                        Some(k) => k.clone(),
+                let key = match fetched {
+                    Some(k) if k.kid == kid => k.clone(),
+                    Some(_) => return Done(label, Err(VerifyError::UnknownKid)),
+                    // Never fetched, or too stale: the refetch path decides
+                    // between its keys and a 503.
+                    None if !cache.usable() => return Step::NeedKey(kid.to_owned()),
+                    None => match cache.get(kid) {
+                        Some(k) => {
+                            self.metrics.key_cache(true);
+                            k
+                        }
                         None => {
                             self.metrics.key_cache(false);
                             return Step::NeedKey(kid.to_owned());
@@ -445,8 +515,8 @@ impl Verifier {
             return Done(label, Err(VerifyError::BadClaims("claims not printable")));
         }
         let verified = Arc::new(Verified::new(sub, client_id, scope, alg, kid, exp));
-        if let Some(cache) = &self.token_cache {
-            cache.insert(token, verified.clone(), generation, now);
+        if let Some(v) = verdicts.as_deref() {
+            v.cache.insert(token, verified.clone(), generation, now);
         }
         Done(label, Ok(verified))
     }
@@ -464,6 +534,12 @@ fn new_cache(
 ) -> Result<JwksCache, BuildError> {
     let fetcher = Fetcher::new(url, cfg.jwks_connect_timeout, cfg.jwks_timeout)?;
     Ok(JwksCache::new(fetcher, JwksSettings::from(cfg), clock))
+}
+
+/// Whether a shared secret is configured: a loaded one, or a path that is
+/// still set (in phase `asymmetric` the file is not even read).
+fn secret_configured(cfg: &VerifierConfig, secret: Option<&HmacSecret>) -> bool {
+    secret.is_some() || cfg.hs256_secret_file.is_some()
 }
 
 fn report_secret(phase: Phase, configured: bool) {

@@ -504,6 +504,7 @@ async fn the_issuers_exact_hs256_header_takes_the_fast_path_and_still_is_checked
             cfg.require_verifier().expect("v"),
             Some(secret),
         )
+        .await
         .expect("reload");
     let (s, c) = f.check(&good).await;
     assert!(

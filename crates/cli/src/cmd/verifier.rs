@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use keyshift_core::clock::system_clock;
 use keyshift_core::config::VerifierConfig;
+use keyshift_core::secret::HmacSecret;
 use keyshift_core::{AcceptSet, Alg, Config, ConfigError, Phase};
 use keyshift_verifier::{State, Verifier};
 use tokio::net::TcpListener;
@@ -58,13 +59,22 @@ fn effective(path: &Path, accept: Option<&[Alg]>) -> anyhow::Result<(Phase, Veri
     Ok((config.phase, section))
 }
 
+/// The shared secret, read only when HS256 is accepted: in phase
+/// `asymmetric` a leftover `hs256_secret_file` is reported, never read, so a
+/// secret file already destroyed cannot stop the verifier.
+fn secret_for(section: &VerifierConfig) -> Result<Option<HmacSecret>, ConfigError> {
+    if section.accept.contains(Alg::Hs256) {
+        section.load_secret()
+    } else {
+        Ok(None)
+    }
+}
+
 /// Runs the verifier until SIGTERM/SIGINT.
 pub fn run(args: Args) -> anyhow::Result<()> {
     telemetry::init_logging();
     let (phase, section) = effective(&args.config, args.accept.as_deref())?;
-    let secret = section
-        .load_secret()
-        .with_context(|| args.config.display().to_string())?;
+    let secret = secret_for(&section).with_context(|| args.config.display().to_string())?;
     runtime()?.block_on(serve(args, phase, section, secret))
 }
 
@@ -72,7 +82,7 @@ async fn serve(
     args: Args,
     phase: Phase,
     section: VerifierConfig,
-    secret: Option<keyshift_core::secret::HmacSecret>,
+    secret: Option<HmacSecret>,
 ) -> anyhow::Result<()> {
     let (handle, render) = telemetry::install_prometheus(&[(
         keyshift_verifier::metrics::VERIFY_DURATION,
@@ -96,15 +106,17 @@ async fn serve(
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
             tracing::info!(config = %args.config.display(), "SIGHUP: reloading config and refetching the JWKS");
-            match effective(&args.config, args.accept.as_deref()).and_then(|(phase, section)| {
-                let secret = section.load_secret()?;
-                background.reload(phase, &section, secret)?;
-                Ok(())
-            }) {
-                Ok(()) => {}
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "config reload failed; keeping the running config")
-                }
+            let loaded = effective(&args.config, args.accept.as_deref())
+                .and_then(|(phase, section)| Ok((phase, secret_for(&section)?, section)));
+            let reloaded = match loaded {
+                Ok((phase, secret, section)) => background
+                    .reload(phase, &section, secret)
+                    .await
+                    .map_err(anyhow::Error::from),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = reloaded {
+                tracing::error!(error = %format!("{e:#}"), "config reload failed; keeping the running config");
             }
             if let Some(jwks) = background.jwks() {
                 jwks.force_refresh().await;

@@ -5,8 +5,12 @@
 //!   refreshed in the background at 80 % of it, so requests never wait for it.
 //! - An unknown kid refetches at most once per `unknown_kid_cooldown`, counted from
 //!   the last refetch an unknown kid caused; one fetch is in flight at a time
-//!   and concurrent waiters share it; unknown kids are then remembered
-//!   (`negative_cache_ttl`) so a flood of random kids costs no fetch.
+//!   and concurrent waiters share it. A kid the refetch did not bring is
+//!   remembered (`negative_cache_ttl`) so a flood of random kids costs no
+//!   fetch; a kid first seen during the cooldown is remembered only until the
+//!   cooldown ends, so a key rotated in meanwhile is picked up by the next
+//!   refetch instead of being refused for a whole negative TTL. Kids longer
+//!   than any the cache accepts from a JWKS are refused without a lookup.
 //! - A failed fetch (error status, timeout, garbage, empty set) never replaces
 //!   good keys; they keep serving until `jwks_max_staleness` past the last
 //!   success, then RS256 requests get [`VerifyError::KeysUnavailable`] (503).
@@ -35,12 +39,23 @@ use crate::metrics;
 
 /// Most unknown kids remembered at once.
 const NEGATIVE_CACHE_MAX: usize = 10_000;
+/// Key-set generations, unique across every cache of the process: a reload
+/// that replaces the cache (new JWKS URL) never reuses a generation the
+/// token cache may still hold verdicts for.
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+
+fn next_generation() -> u64 {
+    GENERATIONS.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Longest kid the cache keeps from a JWKS (and so the longest worth a lookup).
+pub const MAX_KID_BYTES: usize = 256;
 /// First retry delay after a failed fetch; doubles up to [`RETRY_MAX`].
 const RETRY_MIN: Duration = Duration::from_secs(2);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// The cache's timing settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JwksSettings {
     /// Lower bound of the TTL.
     pub min_ttl: Duration,
@@ -127,8 +142,10 @@ struct FetchState {
 
 /// The JWKS cache of one verifier.
 pub struct JwksCache {
-    fetcher: Fetcher,
-    settings: JwksSettings,
+    /// Swapped by [`JwksCache::reconfigure`] when the timeouts change on reload.
+    fetcher: ArcSwap<Fetcher>,
+    /// Swapped by [`JwksCache::reconfigure`]; read lock-free.
+    settings: ArcSwap<JwksSettings>,
     clock: SharedClock,
     snapshot: ArcSwap<KeySnapshot>,
     /// Milliseconds of the last successful fetch, 0 for never (read on the request path).
@@ -143,7 +160,7 @@ pub struct JwksCache {
 impl std::fmt::Debug for JwksCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwksCache")
-            .field("fetcher", &self.fetcher)
+            .field("fetcher", &self.fetcher.load())
             .field("keys", &self.snapshot.load().len())
             .finish_non_exhaustive()
     }
@@ -157,8 +174,8 @@ impl JwksCache {
     /// An empty cache for `fetcher`; nothing is fetched until asked.
     pub fn new(fetcher: Fetcher, settings: JwksSettings, clock: SharedClock) -> JwksCache {
         JwksCache {
-            fetcher,
-            settings,
+            fetcher: ArcSwap::from_pointee(fetcher),
+            settings: ArcSwap::from_pointee(settings),
             clock,
             snapshot: ArcSwap::from_pointee(KeySnapshot::default()),
             last_success_ms: AtomicU64::new(0),
@@ -166,6 +183,20 @@ impl JwksCache {
             flight: tokio::sync::Mutex::new(()),
             negative: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Applies new settings (and a new fetcher for the same URL, when the
+    /// timeouts changed) on reload; the cached keys stay.
+    pub fn reconfigure(&self, settings: JwksSettings, fetcher: Option<Fetcher>) {
+        self.settings.store(Arc::new(settings));
+        if let Some(f) = fetcher {
+            self.fetcher.store(Arc::new(f));
+        }
+    }
+
+    /// The current settings.
+    pub fn settings(&self) -> JwksSettings {
+        **self.settings.load()
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, FetchState> {
@@ -190,7 +221,8 @@ impl JwksCache {
     /// Whether keys from a successful fetch exist and are within the maximum staleness.
     pub fn usable(&self) -> bool {
         let last = self.last_success_ms.load(Ordering::Acquire);
-        last != 0 && ms(self.clock.now()).saturating_sub(last) <= ms(self.settings.max_staleness)
+        last != 0
+            && ms(self.clock.now()).saturating_sub(last) <= ms(self.settings.load().max_staleness)
     }
 
     /// Seconds a client should wait before retrying after a 503.
@@ -200,39 +232,64 @@ impl JwksCache {
         next.saturating_sub(now).as_secs().clamp(1, 60)
     }
 
-    /// The slow path for a kid not in the snapshot: the single-flight,
-    /// cooldown-limited refetch, then the negative cache.
+    /// The slow path, for a kid not in the snapshot or keys that are not
+    /// usable (never fetched, or past the maximum staleness): the
+    /// single-flight, cooldown-limited refetch, then the negative cache.
+    /// Without usable keys afterwards the answer is
+    /// [`VerifyError::KeysUnavailable`] (503: our fault, not the client's).
     pub async fn lookup_unknown(&self, kid: &str) -> Result<Arc<RsaKey>, VerifyError> {
+        if kid.len() > MAX_KID_BYTES {
+            // No JWKS key can have it: refuse without a fetch or an entry.
+            return Err(self.unknown_or_unavailable());
+        }
         let now = self.clock.now();
-        if self.is_negative(kid, now) {
+        if self.usable() && self.is_negative(kid, now) {
             return Err(VerifyError::UnknownKid);
         }
         let _flight = self.flight.lock().await;
         // A fetch we waited for may have brought it.
-        if let Some(key) = self.get(kid) {
-            return Ok(key);
+        if self.usable() {
+            if let Some(key) = self.get(kid) {
+                return Ok(key);
+            }
         }
         let now = self.clock.now();
+        let cooldown = self.settings.load().cooldown;
         {
             let mut state = self.state();
-            let cooling = state
+            if let Some(cool_until) = state
                 .last_unknown_refetch
-                .is_some_and(|t| now < t + self.settings.cooldown);
-            if cooling {
+                .map(|t| t + cooldown)
+                .filter(|until| now < *until)
+            {
                 drop(state);
-                self.remember_unknown(kid, now);
-                return Err(VerifyError::UnknownKid);
+                // Not proven unknown by a fetch: remembered until the next
+                // refetch is allowed, no longer.
+                self.remember_unknown(kid, cool_until);
+                return Err(self.unknown_or_unavailable());
             }
             state.last_unknown_refetch = Some(now);
         }
-        tracing::debug!("unknown kid: refetching the JWKS");
+        tracing::debug!("unknown kid or unusable keys: refetching the JWKS");
         self.fetch_locked().await;
+        if !self.usable() {
+            return Err(VerifyError::KeysUnavailable);
+        }
         match self.get(kid) {
             Some(key) => Ok(key),
             None => {
-                self.remember_unknown(kid, self.clock.now());
+                let now = self.clock.now();
+                self.remember_unknown(kid, now + self.settings.load().negative_ttl);
                 Err(VerifyError::UnknownKid)
             }
+        }
+    }
+
+    fn unknown_or_unavailable(&self) -> VerifyError {
+        if self.usable() {
+            VerifyError::UnknownKid
+        } else {
+            VerifyError::KeysUnavailable
         }
     }
 
@@ -241,15 +298,16 @@ impl JwksCache {
         negative.get(kid).is_some_and(|until| now < *until)
     }
 
-    fn remember_unknown(&self, kid: &str, now: Duration) {
+    fn remember_unknown(&self, kid: &str, until: Duration) {
+        let now = self.clock.now();
         let mut negative = self.negative.lock().unwrap_or_else(|p| p.into_inner());
         if negative.len() >= NEGATIVE_CACHE_MAX {
-            negative.retain(|_, until| now < *until);
+            negative.retain(|_, t| now < *t);
             if negative.len() >= NEGATIVE_CACHE_MAX {
                 negative.clear();
             }
         }
-        negative.insert(kid.to_owned(), now + self.settings.negative_ttl);
+        negative.insert(kid.to_owned(), until);
     }
 
     /// Installs keys from a JWKS body obtained out of band (a file shipped
@@ -257,7 +315,7 @@ impl JwksCache {
     pub fn load_static(&self, body: &[u8]) -> Result<(), JwksError> {
         let (keys, _) = parse_jwks(body)?;
         let now = self.clock.now();
-        let generation = self.snapshot.load().generation + 1;
+        let generation = next_generation();
         self.snapshot.store(Arc::new(KeySnapshot {
             keys,
             generation,
@@ -299,7 +357,8 @@ impl JwksCache {
                 state.etag.clone()
             }
         };
-        let result = self.fetcher.fetch(etag.as_deref()).await;
+        let fetcher = self.fetcher.load_full();
+        let result = fetcher.fetch(etag.as_deref()).await;
         let now = self.clock.now();
         let (outcome, error) = match result {
             Ok(Fetched::Body {
@@ -311,7 +370,7 @@ impl JwksCache {
                     let digest: [u8; 32] = Sha256::digest(&body).into();
                     let changed = self.state().body_digest != Some(digest);
                     if changed {
-                        let generation = self.snapshot.load().generation + 1;
+                        let generation = next_generation();
                         let count = keys.len();
                         self.snapshot.store(Arc::new(KeySnapshot {
                             keys,
@@ -360,9 +419,10 @@ impl JwksCache {
     }
 
     fn succeeded(&self, now: Duration, max_age: Option<Duration>) {
+        let settings = self.settings.load();
         let ttl = max_age
-            .unwrap_or(self.settings.min_ttl)
-            .clamp(self.settings.min_ttl, self.settings.max_ttl);
+            .unwrap_or(settings.min_ttl)
+            .clamp(settings.min_ttl, settings.max_ttl);
         let mut state = self.state();
         state.ttl = ttl;
         state.failures = 0;
@@ -400,7 +460,7 @@ impl JwksCache {
             .collect();
         kids.sort_by(|a, b| a.kid.cmp(&b.kid));
         KeysStatus {
-            url: self.fetcher.url(),
+            url: self.fetcher.load().url(),
             keys: kids,
             generation: snapshot.generation,
             usable: self.usable(),

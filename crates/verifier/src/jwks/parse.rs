@@ -113,7 +113,9 @@ fn usable(jwk: RawJwk) -> Option<RsaKey> {
     if jwk.alg.as_deref().is_some_and(|a| a != "RS256") {
         return None;
     }
-    let kid = jwk.kid.filter(|k| !k.is_empty() && k.len() <= 256)?;
+    let kid = jwk
+        .kid
+        .filter(|k| !k.is_empty() && k.len() <= super::MAX_KID_BYTES)?;
     let n = b64::decode(jwk.n?).ok()?;
     let e = b64::decode(jwk.e?).ok()?;
     let n = strip_leading_zeros(&n);

@@ -68,22 +68,38 @@ impl Denial {
     }
 }
 
-/// Required scopes from `?scope=a+b` and `X-Auth-Require-Scope: a b`.
-pub fn required_scopes(query: Option<&str>, headers: &HeaderMap) -> Vec<String> {
+/// Required scopes from `?scope=a+b` and `X-Auth-Require-Scope: a b`. Each
+/// must be an RFC 6749 §3.3 scope-token (printable ASCII without space, `"`
+/// or `\\`), so it can be echoed in the 403 challenge as it is; anything else
+/// is a malformed request (400), never a silently dropped requirement.
+pub fn required_scopes(query: Option<&str>, headers: &HeaderMap) -> Result<Vec<String>, Denial> {
+    const BAD: Denial = Denial::BadRequest("a required scope is not a valid scope-token");
     let mut scopes: Vec<String> = Vec::new();
+    let mut add = |list: &str| -> Result<(), Denial> {
+        for scope in list.split(' ').filter(|s| !s.is_empty()) {
+            if !scope.bytes().all(is_scope_char) {
+                return Err(BAD);
+            }
+            scopes.push(scope.to_owned());
+        }
+        Ok(())
+    };
     if let Some(q) = query {
         for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
             if k == "scope" {
-                scopes.extend(v.split(' ').filter(|s| !s.is_empty()).map(str::to_owned));
+                add(&v)?;
             }
         }
     }
     for v in headers.get_all(REQUIRE_SCOPE_HEADER) {
-        if let Ok(v) = v.to_str() {
-            scopes.extend(v.split(' ').filter(|s| !s.is_empty()).map(str::to_owned));
-        }
+        add(v.to_str().map_err(|_| BAD)?)?;
     }
-    scopes
+    Ok(scopes)
+}
+
+/// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
+fn is_scope_char(b: u8) -> bool {
+    matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E)
 }
 
 /// The bearer token of the request, or why there is none.
@@ -118,13 +134,21 @@ pub async fn handle(
     let token = match bearer(headers) {
         Ok(t) => t,
         Err(denial) => {
-            if matches!(denial, Denial::NoToken) {
-                verifier.record_missing();
+            match denial {
+                Denial::NoToken => verifier.record_missing(),
+                Denial::BadRequest(_) => verifier.record_malformed_request(),
+                Denial::Token(..) => {}
             }
             return denial.into_response();
         }
     };
-    let scopes = required_scopes(query, headers);
+    let scopes = match required_scopes(query, headers) {
+        Ok(s) => s,
+        Err(denial) => {
+            verifier.record_malformed_request();
+            return denial.into_response();
+        }
+    };
     let required: Vec<&str> = scopes.iter().map(String::as_str).collect();
     match verifier.verify_with_scopes(token, &required).await {
         Ok(v) => accepted(&v),
