@@ -125,4 +125,46 @@ fn phase_switches_by_sighup_fail_no_request() {
         metrics.contains("keyshift_phase_info{phase=\"asymmetric\"} 1"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("keyshift_ready_for_asymmetric 1"),
+        "{metrics}"
+    );
+
+    // SIGHUP refetches the JWKS, and a bad config on reload keeps the running
+    // one: the refetch after the failed reload proves the signal was handled.
+    let fetches = || {
+        http(va, "GET", "/keys", &[], b"").json()["fetches"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let before = fetches();
+    let config = write_config(tmp.path(), "asymmetric", &listen, Some(port));
+    std::fs::write(&config, "phase = \"sideways\"\n").expect("bad config");
+    verifier.signal(Signal::SIGHUP);
+    assert!(
+        eventually(Duration::from_secs(10), || fetches() > before),
+        "SIGHUP did not refetch the JWKS"
+    );
+    assert_eq!(
+        http(va, "GET", "/migration", &[], b"").json()["phase"],
+        "asymmetric"
+    );
+    let rs = fetch_token(ia, "svc-a", "s3cret");
+    assert_eq!(
+        verify(va, &rs).status,
+        200,
+        "the running config still serves"
+    );
+
+    // Phase asymmetric needs no secret: a verifier whose config still names a
+    // destroyed secret file starts, serves RS256, and reports the leftover.
+    write_config(tmp.path(), "asymmetric", &listen, Some(port));
+    std::fs::remove_file(tmp.path().join("hs256.secret")).expect("destroy secret");
+    let fresh = Service::start("verifier", &config);
+    assert_eq!(verify(fresh.addr, &rs).status, 200);
+    let metrics = http(fresh.addr, "GET", "/metrics", &[], b"").text();
+    assert!(
+        metrics.contains("keyshift_hs256_secret_configured 1"),
+        "{metrics}"
+    );
 }

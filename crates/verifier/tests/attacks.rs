@@ -42,10 +42,14 @@ async fn alg_none_in_every_spelling_is_refused() {
     for alg in ["none", "None", "NONE", "nOnE"] {
         let header = json!({"alg": alg, "typ": "JWT"}).to_string();
         let input = signing_input(&header, &claims().to_string());
-        for token in [format!("{input}."), format!("{input}.AAAA")] {
+        // With an empty signature (the classic form) and with any signature.
+        for (token, why) in [
+            (format!("{input}."), "empty segment"),
+            (format!("{input}.AAAA"), "algorithm not accepted"),
+        ] {
             let (s, c) = f.check(&token).await;
             assert_eq!(s, StatusCode::UNAUTHORIZED, "{alg}");
-            assert!(c.contains("invalid_token"), "{alg}: {c}");
+            assert!(invalid(&c, why), "{alg}: {c}");
         }
     }
 }
@@ -89,31 +93,59 @@ async fn stripped_or_tampered_signatures_are_refused() {
     );
 }
 
+/// An HS256 token over exactly `input` (whatever its shape), so the only
+/// thing that can refuse it is the check under test.
+fn hs_over(input: &str) -> String {
+    sign_hs(SECRET, input)
+}
+
+const HS_HEADER: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
+
 #[tokio::test]
 async fn wrong_segment_counts_and_encodings_are_malformed() {
     let f = fixture(Phase::Dual, "").await;
-    let (a, _) = keys();
-    let token = rs256(a, &claims());
-    let parts: Vec<&str> = token.split('.').collect();
-    let candidates = vec![
-        format!("{}.{}", parts[0], parts[1]),
-        format!("{token}.{}", parts[2]),
-        format!("{token}.{}.{}", parts[2], parts[2]),
-        format!("{}=.{}.{}", parts[0], parts[1], parts[2]),
-        format!(
-            "{}.{}.{}",
-            parts[0],
-            parts[1],
-            parts[2].replacen('-', "+", 1).replacen('_', "/", 1) + "+/"
+    let h = b64::encode(HS_HEADER);
+    let p = b64::encode(claims().to_string());
+    // Every token below carries a valid HMAC over the text before its last
+    // dot: a lenient splitter or base64 decoder would accept it.
+    let cases: Vec<(String, &str)> = vec![
+        (format!("{h}.{p}"), "compact JWS"),
+        (hs_over(&format!("{h}.{p}.{p}")), "more than three segments"),
+        (
+            hs_over(&format!("{h}.{p}.{p}.{p}")),
+            "more than three segments",
         ),
-        format!("{}.{} .{}", parts[0], parts[1], parts[2]),
-        format!("{}.{}.{}", b64::encode("not json"), parts[1], parts[2]),
+        (hs_over(&format!("{h}=.{p}")), "bad base64url"),
+        (hs_over(&format!("{h}.{p}=")), "bad base64url"),
+        (hs_over(&format!("{h}.{} ", p)), "bad base64url"),
+        (hs_over(&format!("{h}. {p}")), "bad base64url"),
+        (
+            hs_over(&format!("{}.{p}", b64::encode("not json"))),
+            "header is not a JSON object",
+        ),
     ];
-    for t in candidates {
-        let (s, c) = f.check(&t).await;
-        assert_eq!(s, StatusCode::UNAUTHORIZED, "{t}");
-        assert!(c.contains("invalid_token"), "{c}");
+    // The standard alphabet (`+`, `/`) instead of base64url: find claims whose
+    // encoding has a `-` or `_`, swap it, and sign what results.
+    let std_alphabet = (0..500)
+        .map(|i| {
+            let mut c = claims();
+            c["jti"] = json!(format!("j?>~{i}"));
+            b64::encode(c.to_string())
+        })
+        .find(|p| p.contains(['-', '_']))
+        .expect("some encoding has - or _")
+        .replace('-', "+")
+        .replace('_', "/");
+    let mut cases = cases;
+    cases.push((hs_over(&format!("{h}.{std_alphabet}")), "bad base64url"));
+    for (token, why) in cases {
+        let (s, c) = f.check(&token).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{token}");
+        assert!(invalid(&c, why), "{token}: {c}");
     }
+    // The issuer's own header in the wrong alphabet takes no fast path either.
+    let (s, _) = f.check(&hs_over(&format!("{h}.{p}"))).await;
+    assert_eq!(s, StatusCode::OK, "the same token, well-formed, passes");
 }
 
 #[tokio::test]
@@ -129,15 +161,21 @@ async fn duplicate_claims_and_headers_are_refused() {
         .check(&sign_rs(a, &signing_input(&header, &payload)))
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    assert!(c.contains("invalid_token"), "{c}");
-    let dup_header = format!(r#"{{"alg":"RS256","kid":"{}","kid":"other"}}"#, a.kid);
-    let (s, _) = f
-        .check(&sign_rs(
-            a,
-            &signing_input(&dup_header, &claims().to_string()),
-        ))
-        .await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(invalid(&c, "claims"), "{c}");
+    // Duplicate header members, each value valid on its own, properly signed.
+    for dup_header in [
+        format!(r#"{{"alg":"RS256","kid":"{0}","kid":"{0}"}}"#, a.kid),
+        format!(r#"{{"alg":"RS256","alg":"RS256","kid":"{}"}}"#, a.kid),
+    ] {
+        let (s, c) = f
+            .check(&sign_rs(
+                a,
+                &signing_input(&dup_header, &claims().to_string()),
+            ))
+            .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{dup_header}");
+        assert!(invalid(&c, "header is not a JSON object"), "{c}");
+    }
 }
 
 #[tokio::test]
@@ -420,11 +458,25 @@ async fn insufficient_scope_is_403_naming_the_scope() {
     );
     let (s, _) = f
         .request(
-            &[auth, ("x-auth-require-scope", "admin".to_owned())],
+            &[auth.clone(), ("x-auth-require-scope", "admin".to_owned())],
             "/verify",
         )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
+    // A required scope that could break the challenge is a malformed request,
+    // never dropped (which would let the token pass) nor echoed raw.
+    for query in ["/verify?scope=read%22%2C+x%3D%22", "/verify?scope=r%5Cd"] {
+        let (s, c) = f.request(std::slice::from_ref(&auth), query).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{query}");
+        assert!(c.contains("error=\"invalid_request\""), "{c}");
+    }
+    let (s, _) = f
+        .request(
+            &[auth, ("x-auth-require-scope", "ad\"min".to_owned())],
+            "/verify",
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]

@@ -161,7 +161,7 @@ async fn outages_keep_serving_cached_keys_until_max_staleness_then_503() {
             body: r#"{"keys":[]}"#.into(),
             max_age: Some(300),
         },
-        Mode::Slow(Duration::from_secs(2)),
+        Mode::Slow(Duration::from_secs(3600)),
     ];
     for outage in outages {
         let f = fixture(Phase::Dual, "").await;

@@ -133,9 +133,20 @@ pub fn hs256(claims: &serde_json::Value) -> String {
 /// What the JWKS test server answers.
 #[derive(Clone, Debug)]
 pub enum Mode {
-    Ok { body: String, max_age: Option<u64> },
+    Ok {
+        body: String,
+        max_age: Option<u64>,
+    },
     Status(u16),
+    /// Answers nothing for this long (longer than the fetch timeout: a hang).
     Slow(Duration),
+    /// Answers `body` once the semaphore gives a permit: the test decides when.
+    Gated {
+        body: String,
+        gate: Arc<tokio::sync::Semaphore>,
+    },
+    /// 302 to `location`.
+    Redirect(String),
 }
 
 /// A JWKS server on 127.0.0.1:0 whose answers the test sets.
@@ -196,6 +207,17 @@ impl JwksServer {
                                         tokio::time::sleep(d).await;
                                         Response::new(Full::new(Bytes::from_static(b"{}")))
                                     }
+                                    Mode::Gated { body, gate } => {
+                                        let _permit = gate.acquire().await;
+                                        Response::new(Full::new(Bytes::from(body)))
+                                    }
+                                    Mode::Redirect(location) => {
+                                        let mut r = Response::new(Full::new(Bytes::new()));
+                                        *r.status_mut() = StatusCode::FOUND;
+                                        r.headers_mut()
+                                            .insert("location", location.parse().expect("header"));
+                                        r
+                                    }
                                 };
                                 // No keep-alive: a stopped server must refuse the next fetch.
                                 let mut resp = resp;
@@ -246,8 +268,8 @@ pub fn config(phase: Phase, jwks_url: &str, extra: &str) -> Config {
 issuer = "{ISS}"
 audience = "{AUD}"
 jwks_url = "{jwks_url}"
-jwks_timeout = "300ms"
-jwks_connect_timeout = "300ms"
+jwks_timeout = "2s"
+jwks_connect_timeout = "2s"
 max_token_lifetime = "1h"
 jwks_max_staleness = "1h"
 {}
@@ -273,7 +295,15 @@ pub struct Fixture {
 pub async fn fixture(phase: Phase, extra: &str) -> Fixture {
     let (a, _) = keys();
     let server = JwksServer::start(jwks_of(&[a])).await;
-    fixture_with(phase, extra, server).await
+    let f = fixture_with(phase, extra, server).await;
+    if let Some(jwks) = f.verifier.jwks() {
+        assert!(
+            jwks.usable(),
+            "the first JWKS fetch failed: {:?}",
+            jwks.status()
+        );
+    }
+    f
 }
 
 pub async fn fixture_with(phase: Phase, extra: &str, server: JwksServer) -> Fixture {
