@@ -4,8 +4,9 @@
 //! The lifecycle of a key is `next` → `active` → `retiring` → `retired`:
 //!
 //! - a `next` key is published in the JWKS but signs nothing; it is promoted
-//!   at its `activate_at`, and never sooner than `key_prepublish` after it was
-//!   created, so every verifier has seen it before it sees a token signed by it;
+//!   at its `activate_at` (or, if it has none, at the active key's rotation
+//!   date), and never sooner than `key_prepublish` after it was created, so
+//!   every verifier has seen it before it sees a token signed by it;
 //! - the `active` key signs (in the RS256 phases);
 //! - a `retiring` key stays published until every token it signed has expired
 //!   (`token_ttl`) plus `key_prepublish` for verifier caches, then it is
@@ -13,7 +14,7 @@
 
 use std::time::Duration;
 
-use crate::keystore::{KeyState, Manifest};
+use crate::keystore::{KeyEntry, KeyState, Manifest};
 
 /// The settings rotation depends on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +79,12 @@ pub fn due_steps(manifest: &Manifest, now: u64, policy: &RotationPolicy) -> Vec<
             (Some(at), _) => at <= now && safe_from <= now,
             // No active key (it was retired by hand): promote as soon as safe.
             (None, None) => safe_from <= now,
-            (None, Some(_)) => false,
+            // Unscheduled (`keyshift keys generate`): it replaces the active key
+            // at the active key's rotation date, or once safe if that is later.
+            // Without a schedule it waits for `keyshift keys rotate`.
+            (None, Some(active)) => {
+                rotation_date(active, policy).is_some_and(|at| at <= now) && safe_from <= now
+            }
         };
         if due {
             steps.push(Step::Promote {
@@ -91,11 +97,7 @@ pub fn due_steps(manifest: &Manifest, now: u64, policy: &RotationPolicy) -> Vec<
         return steps;
     }
 
-    if let (Some(active), Some(every)) = (active, policy.rotate_every) {
-        let rotate_at = active
-            .activated_at
-            .unwrap_or(active.created_at)
-            .saturating_add(secs(every));
+    if let Some(rotate_at) = active.and_then(|a| rotation_date(a, policy)) {
         let create_at = rotate_at.saturating_sub(secs(policy.prepublish));
         if now >= create_at {
             steps.push(Step::CreateNext {
@@ -104,6 +106,18 @@ pub fn due_steps(manifest: &Manifest, now: u64, policy: &RotationPolicy) -> Vec<
         }
     }
     steps
+}
+
+/// When the automatic schedule replaces `active`: `rotate_every` after it
+/// became active; `None` when the schedule is off.
+pub fn rotation_date(active: &KeyEntry, policy: &RotationPolicy) -> Option<u64> {
+    let every = policy.rotate_every?;
+    Some(
+        active
+            .activated_at
+            .unwrap_or(active.created_at)
+            .saturating_add(every.as_secs()),
+    )
 }
 
 #[cfg(test)]
@@ -188,12 +202,51 @@ mod tests {
     }
 
     #[test]
-    fn unscheduled_next_key_waits_for_a_rotation() {
+    fn unscheduled_next_key_replaces_the_active_one_at_its_rotation_date() {
         let m = Manifest {
             keys: vec![key("a", KeyState::Active, T0), key("b", KeyState::Next, T0)],
             ..Manifest::default()
         };
+        let rotate_at = T0 + 90 * 86_400;
         assert_eq!(due_steps(&m, T0 + 10 * 86_400, &policy()), []);
+        assert_eq!(due_steps(&m, rotate_at - 1, &policy()), []);
+        assert_eq!(
+            due_steps(&m, rotate_at, &policy()),
+            [Step::Promote {
+                kid: "b".into(),
+                retire_old_at: rotate_at + 1800
+            }]
+        );
+        // The schedule keeps going after it: no step stays stuck in the past.
+        assert_eq!(
+            due_steps(&m, rotate_at + 86_400, &policy()).len(),
+            1,
+            "still due after the date"
+        );
+        // Without a schedule it waits for `keyshift keys rotate`.
+        let off = RotationPolicy {
+            rotate_every: None,
+            ..policy()
+        };
+        assert_eq!(due_steps(&m, rotate_at + 86_400, &off), []);
+    }
+
+    #[test]
+    fn unscheduled_next_key_created_late_still_waits_for_prepublish() {
+        let rotate_at = T0 + 90 * 86_400;
+        let m = Manifest {
+            keys: vec![
+                key("a", KeyState::Active, T0),
+                key("b", KeyState::Next, rotate_at - 100),
+            ],
+            ..Manifest::default()
+        };
+        assert_eq!(due_steps(&m, rotate_at, &policy()), []);
+        assert_eq!(due_steps(&m, rotate_at + 799, &policy()), []);
+        assert!(matches!(
+            due_steps(&m, rotate_at + 800, &policy()).as_slice(),
+            [Step::Promote { .. }]
+        ));
     }
 
     #[test]
