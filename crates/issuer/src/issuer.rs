@@ -22,7 +22,7 @@ use crate::keystore::{KeySet, KeyStore, KeyStoreError};
 use crate::metrics;
 use crate::mint::{Signer, TokenTemplate};
 use crate::ratelimit::FailureLimiter;
-use crate::rotation::RotationPolicy;
+use crate::rotation::{RotationPolicy, Step};
 
 /// Renders the Prometheus text exposition; supplied by the binary, which owns the exporter.
 pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
@@ -37,6 +37,10 @@ pub enum StartError {
     /// The HS256 secret is needed but unusable.
     #[error("{0}")]
     Secret(#[from] keyshift_core::ConfigError),
+    /// A reload that would make verifiers refuse tokens: the message says
+    /// why and what to do instead. The running config stays.
+    #[error("refused: {0}")]
+    Refused(String),
     /// A background task failed.
     #[error("internal: {0}")]
     Internal(String),
@@ -217,7 +221,18 @@ impl Issuer {
             config.failed_auth_limit,
             config.failed_auth_window,
         ));
-        let live = build_live(phase, config, &clock, limiter).await?;
+        let now = clock.now().as_secs();
+        let (mut live, steps) = build_live(phase, config, &clock, limiter).await?;
+        // A brand-new key directory has no verifier that could hold a stale
+        // JWKS; an existing key that was never served is worth a warning.
+        if !steps.contains(&Step::CreateInitialActive) {
+            if let Some(why) = signs_unpublished_key(&live, now) {
+                tracing::warn!(
+                    "{why}; verifiers holding an older JWKS refuse its tokens until they refetch"
+                );
+            }
+        }
+        record_served(&mut live, now).await;
         publish_gauges(&live);
         Ok(Issuer {
             live: ArcSwap::from_pointee(live),
@@ -259,7 +274,20 @@ impl Issuer {
         if config.listen != current.config.listen {
             tracing::warn!(old = %current.config.listen, new = %config.listen, "issuer.listen changed; a restart is needed to move the listener");
         }
-        let live = build_live(phase, config, &self.clock, limiter).await?;
+        let now = self.clock.now().as_secs();
+        let (mut live, _) = build_live(phase, config, &self.clock, limiter).await?;
+        // From a phase whose JWKS lists no RSA key straight to signing RS256:
+        // no verifier can have the key yet.
+        if !current.phase.publishes_rsa_keys() {
+            if let Some(why) = signs_unpublished_key(&live, now) {
+                return Err(StartError::Refused(format!(
+                    "{why}; reload with phase dual first and wait issuer.key_prepublish ({}) before phase {}",
+                    keyshift_core::duration::HumanDuration(live.config.key_prepublish),
+                    live.phase
+                )));
+            }
+        }
+        record_served(&mut live, now).await;
         tracing::info!(phase = %live.phase, signs = %live.signer.alg(), kid = live.signer.kid(), "issuer config reloaded");
         publish_gauges(&live);
         self.live.store(Arc::new(live));
@@ -271,18 +299,26 @@ impl Issuer {
     pub async fn maintain_keys(&self) -> Result<bool, StartError> {
         let _guard = self.maintenance.lock().await;
         let current = self.live.load_full();
-        let keys = maintain(&current.config, self.clock.now().as_secs()).await?;
-        if keys.manifest == current.keys.manifest {
+        let now = self.clock.now().as_secs();
+        let (keys, _) = maintain(&current.config, now).await?;
+        if keys.manifest == current.keys.manifest
+            && !current
+                .keys
+                .manifest
+                .clone()
+                .record_served(&served_kids(&current), now)
+        {
             return Ok(false);
         }
         let secret = current.config.load_secret()?;
-        let live = Live::build(
+        let mut live = Live::build(
             current.phase,
             current.config.clone(),
             secret,
             keys,
             current.limiter.clone(),
         )?;
+        record_served(&mut live, now).await;
         tracing::info!(
             signing_kid = live.signer.kid(),
             published = live.keys.published().len(),
@@ -294,17 +330,77 @@ impl Issuer {
     }
 }
 
-async fn maintain(config: &IssuerConfig, now: u64) -> Result<KeySet, StartError> {
+async fn maintain(config: &IssuerConfig, now: u64) -> Result<(KeySet, Vec<Step>), StartError> {
     let store = KeyStore::new(config.key_dir.clone());
     let policy = policy(config);
     let bits = config.key_bits;
-    let (keys, _) = tokio::task::spawn_blocking(move || store.maintain(now, &policy, bits))
+    let (keys, steps) = tokio::task::spawn_blocking(move || store.maintain(now, &policy, bits))
         .await
         .map_err(|e| StartError::Internal(e.to_string()))??;
     for path in &keys.foreign_files {
         tracing::warn!(path = %path.display(), "unexpected file in the key directory (left untouched)");
     }
-    Ok(keys)
+    Ok((keys, steps))
+}
+
+/// The kids the snapshot's JWKS lists (none in phase `legacy`).
+fn served_kids(live: &Live) -> Vec<String> {
+    if live.phase.publishes_rsa_keys() {
+        live.keys.published().into_iter().map(|j| j.kid).collect()
+    } else {
+        Vec::new()
+    }
+}
+
+/// Records in the manifest which keys the snapshot about to go live serves
+/// (`published_at`), so promotions wait `key_prepublish` from the moment
+/// verifiers could first see a key. A failed write is logged and retried on
+/// the next key tick; the snapshot keeps what is on disk, never more.
+async fn record_served(live: &mut Live, now: u64) {
+    let served = served_kids(live);
+    let mut manifest = live.keys.manifest.clone();
+    if !manifest.record_served(&served, now) {
+        return;
+    }
+    let store = KeyStore::new(live.config.key_dir.clone());
+    match tokio::task::spawn_blocking(move || store.record_served(&served, now)).await {
+        Ok(Ok(())) => live.keys.manifest = manifest,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot record which keys the JWKS serves; retrying on the next key tick")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record which keys the JWKS serves; retrying on the next key tick")
+        }
+    }
+}
+
+/// Why the snapshot's RS256 signing key may be unknown to verifiers: it has
+/// not been served in the JWKS for `key_prepublish`. `None` when it has, or
+/// when the snapshot signs HS256.
+fn signs_unpublished_key(live: &Live, now: u64) -> Option<String> {
+    if live.signer.alg() != keyshift_core::Alg::Rs256 {
+        return None;
+    }
+    let entry = live
+        .keys
+        .manifest
+        .keys_in(crate::keystore::KeyState::Active)
+        .next()?;
+    let prepublish = live.config.key_prepublish.as_secs();
+    match entry.published_at {
+        Some(at) if at.saturating_add(prepublish) <= now => None,
+        Some(at) => Some(format!(
+            "phase {} signs RS256 with key {}, which has been in the JWKS for only {}s of issuer.key_prepublish ({}s)",
+            live.phase,
+            entry.kid,
+            now.saturating_sub(at),
+            prepublish
+        )),
+        None => Some(format!(
+            "phase {} signs RS256 with key {}, which this issuer has never served in its JWKS",
+            live.phase, entry.kid
+        )),
+    }
 }
 
 async fn build_live(
@@ -312,15 +408,15 @@ async fn build_live(
     config: IssuerConfig,
     clock: &SharedClock,
     limiter: Arc<FailureLimiter>,
-) -> Result<Live, StartError> {
+) -> Result<(Live, Vec<Step>), StartError> {
     let secret = config.load_secret()?;
     if phase == Phase::Asymmetric && secret.is_some() {
         tracing::warn!(
             "issuer.hs256_secret_file is still set in phase asymmetric; remove the shared secret"
         );
     }
-    let keys = maintain(&config, clock.now().as_secs()).await?;
-    Live::build(phase, config, secret, keys, limiter)
+    let (keys, steps) = maintain(&config, clock.now().as_secs()).await?;
+    Ok((Live::build(phase, config, secret, keys, limiter)?, steps))
 }
 
 fn publish_gauges(live: &Live) {

@@ -70,8 +70,14 @@ pub struct KeyEntry {
     pub state: KeyState,
     /// Modulus size.
     pub bits: u32,
-    /// When the key was generated (and first published).
+    /// When the key was generated.
     pub created_at: u64,
+    /// Since when the running issuer has served it in its JWKS; `None` while it
+    /// has not been (generated offline, or the issuer runs in phase `legacy`,
+    /// whose JWKS lists no RSA key). A `next` key is promoted no sooner than
+    /// `key_prepublish` after this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_at: Option<u64>,
     /// For a `next` key: when it is to become active, if scheduled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activate_at: Option<u64>,
@@ -122,6 +128,29 @@ impl Manifest {
 
     fn key_mut(&mut self, kid: &str) -> Option<&mut KeyEntry> {
         self.keys.iter_mut().find(|k| k.kid == kid)
+    }
+
+    /// Records that the issuer now serves a JWKS listing exactly the kids in
+    /// `served`: a served key without `published_at` gets `now`; a `next` or
+    /// `active` key that is not served loses it (a verifier may cache the
+    /// JWKS without it, so its pre-publish time starts again when it is
+    /// served again). Returns whether anything changed.
+    pub fn record_served(&mut self, served: &[String], now: u64) -> bool {
+        let mut changed = false;
+        for k in &mut self.keys {
+            let is_served = served.contains(&k.kid);
+            if is_served && k.published_at.is_none() {
+                k.published_at = Some(now);
+                changed = true;
+            } else if !is_served
+                && matches!(k.state, KeyState::Next | KeyState::Active)
+                && k.published_at.is_some()
+            {
+                k.published_at = None;
+                changed = true;
+            }
+        }
+        changed
     }
 
     fn check(&self) -> Result<(), String> {
@@ -434,14 +463,14 @@ impl KeyStore {
     }
 
     /// Applies every rotation step due at `now` (creating the first key in an
-    /// empty folder), then loads the result. Returns the key set and whether
-    /// anything changed.
+    /// empty folder), then loads the result. Returns the key set and the
+    /// steps applied.
     pub fn maintain(
         &self,
         now: u64,
         policy: &RotationPolicy,
         bits: u32,
-    ) -> Result<(KeySet, bool), KeyStoreError> {
+    ) -> Result<(KeySet, Vec<Step>), KeyStoreError> {
         let _lock = self.lock()?;
         let mut manifest = self.read_manifest()?.unwrap_or_default();
         let steps = due_steps(&manifest, now, policy);
@@ -452,7 +481,20 @@ impl KeyStore {
             self.write_manifest(&manifest)?;
             self.delete_retired_files(&manifest)?;
         }
-        Ok((self.load_with(manifest)?, !steps.is_empty()))
+        Ok((self.load_with(manifest)?, steps))
+    }
+
+    /// Records on disk that the running issuer now serves a JWKS listing
+    /// exactly `served` (see [`Manifest::record_served`]).
+    pub fn record_served(&self, served: &[String], now: u64) -> Result<(), KeyStoreError> {
+        let _lock = self.lock()?;
+        let Some(mut manifest) = self.read_manifest()? else {
+            return Ok(());
+        };
+        if manifest.record_served(served, now) {
+            self.write_manifest(&manifest)?;
+        }
+        Ok(())
     }
 
     fn apply(
@@ -539,6 +581,7 @@ impl KeyStore {
             state: KeyState::Next,
             bits,
             created_at: now,
+            published_at: None,
             activate_at: None,
             activated_at: None,
             retiring_at: None,

@@ -5,8 +5,10 @@
 //!
 //! - a `next` key is published in the JWKS but signs nothing; it is promoted
 //!   at its `activate_at` (or, if it has none, at the active key's rotation
-//!   date), and never sooner than `key_prepublish` after it was created, so
-//!   every verifier has seen it before it sees a token signed by it;
+//!   date), and never sooner than `key_prepublish` after the running issuer
+//!   first served it in its JWKS (`published_at`: not when it was created,
+//!   which may be offline or in phase `legacy`), so every verifier has seen
+//!   it before it sees a token signed by it;
 //! - the `active` key signs (in the RS256 phases);
 //! - a `retiring` key stays published until every token it signed has expired
 //!   (`token_ttl`) plus `key_prepublish` for verifier caches, then it is
@@ -74,16 +76,20 @@ pub fn due_steps(manifest: &Manifest, now: u64, policy: &RotationPolicy) -> Vec<
     }
 
     if let Some(next) = next {
-        let safe_from = next.created_at.saturating_add(secs(policy.prepublish));
+        // Safe once verifiers have had `prepublish` to fetch a JWKS listing it;
+        // never while the issuer has not served it (offline, or phase legacy).
+        let safe = next
+            .published_at
+            .is_some_and(|p| p.saturating_add(secs(policy.prepublish)) <= now);
         let due = match (next.activate_at, active) {
-            (Some(at), _) => at <= now && safe_from <= now,
+            (Some(at), _) => at <= now && safe,
             // No active key (it was retired by hand): promote as soon as safe.
-            (None, None) => safe_from <= now,
+            (None, None) => safe,
             // Unscheduled (`keyshift keys generate`): it replaces the active key
             // at the active key's rotation date, or once safe if that is later.
             // Without a schedule it waits for `keyshift keys rotate`.
             (None, Some(active)) => {
-                rotation_date(active, policy).is_some_and(|at| at <= now) && safe_from <= now
+                rotation_date(active, policy).is_some_and(|at| at <= now) && safe
             }
         };
         if due {
@@ -141,6 +147,8 @@ mod tests {
             state,
             bits: 2048,
             created_at,
+            // Served since it was made, as by an issuer in a publishing phase.
+            published_at: Some(created_at),
             activate_at: None,
             activated_at: (state != KeyState::Next).then_some(created_at),
             retiring_at: None,
@@ -199,6 +207,31 @@ mod tests {
                 retire_old_at: T0 + 1000 + 1800
             }]
         );
+    }
+
+    #[test]
+    fn next_key_waits_prepublish_after_it_was_first_served_not_created() {
+        // Made offline (or in phase legacy) long ago, never served yet.
+        let mut next = key("b", KeyState::Next, T0);
+        next.activate_at = Some(T0 + 900);
+        next.published_at = None;
+        let mut m = Manifest {
+            keys: vec![key("a", KeyState::Active, T0), next],
+            ..Manifest::default()
+        };
+        let later = T0 + 86_400;
+        assert_eq!(due_steps(&m, later, &policy()), []);
+        // First served now: promoted `prepublish` later, not at once.
+        assert!(m.record_served(&["a".into(), "b".into()], later));
+        assert!(!m.record_served(&["a".into(), "b".into()], later + 5));
+        assert_eq!(due_steps(&m, later + 899, &policy()), []);
+        assert!(matches!(
+            due_steps(&m, later + 900, &policy()).as_slice(),
+            [Step::Promote { kid, .. }] if kid == "b"
+        ));
+        // A JWKS without it (phase legacy) restarts the clock.
+        assert!(m.record_served(&[], later + 900));
+        assert_eq!(due_steps(&m, later + 10_000, &policy()), []);
     }
 
     #[test]

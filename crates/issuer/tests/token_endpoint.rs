@@ -15,7 +15,9 @@ use keyshift_core::claims::AccessTokenClaims;
 use keyshift_core::clock::ManualClock;
 use keyshift_core::secret::SecretHash;
 use keyshift_core::{Clock, Config};
-use keyshift_issuer::{Issuer, IssuerService};
+use keyshift_issuer::keystore::KeyStore;
+use keyshift_issuer::rotation::RotationPolicy;
+use keyshift_issuer::{Issuer, IssuerService, StartError};
 use serde_json::Value;
 
 const T0: u64 = 1_900_000_000;
@@ -107,11 +109,75 @@ impl Fixture {
     }
 
     async fn reload(&self, phase: &str) {
+        self.try_reload(phase).await.expect("reload");
+    }
+
+    async fn try_reload(&self, phase: &str) -> Result<(), StartError> {
         let cfg = load(self.config_path.parent().expect("dir"), phase);
         self.issuer
             .reload(cfg.phase, cfg.require_issuer().expect("issuer").clone())
             .await
-            .expect("reload");
+    }
+
+    /// A new issuer on the same config and key directory, as after a restart.
+    async fn restart(self) -> Fixture {
+        let cfg = Config::load(&self.config_path).expect("config");
+        let issuer = Issuer::start(
+            cfg.phase,
+            cfg.require_issuer().expect("issuer").clone(),
+            self.clock.clone(),
+            Arc::new(|| "# metrics\n".to_owned()),
+        )
+        .await
+        .expect("restart");
+        Fixture {
+            issuer: Arc::new(issuer),
+            ..self
+        }
+    }
+
+    /// The key directory, as `keyshift keys …` opens it.
+    fn key_store(&self) -> KeyStore {
+        KeyStore::new(self.config_path.with_file_name("keys"))
+    }
+
+    /// The kid of the active RSA key, from the manifest on disk.
+    fn active_kid(&self) -> String {
+        self.key_store()
+            .load()
+            .expect("keys")
+            .active()
+            .expect("active")
+            .kid
+            .clone()
+    }
+
+    /// The `kid` header of a freshly minted token.
+    async fn signing_kid(&self) -> String {
+        let (s, _, body) = self.token_post(GOOD).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        jsonwebtoken::decode_header(body["access_token"].as_str().expect("token"))
+            .expect("header")
+            .kid
+            .expect("kid")
+    }
+
+    async fn jwks_kids(&self) -> Vec<String> {
+        self.jwks().await["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .map(|k| k["kid"].as_str().expect("kid").to_owned())
+            .collect()
+    }
+}
+
+/// The fixture's rotation settings, for offline `keyshift keys` operations.
+fn fixture_policy() -> RotationPolicy {
+    RotationPolicy {
+        rotate_every: Some(Duration::from_secs(30 * 86_400)),
+        prepublish: Duration::from_secs(900),
+        token_ttl: Duration::from_secs(600),
     }
 }
 
@@ -537,4 +603,79 @@ async fn bad_config_on_reload_keeps_the_running_one() {
     );
     let (s, _, _) = f.token_post(GOOD).await;
     assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn key_made_offline_signs_only_prepublish_after_the_issuer_first_served_it() {
+    let f = fixture("transition").await;
+    let old = f.signing_kid().await;
+    // `keyshift keys rotate` while the issuer is down, a day before it comes back.
+    let next = f
+        .key_store()
+        .rotate(T0 + 10, &fixture_policy(), 2048, false)
+        .expect("rotate");
+    f.clock.set(Duration::from_secs(T0 + 86_400));
+    let f = f.restart().await;
+    // Its date is long past, but verifiers see it only from now on.
+    assert_eq!(f.signing_kid().await, old);
+    assert!(f.jwks_kids().await.contains(&next.kid));
+    f.clock.advance(Duration::from_secs(899));
+    f.issuer.maintain_keys().await.expect("tick");
+    assert_eq!(f.signing_kid().await, old);
+    f.clock.advance(Duration::from_secs(1));
+    assert!(f.issuer.maintain_keys().await.expect("tick"));
+    assert_eq!(f.signing_kid().await, next.kid);
+}
+
+#[tokio::test]
+async fn key_rotated_in_phase_legacy_is_promoted_only_after_dual_served_it() {
+    let f = fixture("legacy").await;
+    let old = f.active_kid();
+    let next = f
+        .key_store()
+        .rotate(T0, &fixture_policy(), 2048, false)
+        .expect("rotate");
+    f.clock.set(Duration::from_secs(T0 + 2000));
+    f.issuer.maintain_keys().await.expect("tick");
+    assert_eq!(f.active_kid(), old, "legacy serves no JWKS: never promoted");
+    f.reload("dual").await;
+    assert!(f.jwks_kids().await.contains(&next.kid));
+    f.clock.advance(Duration::from_secs(899));
+    f.issuer.maintain_keys().await.expect("tick");
+    assert_eq!(f.active_kid(), old);
+    f.clock.advance(Duration::from_secs(1));
+    assert!(f.issuer.maintain_keys().await.expect("tick"));
+    assert_eq!(f.active_kid(), next.kid);
+}
+
+#[tokio::test]
+async fn reload_from_legacy_straight_to_rs256_is_refused_and_keeps_the_running_config() {
+    let f = fixture("legacy").await;
+    for phase in ["transition", "asymmetric"] {
+        let err = f.try_reload(phase).await.expect_err("refused");
+        assert!(matches!(err, StartError::Refused(_)), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("never served") && msg.contains("phase dual first"),
+            "{msg}"
+        );
+        assert!(f.signing_kid().await.starts_with("hs256-"), "still HS256");
+        assert_eq!(f.jwks_kids().await.len(), 0, "still legacy");
+    }
+    // Through dual, once the key has been served for key_prepublish: fine.
+    f.reload("dual").await;
+    f.clock.advance(Duration::from_secs(900));
+    f.reload("legacy").await;
+    // Back in legacy the JWKS dropped it: a verifier may have cached that.
+    let err = f.try_reload("transition").await.expect_err("refused again");
+    assert!(matches!(err, StartError::Refused(_)), "{err}");
+    f.reload("dual").await;
+    f.clock.advance(Duration::from_secs(899));
+    f.reload("legacy").await;
+    let err = f.try_reload("transition").await.expect_err("too early");
+    assert!(err.to_string().contains("never served"), "{err}");
+    f.reload("dual").await;
+    f.clock.advance(Duration::from_secs(900));
+    f.reload("transition").await;
+    assert_eq!(f.signing_kid().await, f.active_kid());
 }

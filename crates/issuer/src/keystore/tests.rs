@@ -12,6 +12,12 @@ fn policy() -> RotationPolicy {
     }
 }
 
+/// What the running issuer does once it serves the set's JWKS.
+fn served(store: &KeyStore, set: &KeySet, now: u64) {
+    let kids: Vec<String> = set.published().into_iter().map(|j| j.kid).collect();
+    store.record_served(&kids, now).expect("record");
+}
+
 fn fresh() -> (tempfile::TempDir, KeyStore) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = KeyStore::new(dir.path().join("keys"));
@@ -21,8 +27,8 @@ fn fresh() -> (tempfile::TempDir, KeyStore) {
 #[test]
 fn first_start_creates_one_active_key_with_private_file_0600() {
     let (_tmp, store) = fresh();
-    let (set, changed) = store.maintain(T0, &policy(), 2048).expect("init");
-    assert!(changed);
+    let (set, steps) = store.maintain(T0, &policy(), 2048).expect("init");
+    assert_eq!(steps, [Step::CreateInitialActive]);
     let active = set.active().expect("active key");
     assert_eq!(set.count(KeyState::Active), 1);
     let file = store.dir().join(format!("{}.pem", active.kid));
@@ -40,8 +46,8 @@ fn first_start_creates_one_active_key_with_private_file_0600() {
 fn restart_keeps_the_same_keys() {
     let (_tmp, store) = fresh();
     let (first, _) = store.maintain(T0, &policy(), 2048).expect("init");
-    let (again, changed) = store.maintain(T0 + 60, &policy(), 2048).expect("restart");
-    assert!(!changed);
+    let (again, steps) = store.maintain(T0 + 60, &policy(), 2048).expect("restart");
+    assert!(steps.is_empty());
     assert_eq!(first.published(), again.published());
     let reloaded = KeyStore::new(store.dir()).load().expect("load");
     assert_eq!(reloaded.published(), first.published());
@@ -56,11 +62,12 @@ fn scheduled_rotation_prepublishes_then_promotes_then_retires() {
     let rotate_at = T0 + 30 * 86_400;
 
     // 15 minutes before the rotation date a next key appears in the JWKS...
-    let (set, changed) = store
+    let (set, steps) = store
         .maintain(rotate_at - 900, &p, 2048)
         .expect("prepublish");
-    assert!(changed);
+    assert_eq!(steps.len(), 1);
     assert_eq!(set.published().len(), 2);
+    served(&store, &set, rotate_at - 900);
     let next = set
         .manifest
         .keys_in(KeyState::Next)
@@ -74,8 +81,8 @@ fn scheduled_rotation_prepublishes_then_promotes_then_retires() {
     let (set, _) = store.maintain(rotate_at - 1, &p, 2048).expect("not yet");
     assert_eq!(set.active().expect("active").kid, old);
 
-    let (set, changed) = store.maintain(rotate_at, &p, 2048).expect("promote");
-    assert!(changed);
+    let (set, steps) = store.maintain(rotate_at, &p, 2048).expect("promote");
+    assert_eq!(steps.len(), 1);
     assert_eq!(set.active().expect("active").kid, next);
     assert_eq!(set.count(KeyState::Retiring), 1);
     let published: Vec<_> = set.published().into_iter().map(|j| j.kid).collect();
@@ -101,16 +108,21 @@ fn manual_rotate_waits_for_prepublish_unless_immediate() {
     let (_tmp, store) = fresh();
     let p = policy();
     let (set, _) = store.maintain(T0, &p, 2048).expect("init");
+    served(&store, &set, T0);
     let old = set.active().expect("active").kid.clone();
     let next = store.rotate(T0 + 10, &p, 2048, false).expect("rotate");
     assert_eq!(next.state, KeyState::Next);
     assert_eq!(next.activate_at, Some(T0 + 10 + 900));
-    let (set, _) = store.maintain(T0 + 909, &p, 2048).expect("tick");
+    // Its date has come, but the issuer has not served it yet: not promoted.
+    let (set, _) = store.maintain(T0 + 1000, &p, 2048).expect("tick");
     assert_eq!(set.active().expect("active").kid, old);
-    let (set, _) = store.maintain(T0 + 910, &p, 2048).expect("tick");
+    served(&store, &set, T0 + 1000);
+    let (set, _) = store.maintain(T0 + 1899, &p, 2048).expect("tick");
+    assert_eq!(set.active().expect("active").kid, old);
+    let (set, _) = store.maintain(T0 + 1900, &p, 2048).expect("tick");
     assert_eq!(set.active().expect("active").kid, next.kid);
 
-    let urgent = store.rotate(T0 + 1000, &p, 2048, true).expect("rotate now");
+    let urgent = store.rotate(T0 + 2000, &p, 2048, true).expect("rotate now");
     assert_eq!(urgent.state, KeyState::Active);
     let set = store.load().expect("load");
     assert_eq!(set.active().expect("active").kid, urgent.kid);
