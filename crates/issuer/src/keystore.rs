@@ -21,7 +21,7 @@ use aws_lc_rs::signature::{KeyPair, RsaKeyPair};
 use keyshift_core::jwk::{RsaPublicJwk, MIN_RSA_BITS};
 use serde::{Deserialize, Serialize};
 
-use crate::rotation::{due_steps, RotationPolicy, Step};
+use crate::rotation::{due_steps, retire_date, RotationPolicy, Step};
 
 /// The manifest's file name.
 pub const MANIFEST: &str = "manifest.json";
@@ -84,6 +84,11 @@ pub struct KeyEntry {
     /// When it became active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activated_at: Option<u64>,
+    /// The longest `token_ttl` (seconds) the issuer ran with while this key
+    /// was active: its tokens may outlive its signing by that much, even if
+    /// a reload has shortened `token_ttl` since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_token_ttl: Option<u64>,
     /// When it stopped signing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retiring_at: Option<u64>,
@@ -477,7 +482,17 @@ impl KeyStore {
         for step in &steps {
             self.apply(&mut manifest, step, now, bits)?;
         }
-        if !steps.is_empty() {
+        // The issuer runs with this token_ttl from now on: the active key's
+        // tokens may live that long (written only when it grows).
+        let ttl = policy.token_ttl.as_secs();
+        let ttl_grew = manifest
+            .keys
+            .iter_mut()
+            .find(|k| k.state == KeyState::Active)
+            .filter(|k| k.max_token_ttl.is_none_or(|t| t < ttl))
+            .map(|k| k.max_token_ttl = Some(ttl))
+            .is_some();
+        if !steps.is_empty() || ttl_grew {
             self.write_manifest(&manifest)?;
             self.delete_retired_files(&manifest)?;
         }
@@ -584,6 +599,7 @@ impl KeyStore {
             published_at: None,
             activate_at: None,
             activated_at: None,
+            max_token_ttl: None,
             retiring_at: None,
             retire_at: None,
             retired_at: None,
@@ -640,7 +656,7 @@ impl KeyStore {
             }
         };
         if immediately {
-            let retire_old_at = now + policy.token_ttl.as_secs() + prepublish;
+            let retire_old_at = retire_date(manifest.keys_in(KeyState::Active).next(), now, policy);
             self.apply(
                 &mut manifest,
                 &Step::Promote {

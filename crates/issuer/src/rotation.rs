@@ -12,7 +12,10 @@
 //! - the `active` key signs (in the RS256 phases);
 //! - a `retiring` key stays published until every token it signed has expired
 //!   (`token_ttl`) plus `key_prepublish` for verifier caches, then it is
-//!   `retired`: removed from the JWKS and its private key file deleted.
+//!   `retired`: removed from the JWKS and its private key file deleted. The
+//!   `token_ttl` counted is the longest the issuer ran with while the key was
+//!   active (`max_token_ttl`), so a reload that shortened it cannot cut a
+//!   longer-lived token's key out of the JWKS.
 
 use std::time::Duration;
 
@@ -95,9 +98,7 @@ pub fn due_steps(manifest: &Manifest, now: u64, policy: &RotationPolicy) -> Vec<
         if due {
             steps.push(Step::Promote {
                 kid: next.kid.clone(),
-                retire_old_at: now
-                    .saturating_add(secs(policy.token_ttl))
-                    .saturating_add(secs(policy.prepublish)),
+                retire_old_at: retire_date(active, now, policy),
             });
         }
         return steps;
@@ -112,6 +113,19 @@ pub fn due_steps(manifest: &Manifest, now: u64, policy: &RotationPolicy) -> Vec<
         }
     }
     steps
+}
+
+/// When a key that stops signing at `now` may leave the JWKS: after the
+/// longest-lived token it can have signed expired (the longer of the
+/// `token_ttl` recorded for it and the current one), plus `prepublish` for
+/// verifier caches.
+pub fn retire_date(active: Option<&KeyEntry>, now: u64, policy: &RotationPolicy) -> u64 {
+    let ttl = active
+        .and_then(|k| k.max_token_ttl)
+        .unwrap_or(0)
+        .max(policy.token_ttl.as_secs());
+    now.saturating_add(ttl)
+        .saturating_add(policy.prepublish.as_secs())
 }
 
 /// When the automatic schedule replaces `active`: `rotate_every` after it
@@ -151,6 +165,7 @@ mod tests {
             published_at: Some(created_at),
             activate_at: None,
             activated_at: (state != KeyState::Next).then_some(created_at),
+            max_token_ttl: None,
             retiring_at: None,
             retire_at: None,
             retired_at: None,
@@ -280,6 +295,31 @@ mod tests {
             due_steps(&m, rotate_at + 800, &policy()).as_slice(),
             [Step::Promote { .. }]
         ));
+    }
+
+    #[test]
+    fn retirement_waits_for_the_longest_token_ttl_the_key_signed_with() {
+        let mut active = key("a", KeyState::Active, T0);
+        active.max_token_ttl = Some(86_400); // ran with 24h, since reloaded to 15m
+        let mut next = key("b", KeyState::Next, T0);
+        next.activate_at = Some(T0 + 1000);
+        let m = Manifest {
+            keys: vec![active, next],
+            ..Manifest::default()
+        };
+        assert_eq!(
+            due_steps(&m, T0 + 1000, &policy()),
+            [Step::Promote {
+                kid: "b".into(),
+                retire_old_at: T0 + 1000 + 86_400 + 900
+            }]
+        );
+        // The current token_ttl counts when it is the longer one.
+        let long = RotationPolicy {
+            token_ttl: Duration::from_secs(100_000),
+            ..policy()
+        };
+        assert_eq!(retire_date(m.keys.first(), T0, &long), T0 + 100_000 + 900);
     }
 
     #[test]

@@ -58,8 +58,15 @@ scopes = ["read"]
 }
 
 fn load(dir: &Path, phase: &str) -> Config {
+    load_ttl(dir, phase, "10m")
+}
+
+/// The fixture's config with another `token_ttl`.
+fn load_ttl(dir: &Path, phase: &str, ttl: &str) -> Config {
     let path = dir.join("keyshift.toml");
-    std::fs::write(&path, config_text(phase, "")).expect("write config");
+    let text =
+        config_text(phase, "").replace("token_ttl = \"10m\"", &format!("token_ttl = \"{ttl}\""));
+    std::fs::write(&path, text).expect("write config");
     Config::load(&path).expect("valid config")
 }
 
@@ -113,7 +120,11 @@ impl Fixture {
     }
 
     async fn try_reload(&self, phase: &str) -> Result<(), StartError> {
-        let cfg = load(self.config_path.parent().expect("dir"), phase);
+        self.try_reload_ttl(phase, "10m").await
+    }
+
+    async fn try_reload_ttl(&self, phase: &str, ttl: &str) -> Result<(), StartError> {
+        let cfg = load_ttl(self.config_path.parent().expect("dir"), phase, ttl);
         self.issuer
             .reload(cfg.phase, cfg.require_issuer().expect("issuer").clone())
             .await
@@ -678,4 +689,42 @@ async fn reload_from_legacy_straight_to_rs256_is_refused_and_keeps_the_running_c
     f.clock.advance(Duration::from_secs(900));
     f.reload("transition").await;
     assert_eq!(f.signing_kid().await, f.active_kid());
+}
+
+#[tokio::test]
+async fn shortened_token_ttl_does_not_retire_a_key_before_its_longer_tokens_expire() {
+    let f = fixture("transition").await;
+    f.try_reload_ttl("transition", "24h").await.expect("24h");
+    let (_, _, body) = f.token_post(GOOD).await;
+    assert_eq!(body["expires_in"], 86_400);
+    let long_token = body["access_token"].as_str().expect("token").to_owned();
+    let old = f.signing_kid().await;
+    f.clock.advance(Duration::from_secs(60));
+    f.try_reload_ttl("transition", "10m").await.expect("10m");
+
+    // A rotation by hand, published at once, promoted 15 minutes later.
+    let next = f
+        .key_store()
+        .rotate(T0 + 60, &fixture_policy(), 2048, false)
+        .expect("rotate");
+    f.issuer.maintain_keys().await.expect("publish");
+    let promoted_at = T0 + 60 + 900;
+    f.clock.set(Duration::from_secs(promoted_at));
+    assert!(f.issuer.maintain_keys().await.expect("promote"));
+    assert_eq!(f.signing_kid().await, next.kid);
+
+    // 10m + 15m later (what the current token_ttl alone would give) the old
+    // key is still published: the 24h token still verifies.
+    f.clock.set(Duration::from_secs(promoted_at + 600 + 900));
+    f.issuer.maintain_keys().await.expect("tick");
+    assert!(f.jwks_kids().await.contains(&old));
+    f.clock
+        .set(Duration::from_secs(promoted_at + 86_400 + 900 - 1));
+    f.issuer.maintain_keys().await.expect("tick");
+    assert!(f.jwks_kids().await.contains(&old));
+    verify_independently(&f, &long_token).await;
+    // It leaves when the 24h token has expired plus the pre-publish time.
+    f.clock.set(Duration::from_secs(promoted_at + 86_400 + 900));
+    assert!(f.issuer.maintain_keys().await.expect("retire"));
+    assert_eq!(f.jwks_kids().await, [next.kid]);
 }

@@ -254,3 +254,39 @@ fn published_jwks_has_no_leading_zero_in_n() {
         assert_eq!(jwk.e, "AQAB");
     }
 }
+
+#[test]
+fn active_key_records_the_longest_token_ttl_it_ran_with() {
+    let (_tmp, store) = fresh();
+    let long = RotationPolicy {
+        token_ttl: Duration::from_secs(86_400),
+        ..policy()
+    };
+    let (set, _) = store.maintain(T0, &policy(), 2048).expect("init");
+    let entry = |set: &KeySet| {
+        set.manifest
+            .keys_in(KeyState::Active)
+            .next()
+            .and_then(|k| k.max_token_ttl)
+    };
+    assert_eq!(entry(&set), Some(600));
+    let (set, _) = store.maintain(T0 + 1, &long, 2048).expect("reload 24h");
+    assert_eq!(entry(&set), Some(86_400));
+    // Shortened again: the record keeps the longest.
+    let (set, _) = store.maintain(T0 + 2, &policy(), 2048).expect("reload 10m");
+    assert_eq!(entry(&set), Some(86_400));
+    assert_eq!(entry(&store.load().expect("load")), Some(86_400));
+    // An immediate rotation by hand honours it too.
+    let old = set.active().expect("active").kid.clone();
+    store
+        .rotate(T0 + 3, &policy(), 2048, true)
+        .expect("rotate now");
+    let set = store.load().expect("load");
+    let retiring = set
+        .manifest
+        .keys
+        .iter()
+        .find(|k| k.kid == old)
+        .expect("old key");
+    assert_eq!(retiring.retire_at, Some(T0 + 3 + 86_400 + 900));
+}
