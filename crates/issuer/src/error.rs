@@ -32,6 +32,10 @@ pub enum IssuerError {
     /// Too many failed authentications for this client or address (429).
     #[error("rate limited for {0:?}")]
     RateLimited(Duration),
+    /// Every argon2 verification slot stayed busy for the whole queue wait
+    /// (429, `Retry-After: 1`); counted as `rate_limited`.
+    #[error("too many client authentications in progress")]
+    Busy,
     /// The body exceeds the limit (413).
     #[error("request body too large")]
     PayloadTooLarge,
@@ -57,7 +61,7 @@ impl IssuerError {
             IssuerError::InvalidClient { .. } => "invalid_client",
             IssuerError::InvalidScope => "invalid_scope",
             IssuerError::UnsupportedGrantType => "unsupported_grant_type",
-            IssuerError::RateLimited(_) => "rate_limited",
+            IssuerError::RateLimited(_) | IssuerError::Busy => "rate_limited",
             IssuerError::Internal(_) => "server_error",
         }
     }
@@ -84,6 +88,11 @@ impl IssuerError {
                 StatusCode::TOO_MANY_REQUESTS,
                 "slow_down",
                 "too many failed authentication attempts",
+            ),
+            IssuerError::Busy => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "slow_down",
+                "too many client authentications in progress; retry shortly",
             ),
             IssuerError::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -127,6 +136,9 @@ impl IssuerError {
             IssuerError::RateLimited(wait) => {
                 let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                 h.insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            }
+            IssuerError::Busy => {
+                h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             IssuerError::MethodNotAllowed(allow) => {
                 h.insert(http::header::ALLOW, HeaderValue::from_static(allow));

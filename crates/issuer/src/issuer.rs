@@ -183,6 +183,15 @@ fn dummy_hash(clients: &[ClientConfig]) -> SecretHash {
         .unwrap_or(SecretHash::Sha256([0x5a; 32]))
 }
 
+/// Concurrent argon2 verifications allowed: enough to keep every core busy
+/// while one verification waits on memory, few enough to bound memory.
+fn argon2_slot_count() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .saturating_mul(2)
+}
+
 fn policy(config: &IssuerConfig) -> RotationPolicy {
     RotationPolicy {
         rotate_every: config.rotate_every,
@@ -194,6 +203,10 @@ fn policy(config: &IssuerConfig) -> RotationPolicy {
 /// The running issuer.
 pub struct Issuer {
     live: ArcSwap<Live>,
+    /// Bounds concurrent argon2 verifications (each holds ~19 MiB for tens
+    /// of milliseconds): without it one client could exhaust memory before
+    /// the failure limiter has counted anything.
+    argon2_slots: Arc<tokio::sync::Semaphore>,
     clock: SharedClock,
     render_metrics: RenderMetrics,
     /// Serialises reloads and key maintenance (never held by requests).
@@ -236,15 +249,24 @@ impl Issuer {
         publish_gauges(&live);
         Ok(Issuer {
             live: ArcSwap::from_pointee(live),
+            argon2_slots: Arc::new(tokio::sync::Semaphore::new(argon2_slot_count())),
             clock,
             render_metrics,
             maintenance: tokio::sync::Mutex::new(()),
         })
     }
 
-    /// The current snapshot.
-    pub fn live(&self) -> arc_swap::Guard<Arc<Live>> {
-        self.live.load()
+    /// The current snapshot. An owned `Arc`, so it may be held across an
+    /// `.await` without pinning arc-swap's per-thread debt slots.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.load_full()
+    }
+
+    /// The permits that bound concurrent argon2 verifications: twice the
+    /// available cores. A request that cannot get one within
+    /// [`crate::routes::token::ARGON2_QUEUE_WAIT`] gets 429.
+    pub fn argon2_slots(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.argon2_slots
     }
 
     /// The current time since the epoch.

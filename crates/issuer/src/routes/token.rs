@@ -1,6 +1,7 @@
 //! `POST /oauth/token`: the client credentials grant (RFC 6749 §4.4).
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, PRAGMA};
@@ -20,6 +21,11 @@ use crate::ratelimit::LimitKey;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// Longest a request waits for an argon2 verification slot before it gets
+/// 429 (`Retry-After: 1`): long enough to ride out a burst of legitimate
+/// clients, short enough that a flood queues nothing for long.
+pub const ARGON2_QUEUE_WAIT: Duration = Duration::from_secs(2);
 
 /// The form parameters the token endpoint reads; each at most once.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -155,10 +161,21 @@ where
         .map(|c| c.secret_hash.clone())
         .unwrap_or_else(|| live.dummy_hash.clone());
     let authenticated = if matches!(hash, keyshift_core::secret::SecretHash::Argon2id(_)) {
+        let slots = issuer.argon2_slots().clone();
+        let permit = match tokio::time::timeout(ARGON2_QUEUE_WAIT, slots.acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(closed)) => return Err(IssuerError::Internal(closed.to_string())),
+            Err(_elapsed) => return Err(IssuerError::Busy),
+        };
         let secret = creds.secret.clone();
-        tokio::task::spawn_blocking(move || hash.verify(secret.as_bytes()))
-            .await
-            .map_err(|e| IssuerError::Internal(e.to_string()))?
+        // The permit moves into the blocking task: it is released when the
+        // work ends, even if this request is dropped meanwhile.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            hash.verify(secret.as_bytes())
+        })
+        .await
+        .map_err(|e| IssuerError::Internal(e.to_string()))?
     } else {
         hash.verify(creds.secret.as_bytes())
     };
