@@ -172,14 +172,17 @@ impl Live {
     }
 }
 
-/// A hash for unknown clients: argon2id if any client uses argon2id (the
-/// same parameters as the first one), else sha256, so an unknown id costs
-/// what a known one costs.
+/// The hash an unknown client id is checked against: the costliest argon2id
+/// hash configured (by memory × passes, then memory, then lanes), else a
+/// sha256 one, so the response time of an unknown id is that of the
+/// slowest known one and does not tell which ids exist. Verifying against a
+/// real client's hash is harmless: the request fails whatever the result.
 fn dummy_hash(clients: &[ClientConfig]) -> SecretHash {
     clients
         .iter()
-        .find(|c| matches!(c.secret_hash, SecretHash::Argon2id(_)))
-        .map(|c| c.secret_hash.clone())
+        .filter_map(|c| Some((c.secret_hash.argon2_costs()?.work_key(), &c.secret_hash)))
+        .max_by_key(|(key, _)| *key)
+        .map(|(_, hash)| hash.clone())
         .unwrap_or(SecretHash::Sha256([0x5a; 32]))
 }
 
@@ -458,4 +461,51 @@ fn publish_gauges(live: &Live) {
         )
     });
     metrics::set_next_rotation(due);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(id: &str, hash: &str) -> ClientConfig {
+        ClientConfig {
+            id: id.to_owned(),
+            secret_hash: SecretHash::parse(hash).expect("hash"),
+            scopes: Vec::new(),
+        }
+    }
+
+    fn argon2(m: u32, t: u32, p: u32) -> String {
+        // Only the parameters matter here; salt and hash are placeholders.
+        format!("$argon2id$v=19$m={m},t={t},p={p}$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA")
+    }
+
+    #[test]
+    fn unknown_clients_are_checked_against_the_costliest_argon2_hash() {
+        let sha = SecretHash::sha256_of(b"x").to_config_string();
+        let clients = [
+            client("cheap", &argon2(64, 1, 1)),
+            client("sha", &sha),
+            client("costliest", &argon2(128, 3, 1)), // 384 KiB-passes
+            client("more-memory", &argon2(256, 1, 4)), // 256
+            client("more-lanes", &argon2(128, 3, 2)), // 384, but more lanes
+        ];
+        assert_eq!(
+            dummy_hash(&clients).to_config_string(),
+            argon2(128, 3, 2),
+            "ties on memory x passes go to memory, then lanes"
+        );
+        assert_eq!(
+            dummy_hash(&clients[..4]).to_config_string(),
+            argon2(128, 3, 1)
+        );
+        // Not the first argon2 client, whatever the order.
+        let reversed: Vec<_> = clients[..4].iter().rev().cloned().collect();
+        assert_eq!(dummy_hash(&reversed).to_config_string(), argon2(128, 3, 1));
+        assert!(matches!(
+            dummy_hash(&[client("sha", &sha)]),
+            SecretHash::Sha256(_)
+        ));
+        assert!(matches!(dummy_hash(&[]), SecretHash::Sha256(_)));
+    }
 }
