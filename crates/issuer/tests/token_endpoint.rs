@@ -316,3 +316,60 @@ async fn argon2_verifications_are_bounded_and_the_overflow_gets_429() {
         "every permit came back"
     );
 }
+
+#[tokio::test]
+async fn over_long_client_ids_are_invalid_clients_that_never_become_limiter_keys() {
+    let f = fixture("dual").await;
+    let long = "x".repeat(257);
+    for body in [
+        format!("grant_type=client_credentials&client_id={long}&client_secret=s"),
+        format!(
+            "grant_type=client_credentials&client_id={}&client_secret=s",
+            "y".repeat(16 * 1024 - 100)
+        ),
+    ] {
+        let (s, h, b) = f.token_post(&body).await;
+        assert_eq!(
+            (s, error_code(&b)),
+            (StatusCode::UNAUTHORIZED, "invalid_client")
+        );
+        assert!(h.get("www-authenticate").is_none());
+    }
+    let (s, h, _) = f
+        .send(basic(&format!("{long}:s"), "grant_type=client_credentials"))
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(h.contains_key("www-authenticate"));
+    // Only the address was counted.
+    assert_eq!(f.issuer.live().limiter.tracked(), 1);
+    // ...so it is limited like any other failing address.
+    let (s, _, _) = f.token_post(GOOD).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+    // A 256-byte id is an ordinary (unknown) id: both keys counted.
+    let other = f.service_from([10, 0, 0, 9].into());
+    let body = format!(
+        "grant_type=client_credentials&client_id={}&client_secret=s",
+        "z".repeat(256)
+    );
+    let (s, _, _) = into_parts(other.handle(form(&body)).await).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(f.issuer.live().limiter.tracked(), 3);
+}
+
+#[tokio::test]
+async fn ipv6_peers_are_limited_per_64() {
+    let f = fixture("dual").await;
+    let bad = "grant_type=client_credentials&client_id=nobody&client_secret=nope";
+    let from = |ip: &str| f.service_from(ip.parse().expect("ip"));
+    for i in 1..=3 {
+        let peer = from(&format!("2001:db8:0:7::{i}"));
+        let (s, _, _) = into_parts(peer.handle(form(bad)).await).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+    // Another address of the same /64, with good credentials: limited.
+    let (s, _, _) = into_parts(from("2001:db8:0:7:ffff::1").handle(form(GOOD)).await).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+    // The neighbouring /64 is not.
+    let (s, _, _) = into_parts(from("2001:db8:0:8::1").handle(form(GOOD)).await).await;
+    assert_eq!(s, StatusCode::OK);
+}

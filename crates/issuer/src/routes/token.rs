@@ -8,7 +8,7 @@ use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, PRAGMA};
 use http::{HeaderMap, HeaderValue, Response};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body;
-use keyshift_core::config::is_scope_token;
+use keyshift_core::config::{is_scope_token, MAX_CLIENT_ID_BYTES};
 use metrics::counter;
 use serde::Serialize;
 
@@ -145,12 +145,18 @@ where
     let live = issuer.live();
     let now = issuer.now();
     let limiter = &live.limiter;
+    let ip_key = LimitKey::peer(peer);
+    if let Some(wait) = limiter.blocked(&ip_key, now) {
+        return Err(IssuerError::RateLimited(wait));
+    }
+    // No configured client has a longer id (the config refuses them), so it
+    // needs no lookup, and never becomes a limiter key of up to 16 KiB.
+    if creds.id.len() > MAX_CLIENT_ID_BYTES {
+        limiter.record_failure(ip_key, now);
+        return Err(IssuerError::InvalidClient { basic: creds.basic });
+    }
     let client_key = LimitKey::Client(creds.id.clone());
-    let ip_key = LimitKey::Ip(peer);
-    if let Some(wait) = limiter
-        .blocked(&ip_key, now)
-        .or_else(|| limiter.blocked(&client_key, now))
-    {
+    if let Some(wait) = limiter.blocked(&client_key, now) {
         return Err(IssuerError::RateLimited(wait));
     }
 
