@@ -39,6 +39,10 @@ pub enum IssuerError {
     /// The body exceeds the limit (413).
     #[error("request body too large")]
     PayloadTooLarge,
+    /// The body did not arrive within the body read timeout (408,
+    /// `invalid_request`, `Connection: close`).
+    #[error("request body not received in time")]
+    RequestTimeout,
     /// No such route (404).
     #[error("not found")]
     NotFound,
@@ -56,6 +60,7 @@ impl IssuerError {
         match self {
             IssuerError::InvalidRequest(_)
             | IssuerError::PayloadTooLarge
+            | IssuerError::RequestTimeout
             | IssuerError::NotFound
             | IssuerError::MethodNotAllowed(_) => "invalid_request",
             IssuerError::InvalidClient { .. } => "invalid_client",
@@ -99,6 +104,11 @@ impl IssuerError {
                 "invalid_request",
                 "request body too large",
             ),
+            IssuerError::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request",
+                "the request body was not received in time",
+            ),
             IssuerError::NotFound => (StatusCode::NOT_FOUND, "not_found", "no such route"),
             IssuerError::MethodNotAllowed(_) => (
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -139,6 +149,10 @@ impl IssuerError {
             }
             IssuerError::Busy => {
                 h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            IssuerError::RequestTimeout => {
+                // The rest of the body may still come: do not read it as a next request.
+                h.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
             }
             IssuerError::MethodNotAllowed(allow) => {
                 h.insert(http::header::ALLOW, HeaderValue::from_static(allow));

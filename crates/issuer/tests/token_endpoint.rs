@@ -373,3 +373,72 @@ async fn ipv6_peers_are_limited_per_64() {
     let (s, _, _) = into_parts(from("2001:db8:0:8::1").handle(form(GOOD)).await).await;
     assert_eq!(s, StatusCode::OK);
 }
+
+/// A request body that sends `first` and then nothing, ever.
+struct Stalls {
+    first: Option<Bytes>,
+}
+
+impl hyper::body::Body for Stalls {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        match self.first.take() {
+            Some(b) => std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(b)))),
+            None => std::task::Poll::Pending,
+        }
+    }
+}
+
+fn stalling_post(first: &str, content_length: usize) -> Request<Stalls> {
+    Request::post("/oauth/token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("content-length", content_length)
+        .body(Stalls {
+            first: Some(Bytes::from(first.to_owned())),
+        })
+        .expect("request")
+}
+
+#[tokio::test]
+async fn a_body_that_never_finishes_gets_408_after_the_body_timeout() {
+    let f = fixture("dual").await;
+    tokio::time::pause();
+    let started = tokio::time::Instant::now();
+    let resp = f
+        .service()
+        .handle(stalling_post("grant_type=client_cre", GOOD.len()))
+        .await;
+    let waited = started.elapsed();
+    let limit = keyshift_issuer::routes::token::BODY_READ_TIMEOUT;
+    assert!(
+        waited >= limit && waited < limit + Duration::from_secs(1),
+        "answered at the timeout, not before: {waited:?}"
+    );
+    let (s, h, b) = into_parts(resp).await;
+    assert_eq!(s, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(h["connection"], "close");
+    let body: Value = serde_json::from_slice(&b).expect("json");
+    assert_eq!(error_code(&body), "invalid_request");
+}
+
+#[tokio::test]
+async fn a_declared_length_over_the_limit_gets_413_without_reading_the_body() {
+    let f = fixture("dual").await;
+    // The body never arrives: only an answer from the header can come back.
+    let resp = tokio::time::timeout(
+        Duration::from_secs(5),
+        f.service().handle(stalling_post("", 16 * 1024 + 1)),
+    )
+    .await
+    .expect("answered at once");
+    let (s, h, b) = into_parts(resp).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(h["cache-control"], "no-store");
+    let body: Value = serde_json::from_slice(&b).expect("json");
+    assert_eq!(error_code(&body), "invalid_request");
+}

@@ -22,6 +22,11 @@ use crate::ratelimit::LimitKey;
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
+/// Longest the whole request body may take to arrive once the headers are
+/// in (hyper bounds only the headers): a client trickling bytes cannot hold
+/// a connection and its buffer forever. 408 after it.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Longest a request waits for an argon2 verification slot before it gets
 /// 429 (`Retry-After: 1`): long enough to ride out a burst of legitimate
 /// clients, short enough that a flood queues nothing for long.
@@ -124,17 +129,20 @@ where
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(IssuerError::PayloadTooLarge);
     }
-    let body = Limited::new(body, MAX_BODY_BYTES)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                IssuerError::PayloadTooLarge
-            } else {
-                IssuerError::InvalidRequest("could not read the request body")
-            }
-        })?
-        .to_bytes();
+    let body = tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        Limited::new(body, MAX_BODY_BYTES).collect(),
+    )
+    .await
+    .map_err(|_elapsed| IssuerError::RequestTimeout)?
+    .map_err(|e| {
+        if e.is::<http_body_util::LengthLimitError>() {
+            IssuerError::PayloadTooLarge
+        } else {
+            IssuerError::InvalidRequest("could not read the request body")
+        }
+    })?
+    .to_bytes();
     let form = TokenForm::parse(&body)?;
     let grant_type = form
         .grant_type
