@@ -106,6 +106,37 @@ fn bad_config_names_the_field_and_exits_2() {
 }
 
 #[test]
+fn corrupt_manifest_at_start_is_one_line_naming_the_path_and_the_problem_once() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        tmp.path().join("hs256.secret"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .expect("secret");
+    let config = write_config(tmp.path(), "dual", "127.0.0.1:0", None);
+    let manifest = tmp.path().join("keys").join("manifest.json");
+    std::fs::create_dir(tmp.path().join("keys")).expect("key dir");
+    std::fs::write(&manifest, "{\"version\":1,\"keys\":[{\"kid\":").expect("corrupt");
+    let out = keyshift()
+        .args(["issuer", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains(&manifest.display().to_string()), "{err}");
+    assert_eq!(err.matches("damaged manifest").count(), 1, "{err}");
+    assert_eq!(err.matches("EOF while parsing").count(), 1, "{err}");
+    assert!(err.contains("issuer.key_dir"), "{err}");
+    // Left as it was for the operator to look at.
+    assert_eq!(
+        std::fs::read_to_string(&manifest).expect("kept"),
+        "{\"version\":1,\"keys\":[{\"kid\":"
+    );
+}
+
+#[test]
 fn config_check_prints_effective_settings() {
     let tmp = tempfile::tempdir().expect("tempdir");
     std::fs::write(
