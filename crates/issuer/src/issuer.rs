@@ -447,20 +447,10 @@ async fn build_live(
 fn publish_gauges(live: &Live) {
     metrics::set_phase(live.phase, live.secret_configured);
     metrics::set_key_counts(|s| live.keys.count(s));
-    let due = live.config.rotate_every.and_then(|every| {
-        let active = live
-            .keys
-            .manifest
-            .keys_in(crate::keystore::KeyState::Active)
-            .next()?;
-        Some(
-            active
-                .activated_at
-                .unwrap_or(active.created_at)
-                .saturating_add(every.as_secs()),
-        )
-    });
-    metrics::set_next_rotation(due);
+    metrics::set_next_rotation(crate::rotation::next_rotation(
+        &live.keys.manifest,
+        &policy(&live.config),
+    ));
 }
 
 #[cfg(test)]

@@ -128,6 +128,27 @@ pub fn retire_date(active: Option<&KeyEntry>, now: u64, policy: &RotationPolicy)
         .saturating_add(policy.prepublish.as_secs())
 }
 
+/// When the active key is next due to be replaced: the `next` key's date
+/// (its `activate_at`, else the active key's rotation date), no sooner than
+/// `prepublish` after the issuer first served it; without a `next` key, the
+/// active key's rotation date. A `next` key not served yet is reported at
+/// its date (it will wait `prepublish` once served). `None` when nothing is
+/// scheduled: `rotate_every` off and no dated `next` key, or no key at all.
+pub fn next_rotation(manifest: &Manifest, policy: &RotationPolicy) -> Option<u64> {
+    let scheduled = manifest
+        .keys_in(KeyState::Active)
+        .next()
+        .and_then(|a| rotation_date(a, policy));
+    let Some(next) = manifest.keys_in(KeyState::Next).next() else {
+        return scheduled;
+    };
+    let date = next.activate_at.or(scheduled)?;
+    let safe = next
+        .published_at
+        .map_or(0, |p| p.saturating_add(policy.prepublish.as_secs()));
+    Some(date.max(safe))
+}
+
 /// When the automatic schedule replaces `active`: `rotate_every` after it
 /// became active; `None` when the schedule is off.
 pub fn rotation_date(active: &KeyEntry, policy: &RotationPolicy) -> Option<u64> {
@@ -320,6 +341,36 @@ mod tests {
             ..policy()
         };
         assert_eq!(retire_date(m.keys.first(), T0, &long), T0 + 100_000 + 900);
+    }
+
+    #[test]
+    fn next_rotation_is_the_date_the_active_key_will_really_be_replaced() {
+        let rotate_at = T0 + 90 * 86_400;
+        let off = RotationPolicy {
+            rotate_every: None,
+            ..policy()
+        };
+        let mut m = Manifest {
+            keys: vec![key("a", KeyState::Active, T0)],
+            ..Manifest::default()
+        };
+        assert_eq!(next_rotation(&m, &policy()), Some(rotate_at));
+        assert_eq!(next_rotation(&m, &off), None);
+        assert_eq!(next_rotation(&Manifest::default(), &policy()), None);
+        // An unscheduled next key goes at the active key's date...
+        m.keys.push(key("b", KeyState::Next, T0));
+        assert_eq!(next_rotation(&m, &policy()), Some(rotate_at));
+        assert_eq!(next_rotation(&m, &off), None, "waits for keys rotate");
+        // ...a dated one at its date, never before it has been served prepublish.
+        if let Some(b) = m.keys.last_mut() {
+            b.activate_at = Some(T0 + 100);
+            b.published_at = Some(T0 + 50);
+        }
+        assert_eq!(next_rotation(&m, &off), Some(T0 + 950));
+        if let Some(b) = m.keys.last_mut() {
+            b.published_at = Some(T0 - 5000);
+        }
+        assert_eq!(next_rotation(&m, &off), Some(T0 + 100));
     }
 
     #[test]

@@ -149,6 +149,23 @@ impl Fixture {
             .await
     }
 
+    /// Reloads the fixture's config for `phase` as `edit` changes its text.
+    pub async fn try_reload_edited(
+        &self,
+        phase: &str,
+        edit: impl Fn(String) -> String,
+    ) -> Result<(), StartError> {
+        std::fs::write(
+            &self.config_path,
+            edit(config_text(phase, "10m", &self.extra)),
+        )
+        .expect("write config");
+        let cfg = Config::load(&self.config_path).expect("valid config");
+        self.issuer
+            .reload(cfg.phase, cfg.require_issuer().expect("issuer").clone())
+            .await
+    }
+
     /// A new issuer on the same config and key directory, as after a restart.
     pub async fn restart(self) -> Fixture {
         let cfg = Config::load(&self.config_path).expect("config");
