@@ -166,6 +166,7 @@ async fn failed_authentications_are_rate_limited_per_client_and_ip() {
     // Now even the right secret is refused without being checked...
     let (s, h, b) = f.token_post(GOOD).await;
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{b}");
+    assert_eq!(error_code(&b), "slow_down", "see docs/decisions.md");
     let retry: u64 = h["retry-after"]
         .to_str()
         .expect("ascii")
