@@ -210,6 +210,7 @@ pub struct Issuer {
     /// of milliseconds): without it one client could exhaust memory before
     /// the failure limiter has counted anything.
     argon2_slots: Arc<tokio::sync::Semaphore>,
+    foreign_files: ForeignFileLog,
     clock: SharedClock,
     render_metrics: RenderMetrics,
     /// Serialises reloads and key maintenance (never held by requests).
@@ -238,10 +239,11 @@ impl Issuer {
             config.failed_auth_window,
         ));
         let now = clock.now().as_secs();
-        let (mut live, steps) = build_live(phase, config, &clock, limiter).await?;
+        let foreign_files = ForeignFileLog::default();
+        let (mut live, steps) = build_live(phase, config, &clock, limiter, &foreign_files).await?;
         // A brand-new key directory has no verifier that could hold a stale
         // JWKS; an existing key that was never served is worth a warning.
-        if !steps.contains(&Step::CreateInitialActive) {
+        if !steps.contains(&Step::CreateInitialActive) && live.keys.adopted.is_none() {
             if let Some(why) = signs_unpublished_key(&live, now) {
                 tracing::warn!(
                     "{why}; verifiers holding an older JWKS refuse its tokens until they refetch"
@@ -253,6 +255,7 @@ impl Issuer {
         Ok(Issuer {
             live: ArcSwap::from_pointee(live),
             argon2_slots: Arc::new(tokio::sync::Semaphore::new(argon2_slot_count())),
+            foreign_files,
             clock,
             render_metrics,
             maintenance: tokio::sync::Mutex::new(()),
@@ -300,7 +303,8 @@ impl Issuer {
             tracing::warn!(old = %current.config.listen, new = %config.listen, "issuer.listen changed; a restart is needed to move the listener");
         }
         let now = self.clock.now().as_secs();
-        let (mut live, _) = build_live(phase, config, &self.clock, limiter).await?;
+        let (mut live, _) =
+            build_live(phase, config, &self.clock, limiter, &self.foreign_files).await?;
         // From a phase whose JWKS lists no RSA key straight to signing RS256:
         // no verifier can have the key yet.
         if !current.phase.publishes_rsa_keys() {
@@ -325,7 +329,7 @@ impl Issuer {
         let _guard = self.maintenance.lock().await;
         let current = self.live.load_full();
         let now = self.clock.now().as_secs();
-        let (keys, _) = maintain(&current.config, now).await?;
+        let (keys, _) = maintain(&current.config, now, &self.foreign_files).await?;
         if keys.manifest == current.keys.manifest
             && !current
                 .keys
@@ -355,15 +359,42 @@ impl Issuer {
     }
 }
 
-async fn maintain(config: &IssuerConfig, now: u64) -> Result<(KeySet, Vec<Step>), StartError> {
+/// Logs the files in the key directory that the manifest does not account
+/// for once per distinct set, not on every key tick.
+#[derive(Debug, Default)]
+struct ForeignFileLog {
+    last: std::sync::Mutex<Vec<std::path::PathBuf>>,
+}
+
+impl ForeignFileLog {
+    /// Logs `files` if they differ from the last set seen; returns whether it logged.
+    fn report(&self, files: &[std::path::PathBuf]) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.as_slice() == files {
+            return false;
+        }
+        files.clone_into(&mut last);
+        for path in files {
+            tracing::warn!(path = %path.display(), "unexpected file in the key directory (left untouched)");
+        }
+        !files.is_empty()
+    }
+}
+
+async fn maintain(
+    config: &IssuerConfig,
+    now: u64,
+    foreign_files: &ForeignFileLog,
+) -> Result<(KeySet, Vec<Step>), StartError> {
     let store = KeyStore::new(config.key_dir.clone());
     let policy = policy(config);
     let bits = config.key_bits;
     let (keys, steps) = tokio::task::spawn_blocking(move || store.maintain(now, &policy, bits))
         .await
         .map_err(|e| StartError::Internal(e.to_string()))??;
-    for path in &keys.foreign_files {
-        tracing::warn!(path = %path.display(), "unexpected file in the key directory (left untouched)");
+    foreign_files.report(&keys.foreign_files);
+    if let Some(path) = &keys.adopted {
+        tracing::warn!(path = %path.display(), "the key directory had this key file but no manifest.json, as a first start interrupted between the two writes leaves it: adopted it as the active key");
     }
     Ok((keys, steps))
 }
@@ -433,6 +464,7 @@ async fn build_live(
     config: IssuerConfig,
     clock: &SharedClock,
     limiter: Arc<FailureLimiter>,
+    foreign_files: &ForeignFileLog,
 ) -> Result<(Live, Vec<Step>), StartError> {
     let secret = config.load_secret()?;
     if phase == Phase::Asymmetric && secret.is_some() {
@@ -440,7 +472,7 @@ async fn build_live(
             "issuer.hs256_secret_file is still set in phase asymmetric; remove the shared secret"
         );
     }
-    let (keys, steps) = maintain(&config, clock.now().as_secs()).await?;
+    let (keys, steps) = maintain(&config, clock.now().as_secs(), foreign_files).await?;
     Ok((Live::build(phase, config, secret, keys, limiter)?, steps))
 }
 
@@ -468,6 +500,23 @@ mod tests {
     fn argon2(m: u32, t: u32, p: u32) -> String {
         // Only the parameters matter here; salt and hash are placeholders.
         format!("$argon2id$v=19$m={m},t={t},p={p}$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA")
+    }
+
+    #[test]
+    fn foreign_files_are_logged_once_per_distinct_set() {
+        let log = ForeignFileLog::default();
+        let a = std::path::PathBuf::from("/k/notes.txt");
+        let b = std::path::PathBuf::from("/k/old.pem.bak");
+        assert!(!log.report(&[]), "nothing to say");
+        assert!(log.report(std::slice::from_ref(&a)));
+        assert!(
+            !log.report(std::slice::from_ref(&a)),
+            "every 30 s tick: silent"
+        );
+        assert!(log.report(&[a.clone(), b.clone()]), "a new file");
+        assert!(!log.report(&[a.clone(), b]));
+        assert!(!log.report(&[]), "cleaned up: nothing to warn about");
+        assert!(log.report(&[a]), "back again");
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! running issuer and `keyshift keys …` never lose each other's changes.
 //! Anything damaged or unexpected is reported with its path and never
 //! overwritten: a folder with key files but no manifest is refused rather
-//! than re-initialised.
+//! than re-initialised, with one exception that needs no guess: exactly the
+//! one key file a first start leaves when it is interrupted between writing
+//! its key and writing the manifest is adopted as the active key.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -226,8 +228,11 @@ pub enum KeyStoreError {
         /// Its permission bits.
         mode: u32,
     },
-    /// Key files exist but `manifest.json` does not.
-    #[error("{dir}: has key files but no {MANIFEST}; refusing to guess their states (restore the manifest from backup)")]
+    /// Key files exist but `manifest.json` does not (other than the one key
+    /// file of an interrupted first start, which is adopted).
+    #[error(
+        "{dir}: has key files but no {MANIFEST}, so whether each is next, active or retiring is unknown and keyshift will not guess; to recover, restore {MANIFEST} from a backup of this folder, or, if no token signed by these keys must stay valid, move the folder away (mv {dir} {dir}.old) and start the issuer again to create a new key"
+    )]
     MissingManifest {
         /// The key directory.
         dir: PathBuf,
@@ -285,6 +290,9 @@ pub struct KeySet {
     keys: HashMap<String, Arc<SigningKey>>,
     /// Files in the folder that the manifest does not account for.
     pub foreign_files: Vec<PathBuf>,
+    /// The key file adopted as the active key, when a first start had been
+    /// interrupted before it wrote the manifest.
+    pub adopted: Option<PathBuf>,
 }
 
 impl KeySet {
@@ -452,6 +460,7 @@ impl KeyStore {
             manifest,
             keys,
             foreign_files,
+            adopted: None,
         })
     }
 
@@ -477,7 +486,16 @@ impl KeyStore {
         bits: u32,
     ) -> Result<(KeySet, Vec<Step>), KeyStoreError> {
         let _lock = self.lock()?;
-        let mut manifest = self.read_manifest()?.unwrap_or_default();
+        let (mut manifest, adopted) = match self.read_manifest() {
+            Ok(m) => (m.unwrap_or_default(), None),
+            Err(KeyStoreError::MissingManifest { dir }) => {
+                let (manifest, path) = self
+                    .interrupted_first_start(now)?
+                    .ok_or(KeyStoreError::MissingManifest { dir })?;
+                (manifest, Some(path))
+            }
+            Err(e) => return Err(e),
+        };
         let steps = due_steps(&manifest, now, policy);
         for step in &steps {
             self.apply(&mut manifest, step, now, bits)?;
@@ -492,11 +510,64 @@ impl KeyStore {
             .filter(|k| k.max_token_ttl.is_none_or(|t| t < ttl))
             .map(|k| k.max_token_ttl = Some(ttl))
             .is_some();
-        if !steps.is_empty() || ttl_grew {
+        if !steps.is_empty() || ttl_grew || adopted.is_some() {
             self.write_manifest(&manifest)?;
             self.delete_retired_files(&manifest)?;
         }
-        Ok((self.load_with(manifest)?, steps))
+        let mut set = self.load_with(manifest)?;
+        set.adopted = adopted;
+        Ok((set, steps))
+    }
+
+    /// A first start writes its key file, then the manifest. If it was
+    /// interrupted in between, the folder holds exactly one key file named by
+    /// its thumbprint (besides the lock and temp files of atomic writes), and
+    /// that key has signed nothing: it is what the interrupted start was
+    /// making the active key, so it is adopted as such. Any other folder
+    /// without a manifest gives `None` (the caller refuses it).
+    fn interrupted_first_start(
+        &self,
+        now: u64,
+    ) -> Result<Option<(Manifest, PathBuf)>, KeyStoreError> {
+        let mut pems = Vec::new();
+        for entry in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
+            let entry = entry.map_err(io_err(&self.dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == LOCK || is_temp_name(&name) {
+                continue;
+            }
+            match name.strip_suffix(".pem") {
+                Some(kid) if is_kid_safe(kid) => pems.push(kid.to_owned()),
+                _ => return Ok(None),
+            }
+        }
+        let [kid] = pems.as_slice() else {
+            return Ok(None);
+        };
+        let mut entry = KeyEntry {
+            kid: kid.clone(),
+            state: KeyState::Active,
+            bits: 0,
+            created_at: now,
+            published_at: None,
+            activate_at: None,
+            activated_at: Some(now),
+            max_token_ttl: None,
+            retiring_at: None,
+            retire_at: None,
+            retired_at: None,
+        };
+        // Parses it and checks its mode and that its thumbprint is its name.
+        let key = self.read_key(&entry)?;
+        entry.bits = u32::try_from(key.pair.public_modulus_len() * 8).unwrap_or(u32::MAX);
+        let path = self.dir.join(entry.file_name());
+        Ok(Some((
+            Manifest {
+                keys: vec![entry],
+                ..Manifest::default()
+            },
+            path,
+        )))
     }
 
     /// Records on disk that the running issuer now serves a JWKS listing
@@ -714,6 +785,14 @@ impl KeyStore {
         self.delete_retired_files(&manifest)?;
         Ok(entry)
     }
+}
+
+/// Whether `name` is a temp file of [`atomic_write`] (`.NAME.tmp-HEX`).
+fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.')
+        && name
+            .rsplit_once(".tmp-")
+            .is_some_and(|(_, hex)| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Writes `name` in `dir` atomically: a temp file with `mode`, fsync, rename

@@ -223,11 +223,75 @@ fn key_files_without_manifest_are_not_reinitialised() {
         matches!(err, KeyStoreError::MissingManifest { .. }),
         "{err}"
     );
+    // The message says how to get out of it.
+    let msg = err.to_string();
+    assert!(msg.contains("restore manifest.json from a backup"), "{msg}");
+    assert!(
+        msg.contains(&format!("mv {}", store.dir().display())),
+        "{msg}"
+    );
     assert_eq!(
         fs::read_dir(store.dir()).expect("ls").count(),
         2,
         "only the lock file was added"
     );
+
+    // Two real keys and no manifest: their states cannot be known either.
+    let (_tmp, store) = fresh();
+    let _lock = store.lock().expect("lock");
+    store.generate(2048, T0).expect("key");
+    store.generate(2048, T0).expect("key");
+    drop(_lock);
+    let err = store.maintain(T0, &policy(), 2048).expect_err("refused");
+    assert!(
+        matches!(err, KeyStoreError::MissingManifest { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn first_start_interrupted_before_the_manifest_is_recovered_by_adopting_its_key() {
+    let (_tmp, store) = fresh();
+    // What a first start leaves when it dies between its two writes: the
+    // lock, the key file, maybe a half-written manifest temp file.
+    let lock = store.lock().expect("lock");
+    let entry = store.generate(2048, T0).expect("key");
+    fs::write(
+        store.dir().join(".manifest.json.tmp-0123456789abcdef"),
+        "{\"vers",
+    )
+    .expect("temp");
+    drop(lock);
+    assert!(matches!(
+        store.load(),
+        Err(KeyStoreError::MissingManifest { .. })
+    ));
+
+    let (set, steps) = store.maintain(T0 + 5, &policy(), 2048).expect("recovered");
+    assert!(steps.is_empty(), "no new key: {steps:?}");
+    assert_eq!(set.active().expect("active").kid, entry.kid);
+    assert_eq!(
+        set.adopted,
+        Some(store.dir().join(format!("{}.pem", entry.kid)))
+    );
+    assert_eq!(set.manifest.keys.first().map(|k| k.bits), Some(2048));
+    // Written down: the next start is an ordinary one.
+    let again = store.load().expect("manifest written");
+    assert_eq!(again.active().expect("active").kid, entry.kid);
+    let (set, _) = store.maintain(T0 + 6, &policy(), 2048).expect("restart");
+    assert_eq!(set.adopted, None);
+
+    // A key file that is not what it claims is reported, not adopted.
+    let (_tmp, store) = fresh();
+    let lock = store.lock().expect("lock");
+    let entry = store.generate(2048, T0).expect("key");
+    drop(lock);
+    let path = store.dir().join(format!("{}.pem", entry.kid));
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
+    assert!(matches!(
+        store.maintain(T0, &policy(), 2048),
+        Err(KeyStoreError::LoosePermissions { .. })
+    ));
 }
 
 #[test]
