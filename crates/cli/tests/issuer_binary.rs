@@ -136,6 +136,137 @@ fn corrupt_manifest_at_start_is_one_line_naming_the_path_and_the_problem_once() 
     );
 }
 
+/// Runs `keyshift keys ARGS --config CONFIG`; returns (success, stdout, stderr).
+fn keys(config: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = keyshift()
+        .arg("keys")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("keyshift keys");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The kid in "generated KID (STATE, BITS bits)".
+fn generated_kid(stdout: &str) -> String {
+    stdout
+        .strip_prefix("generated ")
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no kid in {stdout}"))
+        .to_owned()
+}
+
+/// The STATE column of `keyshift keys list` for `kid`.
+fn listed_state(listing: &str, kid: &str) -> Option<String> {
+    listing
+        .lines()
+        .find(|l| l.starts_with(kid))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .map(str::to_owned)
+}
+
+#[test]
+fn keys_commands_generate_list_rotate_and_retire_offline() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = write_config(tmp.path(), "transition", "127.0.0.1:0", None);
+    let key_dir = tmp.path().join("keys");
+
+    // Nothing to rotate in an empty folder: a clear error, nothing created.
+    let (ok, _, err) = keys(&config, &["rotate"]);
+    assert!(!ok);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("no active key to rotate") && err.contains("keyshift keys generate"),
+        "{err}"
+    );
+    assert!(!key_dir.join("manifest.json").exists());
+    let (ok, _, err) = keys(&config, &["list"]);
+    assert!(!ok && err.contains("keyshift keys generate"), "{err}");
+
+    // The first key is active at once; the second one waits as next.
+    let (ok, out, err) = keys(&config, &["generate"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("(active, 2048 bits)"), "{out}");
+    let first = generated_kid(&out);
+    let (ok, out, err) = keys(&config, &["generate", "--bits", "3072"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("(next, 3072 bits)"), "{out}");
+    let second = generated_kid(&out);
+    let (ok, _, err) = keys(&config, &["generate"]);
+    assert!(!ok && err.contains("a next key already exists"), "{err}");
+    for kid in [&first, &second] {
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(key_dir.join(format!("{kid}.pem")))
+                .expect("key file")
+                .permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600, "{kid}");
+    }
+    let (ok, listing, _) = keys(&config, &["list"]);
+    assert!(ok);
+    assert_eq!(listed_state(&listing, &first).as_deref(), Some("active"));
+    assert_eq!(listed_state(&listing, &second).as_deref(), Some("next"));
+
+    // rotate schedules the waiting key; --now promotes it.
+    let (ok, out, err) = keys(&config, &["rotate"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with(&format!("{second} is the next key")),
+        "{out}"
+    );
+    let (ok, listing, _) = keys(&config, &["list"]);
+    assert!(ok);
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with(&second) && l.contains("activates")),
+        "{listing}"
+    );
+    let (ok, out, err) = keys(&config, &["rotate", "--now"]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&format!("{second} is active now")), "{out}");
+    let (_, listing, _) = keys(&config, &["list"]);
+    assert_eq!(listed_state(&listing, &second).as_deref(), Some("active"));
+    assert_eq!(listed_state(&listing, &first).as_deref(), Some("retiring"));
+
+    // Retiring early needs --force; the active key cannot be retired at all.
+    let (ok, _, err) = keys(&config, &["retire", &first]);
+    assert!(!ok && err.contains("--force"), "{err}");
+    let (ok, _, err) = keys(&config, &["retire", &second, "--force"]);
+    assert!(!ok && err.contains("this key is active"), "{err}");
+    let (ok, _, err) = keys(&config, &["retire", "no-such-kid-no-such-kid"]);
+    assert!(!ok && err.contains("no key with kid"), "{err}");
+    let (ok, out, err) = keys(&config, &["retire", &first, "--force"]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&format!("{first} retired")), "{out}");
+    assert!(
+        !key_dir.join(format!("{first}.pem")).exists(),
+        "private key deleted"
+    );
+    let (_, listing, _) = keys(&config, &["list"]);
+    assert_eq!(listed_state(&listing, &first).as_deref(), Some("retired"));
+
+    // The issuer starts on what the tools left, signing with the active key.
+    std::fs::write(
+        tmp.path().join("hs256.secret"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .expect("secret");
+    let mut issuer = Service::start("issuer", &config);
+    let token = fetch_token(issuer.addr, "svc-a", "s3cret");
+    let header = token.split('.').next().expect("header");
+    let header: serde_json::Value =
+        serde_json::from_slice(&keyshift_core::b64::decode(header).expect("b64")).expect("json");
+    assert_eq!(header["kid"], second.as_str());
+    issuer.signal(Signal::SIGTERM);
+    assert!(issuer.wait_exit().success());
+}
+
 #[test]
 fn config_check_prints_effective_settings() {
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -37,6 +37,15 @@ pub enum StartError {
     /// The HS256 secret is needed but unusable.
     #[error("{0}")]
     Secret(#[from] keyshift_core::ConfigError),
+    /// The phase signs RS256 but the key directory has no active key (only
+    /// `next` or `retiring` ones, after manual edits).
+    #[error("issuer.key_dir: {dir} has no active key, and phase {phase} signs RS256; run `keyshift keys rotate --now` to make its next key active, or `keyshift keys generate` if it has none")]
+    NoActiveKey {
+        /// The key directory.
+        dir: std::path::PathBuf,
+        /// The phase.
+        phase: Phase,
+    },
     /// A reload that would make verifiers refuse tokens: the message says
     /// why and what to do instead. The running config stays.
     #[error("refused: {0}")]
@@ -113,10 +122,12 @@ impl Live {
                 })?;
                 Signer::hs256(secret)
             }
-            keyshift_core::Alg::Rs256 => Signer::rs256(
-                keys.active()
-                    .ok_or_else(|| StartError::Internal("no active RSA key".into()))?,
-            ),
+            keyshift_core::Alg::Rs256 => {
+                Signer::rs256(keys.active().ok_or_else(|| StartError::NoActiveKey {
+                    dir: config.key_dir.clone(),
+                    phase,
+                })?)
+            }
         };
         let published = if phase.publishes_rsa_keys() {
             keys.published()

@@ -702,7 +702,10 @@ impl KeyStore {
     /// `keyshift keys rotate`: makes sure a `next` key exists and schedules its
     /// promotion as soon as it has been published for `prepublish`. With
     /// `immediately`, promotes now (for a compromised key: verifiers that have
-    /// not yet refetched the JWKS will refetch on the new kid).
+    /// not yet refetched the JWKS will refetch on the new kid). Refused when
+    /// there is no active key to replace (an empty folder: the issuer's first
+    /// start or `keyshift keys generate` makes one), except `immediately`
+    /// with a `next` key waiting, which makes that key active.
     pub fn rotate(
         &self,
         now: u64,
@@ -717,6 +720,13 @@ impl KeyStore {
             .keys_in(KeyState::Next)
             .next()
             .map(|k| k.kid.clone());
+        let has_active = manifest.keys_in(KeyState::Active).next().is_some();
+        let can_promote_waiting = immediately && existing.is_some();
+        if !(has_active || can_promote_waiting) {
+            return Err(KeyStoreError::Refused(
+                "there is no active key to rotate; start the issuer (its first start creates one) or run `keyshift keys generate`".to_owned(),
+            ));
+        }
         let kid = match existing {
             Some(kid) => kid,
             None => {

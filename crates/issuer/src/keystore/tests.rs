@@ -354,3 +354,28 @@ fn active_key_records_the_longest_token_ttl_it_ran_with() {
         .expect("old key");
     assert_eq!(retiring.retire_at, Some(T0 + 3 + 86_400 + 900));
 }
+
+#[test]
+fn rotate_refuses_a_folder_without_an_active_key() {
+    let (_tmp, store) = fresh();
+    for immediately in [false, true] {
+        let err = store
+            .rotate(T0, &policy(), 2048, immediately)
+            .expect_err("nothing to rotate");
+        assert!(matches!(err, KeyStoreError::Refused(_)), "{err}");
+        assert!(err.to_string().contains("keyshift keys generate"), "{err}");
+    }
+    assert!(
+        !store.dir().join(MANIFEST).exists(),
+        "left empty for the issuer's first start"
+    );
+    let first = store.generate_next(T0, 2048).expect("generate");
+    assert_eq!(first.state, KeyState::Active);
+    assert_eq!(
+        store
+            .rotate(T0, &policy(), 2048, false)
+            .expect("rotate")
+            .state,
+        KeyState::Next
+    );
+}
