@@ -345,3 +345,228 @@ fn verifier_refuses_an_hs256_override_in_phase_asymmetric() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("verifier.accept"));
 }
+
+/// A running `keyshift dev`: its stdout lines so far, and the pids of the
+/// services it started (for a clean-up that leaves no orphan behind).
+struct Dev {
+    child: std::process::Child,
+    output: String,
+    service_pids: Vec<i32>,
+}
+
+impl Dev {
+    /// Starts `keyshift dev` in `dir` on the given ports and waits (≤ 60 s)
+    /// for the end of its curl session.
+    fn start(dir: &std::path::Path, issuer_port: u16, verifier_port: u16) -> Dev {
+        use std::io::BufRead;
+        let mut child = keyshift()
+            .args(["dev", "--dir"])
+            .arg(dir)
+            .args([
+                "--issuer-listen",
+                &format!("127.0.0.1:{issuer_port}"),
+                "--verifier-listen",
+                &format!("127.0.0.1:{verifier_port}"),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn keyshift dev");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut dev = Dev {
+            child,
+            output: String::new(),
+            service_pids: Vec::new(),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no curl session in time:\n{}", dev.output));
+            dev.output.push_str(&line);
+            dev.output.push('\n');
+            if let Some(pids) = line.split("keyshift dev is running (").nth(1) {
+                dev.service_pids = pids
+                    .split(" pid ")
+                    .skip(1)
+                    .filter_map(|p| p.split(|c: char| !c.is_ascii_digit()).next())
+                    .filter_map(|p| p.parse().ok())
+                    .collect();
+            }
+            if line.contains("Ctrl-C stops everything.") {
+                return dev;
+            }
+        }
+    }
+
+    /// The first printed line containing all of `parts`.
+    fn line_with(&self, parts: &[&str]) -> &str {
+        self.output
+            .lines()
+            .find(|l| parts.iter().all(|p| l.contains(p)))
+            .unwrap_or_else(|| panic!("no line with {parts:?} in:\n{}", self.output))
+    }
+
+    /// SIGTERM, then waits (≤ 20 s) for the exit status.
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, Signal::SIGTERM).expect("SIGTERM");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "dev did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        // A failed test must not leave services holding the ports.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for pid in &self.service_pids {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// `http://HOST:PORT/PATH` → (address, path).
+fn split_url(url: &str) -> (std::net::SocketAddr, String) {
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_once('/').expect("a path");
+    (host.parse().expect("host:port"), format!("/{path}"))
+}
+
+/// Does what the printed token curl does: HTTP Basic with the secret file it names.
+fn curl_token(dev: &Dev) -> String {
+    use base64::Engine;
+    let line = dev.line_with(&["curl -s -u dev-client:$(cat ", "/oauth/token"]);
+    let secret_file = line
+        .split("$(cat ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .expect("secret file");
+    let secret = std::fs::read_to_string(secret_file).expect("printed secret file");
+    let url = line.split_whitespace().last().expect("url");
+    let (addr, path) = split_url(url);
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("dev-client:{secret}"));
+    let resp = http(
+        addr,
+        "POST",
+        &path,
+        &[
+            ("Authorization", &format!("Basic {basic}")),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        b"grant_type=client_credentials",
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    resp.json()["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned()
+}
+
+/// The kids of the JWKS at the printed URL.
+fn printed_jwks_kids(dev: &Dev) -> Vec<String> {
+    let line = dev.line_with(&["curl -s http://", "/.well-known/jwks.json"]);
+    let (addr, path) = split_url(line.split_whitespace().last().expect("url"));
+    let jwks = http(addr, "GET", &path, &[], b"").json();
+    jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| k["kid"].as_str().expect("kid").to_owned())
+        .collect()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(path).expect("file").permissions())
+        & 0o777
+}
+
+#[test]
+fn dev_generates_its_files_once_prints_a_working_session_and_stops_on_sigterm() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join(".keyshift");
+    let (ip, vp) = (free_port(), free_port());
+
+    let mut dev = Dev::start(&dir, ip, vp);
+    assert!(
+        dev.output.contains("keyshift dev: generated"),
+        "{}",
+        dev.output
+    );
+    assert_eq!(dev.service_pids.len(), 2, "{}", dev.output);
+    for secret in ["hs256.secret", "dev-client.secret"] {
+        assert_eq!(mode(&dir.join(secret)), 0o600, "{secret}");
+    }
+    assert!(dir.join("keyshift.toml").exists());
+    assert!(dir.join("keys").join("manifest.json").exists());
+    let hs256 = std::fs::read(dir.join("hs256.secret")).expect("secret");
+    let client_secret = std::fs::read(dir.join("dev-client.secret")).expect("secret");
+
+    // The printed session works as printed.
+    let token = curl_token(&dev);
+    let verify = dev.line_with(&["Authorization: Bearer $TOKEN", "/verify"]);
+    let (addr, path) = split_url(verify.split_whitespace().last().expect("url"));
+    assert_eq!(addr.port(), vp);
+    let resp = http(
+        addr,
+        "GET",
+        &path,
+        &[("Authorization", &format!("Bearer {token}"))],
+        b"",
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.header("x-auth-client"), Some("dev-client"));
+    let kids = printed_jwks_kids(&dev);
+    assert_eq!(kids.len(), 1, "{kids:?}");
+
+    assert!(dev.stop().success(), "dev exits 0 on SIGTERM");
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            [ip, vp]
+                .iter()
+                .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_err())
+        }),
+        "the services stopped with dev"
+    );
+    drop(dev);
+
+    // A second run reuses everything: same secrets, same key.
+    let mut dev = Dev::start(&dir, ip, vp);
+    assert!(!dev.output.contains("generated"), "{}", dev.output);
+    assert_eq!(
+        std::fs::read(dir.join("hs256.secret")).expect("secret"),
+        hs256
+    );
+    assert_eq!(
+        std::fs::read(dir.join("dev-client.secret")).expect("secret"),
+        client_secret
+    );
+    assert_eq!(printed_jwks_kids(&dev), kids);
+    curl_token(&dev);
+    assert!(dev.stop().success());
+}
