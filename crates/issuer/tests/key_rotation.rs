@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use keyshift_core::Clock;
+use keyshift_issuer::keystore::KeyState;
 use keyshift_issuer::StartError;
 
 #[tokio::test]
@@ -76,7 +76,23 @@ async fn rotation_prepublishes_before_signing_and_retires_on_time() {
     let keys = f.jwks().await;
     assert_eq!(keys["keys"].as_array().map(Vec::len), Some(1));
     assert_eq!(keys["keys"][0]["kid"], new_kid.as_str());
-    assert!(f.clock.now_secs() >= rotate_at + 1500);
+    // Retired on that tick, dated, and its private key deleted.
+    let manifest = f.key_store().load().expect("keys").manifest;
+    let old = manifest
+        .keys
+        .iter()
+        .find(|k| k.kid == old_kid)
+        .expect("old key still listed");
+    assert_eq!(old.state, KeyState::Retired);
+    assert_eq!(old.retired_at, Some(rotate_at + 1500));
+    assert!(!f
+        .config_path
+        .with_file_name("keys")
+        .join(format!("{old_kid}.pem"))
+        .exists());
+    // Tokens it signed no longer verify against the served JWKS.
+    let served = f.jwks_kids().await;
+    assert!(!served.contains(&old_kid), "{served:?}");
 }
 
 #[tokio::test]

@@ -443,3 +443,79 @@ async fn a_declared_length_over_the_limit_gets_413_without_reading_the_body() {
     let body: Value = serde_json::from_slice(&b).expect("json");
     assert_eq!(error_code(&body), "invalid_request");
 }
+
+#[tokio::test]
+async fn legacy_phase_issues_hs256_and_publishes_no_key() {
+    let f = fixture("legacy").await;
+    let (s, _, body) = f.token_post(GOOD).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let token = body["access_token"].as_str().expect("token");
+    assert_eq!(
+        jsonwebtoken::decode_header(token).expect("h").alg,
+        Algorithm::HS256
+    );
+    let claims = verify_independently(&f, token).await;
+    assert_eq!(claims.client_id, "svc-a");
+    assert!(f.jwks_kids().await.is_empty());
+}
+
+#[tokio::test]
+async fn asymmetric_phase_issues_rs256_with_no_secret_configured() {
+    let f = fixture("asymmetric").await;
+    let live = f.issuer.live();
+    assert!(live.config.hs256_secret_file.is_none());
+    assert!(!live.secret_configured);
+    let (s, _, body) = f.token_post(GOOD).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let token = body["access_token"].as_str().expect("token");
+    assert_eq!(
+        jsonwebtoken::decode_header(token).expect("h").alg,
+        Algorithm::RS256
+    );
+    verify_independently(&f, token).await;
+}
+
+#[tokio::test]
+async fn body_client_id_must_match_the_basic_one() {
+    let f = fixture("dual").await;
+    let (s, _, b) = f
+        .send(basic(
+            "svc-a:secret-a",
+            "grant_type=client_credentials&client_id=svc%3Ab%25%2B",
+        ))
+        .await;
+    let b: Value = serde_json::from_slice(&b).expect("json");
+    assert_eq!(
+        (s, error_code(&b)),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+    // The same id repeated in the body is fine.
+    let (s, _, _) = f
+        .send(basic(
+            "svc-a:secret-a",
+            "grant_type=client_credentials&client_id=svc-a",
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn form_content_type_with_parameters_is_accepted() {
+    let f = fixture("dual").await;
+    for content_type in [
+        "application/x-www-form-urlencoded; charset=UTF-8",
+        "Application/X-WWW-Form-Urlencoded;charset=utf-8",
+    ] {
+        let req = Request::post("/oauth/token")
+            .header("content-type", content_type)
+            .body(Full::new(Bytes::from_static(GOOD.as_bytes())))
+            .expect("request");
+        let (s, _, b) = f.send(req).await;
+        assert_eq!(s, StatusCode::OK, "{content_type}: {b:?}");
+    }
+    let req = Request::post("/oauth/token")
+        .header("content-type", "application/x-www-form-urlencodedx")
+        .body(Full::new(Bytes::from_static(GOOD.as_bytes())))
+        .expect("request");
+    assert_eq!(f.send(req).await.0, StatusCode::BAD_REQUEST);
+}
