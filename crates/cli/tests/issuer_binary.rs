@@ -60,10 +60,15 @@ fn issuer_binary_serves_reloads_on_sighup_and_drains_on_sigterm() {
         "issuer did not switch to RS256 after SIGHUP"
     );
 
-    // A broken config on SIGHUP keeps the running one.
+    // A broken config on SIGHUP keeps the running one, and says why.
+    let seen = issuer.log_len();
     std::fs::write(&config, "phase = \"sideways\"\n").expect("break config");
     issuer.signal(Signal::SIGHUP);
-    std::thread::sleep(Duration::from_millis(300));
+    let line = issuer
+        .wait_for_log("config reload failed", seen, Duration::from_secs(10))
+        .expect("the reload failure is logged");
+    let logged = issuer.stderr.lock().expect("log")[line].clone();
+    assert!(logged.contains("phase"), "names the field: {logged}");
     assert_eq!(
         token_alg(&fetch_token(issuer.addr, "svc-a", "s3cret")),
         "RS256"
@@ -569,4 +574,75 @@ fn dev_generates_its_files_once_prints_a_working_session_and_stops_on_sigterm() 
     assert_eq!(printed_jwks_kids(&dev), kids);
     curl_token(&dev);
     assert!(dev.stop().success());
+}
+
+/// Reads from `stream` until the end of a response head; returns it.
+fn read_head(stream: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert!(head.len() < 8192, "head too long");
+        let n = stream.read(&mut byte).expect("read head");
+        assert_eq!(
+            n,
+            1,
+            "connection closed after {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+#[test]
+fn sigterm_drains_a_request_in_flight() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        tmp.path().join("hs256.secret"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .expect("secret");
+    let config = write_config(tmp.path(), "dual", "127.0.0.1:0", None);
+    let mut issuer = Service::start("issuer", &config);
+    let body = b"grant_type=client_credentials&client_id=svc-a&client_secret=s3cret";
+    let (first, rest) = body.split_at(body.len() / 2);
+
+    let mut stream = std::net::TcpStream::connect_timeout(&issuer.addr, Duration::from_secs(5))
+        .expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "POST /oauth/token HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        issuer.addr,
+        body.len()
+    )
+    .expect("head");
+    // hyper says 100 Continue when the handler starts reading the body:
+    // from here on the request is in flight.
+    let interim = read_head(&mut stream);
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
+    stream.write_all(first).expect("half the body");
+
+    issuer.signal(Signal::SIGTERM);
+    // Shutdown has begun once the listener is gone...
+    assert!(
+        eventually(Duration::from_secs(10), || std::net::TcpStream::connect(
+            issuer.addr
+        )
+        .is_err()),
+        "the issuer kept accepting after SIGTERM"
+    );
+    // ...and the request in flight still completes.
+    stream.write_all(rest).expect("rest of the body");
+    let head = read_head(&mut stream);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut response_body = Vec::new();
+    let _ = stream.read_to_end(&mut response_body);
+    let json: serde_json::Value = serde_json::from_slice(&response_body).expect("json");
+    assert!(json["access_token"].is_string(), "{json}");
+    assert!(issuer.wait_exit().success(), "exit 0 after the drain");
 }
