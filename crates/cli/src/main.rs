@@ -82,8 +82,66 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // One line, naming the cause chain, for humans and log scrapers alike.
-            eprintln!("keyshift: error: {err:#}");
+            eprintln!("keyshift: error: {}", one_line(&err));
             ExitCode::from(cmd::exit_code(&err))
         }
+    }
+}
+
+/// The error and its causes on one line, each said once. Many errors (ours
+/// with `{0}` in their message, `std::io` wrappers, thiserror `source`
+/// fields) already print their cause and also return it as `source()`;
+/// anyhow's `{:#}` would then print it twice. A cause whose text the line
+/// already holds is skipped.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        let text = text.trim();
+        if text.is_empty() || line.contains(text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(text);
+    }
+    line.replace(['\n', '\r'], " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{path}: damaged manifest: {reason}")]
+    struct Inner {
+        path: &'static str,
+        reason: &'static str,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("issuer.key_dir: {0}")]
+    struct Outer(#[from] Inner);
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let err = anyhow::Error::from(Outer(Inner {
+            path: "/k/manifest.json",
+            reason: "expected value at line 1",
+        }))
+        .context("issuer");
+        assert_eq!(
+            format!("{err:#}").matches("damaged manifest").count(),
+            2,
+            "anyhow alone repeats it"
+        );
+        assert_eq!(
+            one_line(&err),
+            "issuer: issuer.key_dir: /k/manifest.json: damaged manifest: expected value at line 1"
+        );
+        let io = std::io::Error::other("disk on fire");
+        let err = anyhow::Error::from(io).context("writing keys");
+        assert_eq!(one_line(&err), "writing keys: disk on fire");
     }
 }

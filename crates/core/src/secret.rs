@@ -175,12 +175,51 @@ impl SecretHash {
         }
     }
 
+    /// The argon2 costs of an `Argon2id` hash: memory (KiB), passes and
+    /// lanes; `None` for `sha256:` (or a string that no longer parses).
+    pub fn argon2_costs(&self) -> Option<Argon2Costs> {
+        let SecretHash::Argon2id(phc) = self else {
+            return None;
+        };
+        let hash = PasswordHash::new(phc).ok()?;
+        let params = argon2::Params::try_from(&hash).ok()?;
+        Some(Argon2Costs {
+            memory_kib: params.m_cost(),
+            passes: params.t_cost(),
+            lanes: params.p_cost(),
+        })
+    }
+
     /// The text form for the config file.
     pub fn to_config_string(&self) -> String {
         match self {
             SecretHash::Sha256(d) => format!("sha256:{}", hex::encode(d)),
             SecretHash::Argon2id(phc) => phc.clone(),
         }
+    }
+}
+
+/// The cost parameters of an argon2id hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Costs {
+    /// `m`: memory in KiB.
+    pub memory_kib: u32,
+    /// `t`: passes over the memory.
+    pub passes: u32,
+    /// `p`: lanes.
+    pub lanes: u32,
+}
+
+impl Argon2Costs {
+    /// An order by work: memory × passes first (what one verification
+    /// costs, lanes being computed one after the other here), then memory,
+    /// then lanes.
+    pub fn work_key(self) -> (u64, u32, u32) {
+        (
+            u64::from(self.memory_kib) * u64::from(self.passes),
+            self.memory_kib,
+            self.lanes,
+        )
     }
 }
 
@@ -241,6 +280,15 @@ mod tests {
         let h = SecretHash::parse(&phc).expect("argon2id");
         assert!(h.verify(b"s3cret"));
         assert!(!h.verify(b"wrong"));
+        assert_eq!(
+            h.argon2_costs(),
+            Some(Argon2Costs {
+                memory_kib: 19_456,
+                passes: 2,
+                lanes: 1
+            })
+        );
+        assert_eq!(SecretHash::sha256_of(b"x").argon2_costs(), None);
     }
 
     #[test]

@@ -32,9 +32,17 @@ pub enum IssuerError {
     /// Too many failed authentications for this client or address (429).
     #[error("rate limited for {0:?}")]
     RateLimited(Duration),
+    /// Every argon2 verification slot stayed busy for the whole queue wait
+    /// (429, `Retry-After: 1`); counted as `rate_limited`.
+    #[error("too many client authentications in progress")]
+    Busy,
     /// The body exceeds the limit (413).
     #[error("request body too large")]
     PayloadTooLarge,
+    /// The body did not arrive within the body read timeout (408,
+    /// `invalid_request`, `Connection: close`).
+    #[error("request body not received in time")]
+    RequestTimeout,
     /// No such route (404).
     #[error("not found")]
     NotFound,
@@ -52,12 +60,13 @@ impl IssuerError {
         match self {
             IssuerError::InvalidRequest(_)
             | IssuerError::PayloadTooLarge
+            | IssuerError::RequestTimeout
             | IssuerError::NotFound
             | IssuerError::MethodNotAllowed(_) => "invalid_request",
             IssuerError::InvalidClient { .. } => "invalid_client",
             IssuerError::InvalidScope => "invalid_scope",
             IssuerError::UnsupportedGrantType => "unsupported_grant_type",
-            IssuerError::RateLimited(_) => "rate_limited",
+            IssuerError::RateLimited(_) | IssuerError::Busy => "rate_limited",
             IssuerError::Internal(_) => "server_error",
         }
     }
@@ -85,10 +94,20 @@ impl IssuerError {
                 "slow_down",
                 "too many failed authentication attempts",
             ),
+            IssuerError::Busy => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "slow_down",
+                "too many client authentications in progress; retry shortly",
+            ),
             IssuerError::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request",
                 "request body too large",
+            ),
+            IssuerError::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request",
+                "the request body was not received in time",
             ),
             IssuerError::NotFound => (StatusCode::NOT_FOUND, "not_found", "no such route"),
             IssuerError::MethodNotAllowed(_) => (
@@ -127,6 +146,13 @@ impl IssuerError {
             IssuerError::RateLimited(wait) => {
                 let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                 h.insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            }
+            IssuerError::Busy => {
+                h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            IssuerError::RequestTimeout => {
+                // The rest of the body may still come: do not read it as a next request.
+                h.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
             }
             IssuerError::MethodNotAllowed(allow) => {
                 h.insert(http::header::ALLOW, HeaderValue::from_static(allow));

@@ -22,7 +22,7 @@ use crate::keystore::{KeySet, KeyStore, KeyStoreError};
 use crate::metrics;
 use crate::mint::{Signer, TokenTemplate};
 use crate::ratelimit::FailureLimiter;
-use crate::rotation::RotationPolicy;
+use crate::rotation::{RotationPolicy, Step};
 
 /// Renders the Prometheus text exposition; supplied by the binary, which owns the exporter.
 pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
@@ -37,6 +37,19 @@ pub enum StartError {
     /// The HS256 secret is needed but unusable.
     #[error("{0}")]
     Secret(#[from] keyshift_core::ConfigError),
+    /// The phase signs RS256 but the key directory has no active key (only
+    /// `next` or `retiring` ones, after manual edits).
+    #[error("issuer.key_dir: {dir} has no active key, and phase {phase} signs RS256; run `keyshift keys rotate --now` to make its next key active, or `keyshift keys generate` if it has none")]
+    NoActiveKey {
+        /// The key directory.
+        dir: std::path::PathBuf,
+        /// The phase.
+        phase: Phase,
+    },
+    /// A reload that would make verifiers refuse tokens: the message says
+    /// why and what to do instead. The running config stays.
+    #[error("refused: {0}")]
+    Refused(String),
     /// A background task failed.
     #[error("internal: {0}")]
     Internal(String),
@@ -109,10 +122,12 @@ impl Live {
                 })?;
                 Signer::hs256(secret)
             }
-            keyshift_core::Alg::Rs256 => Signer::rs256(
-                keys.active()
-                    .ok_or_else(|| StartError::Internal("no active RSA key".into()))?,
-            ),
+            keyshift_core::Alg::Rs256 => {
+                Signer::rs256(keys.active().ok_or_else(|| StartError::NoActiveKey {
+                    dir: config.key_dir.clone(),
+                    phase,
+                })?)
+            }
         };
         let published = if phase.publishes_rsa_keys() {
             keys.published()
@@ -168,15 +183,27 @@ impl Live {
     }
 }
 
-/// A hash for unknown clients: argon2id if any client uses argon2id (the
-/// same parameters as the first one), else sha256, so an unknown id costs
-/// what a known one costs.
+/// The hash an unknown client id is checked against: the costliest argon2id
+/// hash configured (by memory × passes, then memory, then lanes), else a
+/// sha256 one, so the response time of an unknown id is that of the
+/// slowest known one and does not tell which ids exist. Verifying against a
+/// real client's hash is harmless: the request fails whatever the result.
 fn dummy_hash(clients: &[ClientConfig]) -> SecretHash {
     clients
         .iter()
-        .find(|c| matches!(c.secret_hash, SecretHash::Argon2id(_)))
-        .map(|c| c.secret_hash.clone())
+        .filter_map(|c| Some((c.secret_hash.argon2_costs()?.work_key(), &c.secret_hash)))
+        .max_by_key(|(key, _)| *key)
+        .map(|(_, hash)| hash.clone())
         .unwrap_or(SecretHash::Sha256([0x5a; 32]))
+}
+
+/// Concurrent argon2 verifications allowed: enough to keep every core busy
+/// while one verification waits on memory, few enough to bound memory.
+fn argon2_slot_count() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .saturating_mul(2)
 }
 
 fn policy(config: &IssuerConfig) -> RotationPolicy {
@@ -190,6 +217,11 @@ fn policy(config: &IssuerConfig) -> RotationPolicy {
 /// The running issuer.
 pub struct Issuer {
     live: ArcSwap<Live>,
+    /// Bounds concurrent argon2 verifications (each holds ~19 MiB for tens
+    /// of milliseconds): without it one client could exhaust memory before
+    /// the failure limiter has counted anything.
+    argon2_slots: Arc<tokio::sync::Semaphore>,
+    foreign_files: ForeignFileLog,
     clock: SharedClock,
     render_metrics: RenderMetrics,
     /// Serialises reloads and key maintenance (never held by requests).
@@ -217,19 +249,41 @@ impl Issuer {
             config.failed_auth_limit,
             config.failed_auth_window,
         ));
-        let live = build_live(phase, config, &clock, limiter).await?;
+        let now = clock.now().as_secs();
+        let foreign_files = ForeignFileLog::default();
+        let (mut live, steps) = build_live(phase, config, &clock, limiter, &foreign_files).await?;
+        // A brand-new key directory has no verifier that could hold a stale
+        // JWKS; an existing key that was never served is worth a warning.
+        if !steps.contains(&Step::CreateInitialActive) && live.keys.adopted.is_none() {
+            if let Some(why) = signs_unpublished_key(&live, now) {
+                tracing::warn!(
+                    "{why}; verifiers holding an older JWKS refuse its tokens until they refetch"
+                );
+            }
+        }
+        record_served(&mut live, now).await;
         publish_gauges(&live);
         Ok(Issuer {
             live: ArcSwap::from_pointee(live),
+            argon2_slots: Arc::new(tokio::sync::Semaphore::new(argon2_slot_count())),
+            foreign_files,
             clock,
             render_metrics,
             maintenance: tokio::sync::Mutex::new(()),
         })
     }
 
-    /// The current snapshot.
-    pub fn live(&self) -> arc_swap::Guard<Arc<Live>> {
-        self.live.load()
+    /// The current snapshot. An owned `Arc`, so it may be held across an
+    /// `.await` without pinning arc-swap's per-thread debt slots.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.load_full()
+    }
+
+    /// The permits that bound concurrent argon2 verifications: twice the
+    /// available cores. A request that cannot get one within
+    /// [`crate::routes::token::ARGON2_QUEUE_WAIT`] gets 429.
+    pub fn argon2_slots(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.argon2_slots
     }
 
     /// The current time since the epoch.
@@ -259,7 +313,21 @@ impl Issuer {
         if config.listen != current.config.listen {
             tracing::warn!(old = %current.config.listen, new = %config.listen, "issuer.listen changed; a restart is needed to move the listener");
         }
-        let live = build_live(phase, config, &self.clock, limiter).await?;
+        let now = self.clock.now().as_secs();
+        let (mut live, _) =
+            build_live(phase, config, &self.clock, limiter, &self.foreign_files).await?;
+        // From a phase whose JWKS lists no RSA key straight to signing RS256:
+        // no verifier can have the key yet.
+        if !current.phase.publishes_rsa_keys() {
+            if let Some(why) = signs_unpublished_key(&live, now) {
+                return Err(StartError::Refused(format!(
+                    "{why}; reload with phase dual first and wait issuer.key_prepublish ({}) before phase {}",
+                    keyshift_core::duration::HumanDuration(live.config.key_prepublish),
+                    live.phase
+                )));
+            }
+        }
+        record_served(&mut live, now).await;
         tracing::info!(phase = %live.phase, signs = %live.signer.alg(), kid = live.signer.kid(), "issuer config reloaded");
         publish_gauges(&live);
         self.live.store(Arc::new(live));
@@ -271,18 +339,26 @@ impl Issuer {
     pub async fn maintain_keys(&self) -> Result<bool, StartError> {
         let _guard = self.maintenance.lock().await;
         let current = self.live.load_full();
-        let keys = maintain(&current.config, self.clock.now().as_secs()).await?;
-        if keys.manifest == current.keys.manifest {
+        let now = self.clock.now().as_secs();
+        let (keys, _) = maintain(&current.config, now, &self.foreign_files).await?;
+        if keys.manifest == current.keys.manifest
+            && !current
+                .keys
+                .manifest
+                .clone()
+                .record_served(&served_kids(&current), now)
+        {
             return Ok(false);
         }
         let secret = current.config.load_secret()?;
-        let live = Live::build(
+        let mut live = Live::build(
             current.phase,
             current.config.clone(),
             secret,
             keys,
             current.limiter.clone(),
         )?;
+        record_served(&mut live, now).await;
         tracing::info!(
             signing_kid = live.signer.kid(),
             published = live.keys.published().len(),
@@ -294,17 +370,104 @@ impl Issuer {
     }
 }
 
-async fn maintain(config: &IssuerConfig, now: u64) -> Result<KeySet, StartError> {
+/// Logs the files in the key directory that the manifest does not account
+/// for once per distinct set, not on every key tick.
+#[derive(Debug, Default)]
+struct ForeignFileLog {
+    last: std::sync::Mutex<Vec<std::path::PathBuf>>,
+}
+
+impl ForeignFileLog {
+    /// Logs `files` if they differ from the last set seen; returns whether it logged.
+    fn report(&self, files: &[std::path::PathBuf]) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.as_slice() == files {
+            return false;
+        }
+        files.clone_into(&mut last);
+        for path in files {
+            tracing::warn!(path = %path.display(), "unexpected file in the key directory (left untouched)");
+        }
+        !files.is_empty()
+    }
+}
+
+async fn maintain(
+    config: &IssuerConfig,
+    now: u64,
+    foreign_files: &ForeignFileLog,
+) -> Result<(KeySet, Vec<Step>), StartError> {
     let store = KeyStore::new(config.key_dir.clone());
     let policy = policy(config);
     let bits = config.key_bits;
-    let (keys, _) = tokio::task::spawn_blocking(move || store.maintain(now, &policy, bits))
+    let (keys, steps) = tokio::task::spawn_blocking(move || store.maintain(now, &policy, bits))
         .await
         .map_err(|e| StartError::Internal(e.to_string()))??;
-    for path in &keys.foreign_files {
-        tracing::warn!(path = %path.display(), "unexpected file in the key directory (left untouched)");
+    foreign_files.report(&keys.foreign_files);
+    if let Some(path) = &keys.adopted {
+        tracing::warn!(path = %path.display(), "the key directory had this key file but no manifest.json, as a first start interrupted between the two writes leaves it: adopted it as the active key");
     }
-    Ok(keys)
+    Ok((keys, steps))
+}
+
+/// The kids the snapshot's JWKS lists (none in phase `legacy`).
+fn served_kids(live: &Live) -> Vec<String> {
+    if live.phase.publishes_rsa_keys() {
+        live.keys.published().into_iter().map(|j| j.kid).collect()
+    } else {
+        Vec::new()
+    }
+}
+
+/// Records in the manifest which keys the snapshot about to go live serves
+/// (`published_at`), so promotions wait `key_prepublish` from the moment
+/// verifiers could first see a key. A failed write is logged and retried on
+/// the next key tick; the snapshot keeps what is on disk, never more.
+async fn record_served(live: &mut Live, now: u64) {
+    let served = served_kids(live);
+    let mut manifest = live.keys.manifest.clone();
+    if !manifest.record_served(&served, now) {
+        return;
+    }
+    let store = KeyStore::new(live.config.key_dir.clone());
+    match tokio::task::spawn_blocking(move || store.record_served(&served, now)).await {
+        Ok(Ok(())) => live.keys.manifest = manifest,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot record which keys the JWKS serves; retrying on the next key tick")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record which keys the JWKS serves; retrying on the next key tick")
+        }
+    }
+}
+
+/// Why the snapshot's RS256 signing key may be unknown to verifiers: it has
+/// not been served in the JWKS for `key_prepublish`. `None` when it has, or
+/// when the snapshot signs HS256.
+fn signs_unpublished_key(live: &Live, now: u64) -> Option<String> {
+    if live.signer.alg() != keyshift_core::Alg::Rs256 {
+        return None;
+    }
+    let entry = live
+        .keys
+        .manifest
+        .keys_in(crate::keystore::KeyState::Active)
+        .next()?;
+    let prepublish = live.config.key_prepublish.as_secs();
+    match entry.published_at {
+        Some(at) if at.saturating_add(prepublish) <= now => None,
+        Some(at) => Some(format!(
+            "phase {} signs RS256 with key {}, which has been in the JWKS for only {}s of issuer.key_prepublish ({}s)",
+            live.phase,
+            entry.kid,
+            now.saturating_sub(at),
+            prepublish
+        )),
+        None => Some(format!(
+            "phase {} signs RS256 with key {}, which this issuer has never served in its JWKS",
+            live.phase, entry.kid
+        )),
+    }
 }
 
 async fn build_live(
@@ -312,32 +475,87 @@ async fn build_live(
     config: IssuerConfig,
     clock: &SharedClock,
     limiter: Arc<FailureLimiter>,
-) -> Result<Live, StartError> {
+    foreign_files: &ForeignFileLog,
+) -> Result<(Live, Vec<Step>), StartError> {
     let secret = config.load_secret()?;
     if phase == Phase::Asymmetric && secret.is_some() {
         tracing::warn!(
             "issuer.hs256_secret_file is still set in phase asymmetric; remove the shared secret"
         );
     }
-    let keys = maintain(&config, clock.now().as_secs()).await?;
-    Live::build(phase, config, secret, keys, limiter)
+    let (keys, steps) = maintain(&config, clock.now().as_secs(), foreign_files).await?;
+    Ok((Live::build(phase, config, secret, keys, limiter)?, steps))
 }
 
 fn publish_gauges(live: &Live) {
     metrics::set_phase(live.phase, live.secret_configured);
     metrics::set_key_counts(|s| live.keys.count(s));
-    let due = live.config.rotate_every.and_then(|every| {
-        let active = live
-            .keys
-            .manifest
-            .keys_in(crate::keystore::KeyState::Active)
-            .next()?;
-        Some(
-            active
-                .activated_at
-                .unwrap_or(active.created_at)
-                .saturating_add(every.as_secs()),
-        )
-    });
-    metrics::set_next_rotation(due);
+    metrics::set_next_rotation(crate::rotation::next_rotation(
+        &live.keys.manifest,
+        &policy(&live.config),
+    ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(id: &str, hash: &str) -> ClientConfig {
+        ClientConfig {
+            id: id.to_owned(),
+            secret_hash: SecretHash::parse(hash).expect("hash"),
+            scopes: Vec::new(),
+        }
+    }
+
+    fn argon2(m: u32, t: u32, p: u32) -> String {
+        // Only the parameters matter here; salt and hash are placeholders.
+        format!("$argon2id$v=19$m={m},t={t},p={p}$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA")
+    }
+
+    #[test]
+    fn foreign_files_are_logged_once_per_distinct_set() {
+        let log = ForeignFileLog::default();
+        let a = std::path::PathBuf::from("/k/notes.txt");
+        let b = std::path::PathBuf::from("/k/old.pem.bak");
+        assert!(!log.report(&[]), "nothing to say");
+        assert!(log.report(std::slice::from_ref(&a)));
+        assert!(
+            !log.report(std::slice::from_ref(&a)),
+            "every 30 s tick: silent"
+        );
+        assert!(log.report(&[a.clone(), b.clone()]), "a new file");
+        assert!(!log.report(&[a.clone(), b]));
+        assert!(!log.report(&[]), "cleaned up: nothing to warn about");
+        assert!(log.report(&[a]), "back again");
+    }
+
+    #[test]
+    fn unknown_clients_are_checked_against_the_costliest_argon2_hash() {
+        let sha = SecretHash::sha256_of(b"x").to_config_string();
+        let clients = [
+            client("cheap", &argon2(64, 1, 1)),
+            client("sha", &sha),
+            client("costliest", &argon2(128, 3, 1)), // 384 KiB-passes
+            client("more-memory", &argon2(256, 1, 4)), // 256
+            client("more-lanes", &argon2(128, 3, 2)), // 384, but more lanes
+        ];
+        assert_eq!(
+            dummy_hash(&clients).to_config_string(),
+            argon2(128, 3, 2),
+            "ties on memory x passes go to memory, then lanes"
+        );
+        assert_eq!(
+            dummy_hash(&clients[..4]).to_config_string(),
+            argon2(128, 3, 1)
+        );
+        // Not the first argon2 client, whatever the order.
+        let reversed: Vec<_> = clients[..4].iter().rev().cloned().collect();
+        assert_eq!(dummy_hash(&reversed).to_config_string(), argon2(128, 3, 1));
+        assert!(matches!(
+            dummy_hash(&[client("sha", &sha)]),
+            SecretHash::Sha256(_)
+        ));
+        assert!(matches!(dummy_hash(&[]), SecretHash::Sha256(_)));
+    }
 }

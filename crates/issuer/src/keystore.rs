@@ -6,7 +6,9 @@
 //! running issuer and `keyshift keys …` never lose each other's changes.
 //! Anything damaged or unexpected is reported with its path and never
 //! overwritten: a folder with key files but no manifest is refused rather
-//! than re-initialised.
+//! than re-initialised, with one exception that needs no guess: exactly the
+//! one key file a first start leaves when it is interrupted between writing
+//! its key and writing the manifest is adopted as the active key.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -21,7 +23,7 @@ use aws_lc_rs::signature::{KeyPair, RsaKeyPair};
 use keyshift_core::jwk::{RsaPublicJwk, MIN_RSA_BITS};
 use serde::{Deserialize, Serialize};
 
-use crate::rotation::{due_steps, RotationPolicy, Step};
+use crate::rotation::{due_steps, retire_date, RotationPolicy, Step};
 
 /// The manifest's file name.
 pub const MANIFEST: &str = "manifest.json";
@@ -70,14 +72,25 @@ pub struct KeyEntry {
     pub state: KeyState,
     /// Modulus size.
     pub bits: u32,
-    /// When the key was generated (and first published).
+    /// When the key was generated.
     pub created_at: u64,
+    /// Since when the running issuer has served it in its JWKS; `None` while it
+    /// has not been (generated offline, or the issuer runs in phase `legacy`,
+    /// whose JWKS lists no RSA key). A `next` key is promoted no sooner than
+    /// `key_prepublish` after this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_at: Option<u64>,
     /// For a `next` key: when it is to become active, if scheduled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activate_at: Option<u64>,
     /// When it became active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activated_at: Option<u64>,
+    /// The longest `token_ttl` (seconds) the issuer ran with while this key
+    /// was active: its tokens may outlive its signing by that much, even if
+    /// a reload has shortened `token_ttl` since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_token_ttl: Option<u64>,
     /// When it stopped signing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retiring_at: Option<u64>,
@@ -122,6 +135,29 @@ impl Manifest {
 
     fn key_mut(&mut self, kid: &str) -> Option<&mut KeyEntry> {
         self.keys.iter_mut().find(|k| k.kid == kid)
+    }
+
+    /// Records that the issuer now serves a JWKS listing exactly the kids in
+    /// `served`: a served key without `published_at` gets `now`; a `next` or
+    /// `active` key that is not served loses it (a verifier may cache the
+    /// JWKS without it, so its pre-publish time starts again when it is
+    /// served again). Returns whether anything changed.
+    pub fn record_served(&mut self, served: &[String], now: u64) -> bool {
+        let mut changed = false;
+        for k in &mut self.keys {
+            let is_served = served.contains(&k.kid);
+            if is_served && k.published_at.is_none() {
+                k.published_at = Some(now);
+                changed = true;
+            } else if !is_served
+                && matches!(k.state, KeyState::Next | KeyState::Active)
+                && k.published_at.is_some()
+            {
+                k.published_at = None;
+                changed = true;
+            }
+        }
+        changed
     }
 
     fn check(&self) -> Result<(), String> {
@@ -192,8 +228,11 @@ pub enum KeyStoreError {
         /// Its permission bits.
         mode: u32,
     },
-    /// Key files exist but `manifest.json` does not.
-    #[error("{dir}: has key files but no {MANIFEST}; refusing to guess their states (restore the manifest from backup)")]
+    /// Key files exist but `manifest.json` does not (other than the one key
+    /// file of an interrupted first start, which is adopted).
+    #[error(
+        "{dir}: has key files but no {MANIFEST}, so whether each is next, active or retiring is unknown and keyshift will not guess; to recover, restore {MANIFEST} from a backup of this folder, or, if no token signed by these keys must stay valid, move the folder away (mv {dir} {dir}.old) and start the issuer again to create a new key"
+    )]
     MissingManifest {
         /// The key directory.
         dir: PathBuf,
@@ -251,6 +290,9 @@ pub struct KeySet {
     keys: HashMap<String, Arc<SigningKey>>,
     /// Files in the folder that the manifest does not account for.
     pub foreign_files: Vec<PathBuf>,
+    /// The key file adopted as the active key, when a first start had been
+    /// interrupted before it wrote the manifest.
+    pub adopted: Option<PathBuf>,
 }
 
 impl KeySet {
@@ -418,6 +460,7 @@ impl KeyStore {
             manifest,
             keys,
             foreign_files,
+            adopted: None,
         })
     }
 
@@ -434,25 +477,110 @@ impl KeyStore {
     }
 
     /// Applies every rotation step due at `now` (creating the first key in an
-    /// empty folder), then loads the result. Returns the key set and whether
-    /// anything changed.
+    /// empty folder), then loads the result. Returns the key set and the
+    /// steps applied.
     pub fn maintain(
         &self,
         now: u64,
         policy: &RotationPolicy,
         bits: u32,
-    ) -> Result<(KeySet, bool), KeyStoreError> {
+    ) -> Result<(KeySet, Vec<Step>), KeyStoreError> {
         let _lock = self.lock()?;
-        let mut manifest = self.read_manifest()?.unwrap_or_default();
+        let (mut manifest, adopted) = match self.read_manifest() {
+            Ok(m) => (m.unwrap_or_default(), None),
+            Err(KeyStoreError::MissingManifest { dir }) => {
+                let (manifest, path) = self
+                    .interrupted_first_start(now)?
+                    .ok_or(KeyStoreError::MissingManifest { dir })?;
+                (manifest, Some(path))
+            }
+            Err(e) => return Err(e),
+        };
         let steps = due_steps(&manifest, now, policy);
         for step in &steps {
             self.apply(&mut manifest, step, now, bits)?;
         }
-        if !steps.is_empty() {
+        // The issuer runs with this token_ttl from now on: the active key's
+        // tokens may live that long (written only when it grows).
+        let ttl = policy.token_ttl.as_secs();
+        let ttl_grew = manifest
+            .keys
+            .iter_mut()
+            .find(|k| k.state == KeyState::Active)
+            .filter(|k| k.max_token_ttl.is_none_or(|t| t < ttl))
+            .map(|k| k.max_token_ttl = Some(ttl))
+            .is_some();
+        if !steps.is_empty() || ttl_grew || adopted.is_some() {
             self.write_manifest(&manifest)?;
             self.delete_retired_files(&manifest)?;
         }
-        Ok((self.load_with(manifest)?, !steps.is_empty()))
+        let mut set = self.load_with(manifest)?;
+        set.adopted = adopted;
+        Ok((set, steps))
+    }
+
+    /// A first start writes its key file, then the manifest. If it was
+    /// interrupted in between, the folder holds exactly one key file named by
+    /// its thumbprint (besides the lock and temp files of atomic writes), and
+    /// that key has signed nothing: it is what the interrupted start was
+    /// making the active key, so it is adopted as such. Any other folder
+    /// without a manifest gives `None` (the caller refuses it).
+    fn interrupted_first_start(
+        &self,
+        now: u64,
+    ) -> Result<Option<(Manifest, PathBuf)>, KeyStoreError> {
+        let mut pems = Vec::new();
+        for entry in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
+            let entry = entry.map_err(io_err(&self.dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == LOCK || is_temp_name(&name) {
+                continue;
+            }
+            match name.strip_suffix(".pem") {
+                Some(kid) if is_kid_safe(kid) => pems.push(kid.to_owned()),
+                _ => return Ok(None),
+            }
+        }
+        let [kid] = pems.as_slice() else {
+            return Ok(None);
+        };
+        let mut entry = KeyEntry {
+            kid: kid.clone(),
+            state: KeyState::Active,
+            bits: 0,
+            created_at: now,
+            published_at: None,
+            activate_at: None,
+            activated_at: Some(now),
+            max_token_ttl: None,
+            retiring_at: None,
+            retire_at: None,
+            retired_at: None,
+        };
+        // Parses it and checks its mode and that its thumbprint is its name.
+        let key = self.read_key(&entry)?;
+        entry.bits = u32::try_from(key.pair.public_modulus_len() * 8).unwrap_or(u32::MAX);
+        let path = self.dir.join(entry.file_name());
+        Ok(Some((
+            Manifest {
+                keys: vec![entry],
+                ..Manifest::default()
+            },
+            path,
+        )))
+    }
+
+    /// Records on disk that the running issuer now serves a JWKS listing
+    /// exactly `served` (see [`Manifest::record_served`]).
+    pub fn record_served(&self, served: &[String], now: u64) -> Result<(), KeyStoreError> {
+        let _lock = self.lock()?;
+        let Some(mut manifest) = self.read_manifest()? else {
+            return Ok(());
+        };
+        if manifest.record_served(served, now) {
+            self.write_manifest(&manifest)?;
+        }
+        Ok(())
     }
 
     fn apply(
@@ -539,8 +667,10 @@ impl KeyStore {
             state: KeyState::Next,
             bits,
             created_at: now,
+            published_at: None,
             activate_at: None,
             activated_at: None,
+            max_token_ttl: None,
             retiring_at: None,
             retire_at: None,
             retired_at: None,
@@ -572,7 +702,10 @@ impl KeyStore {
     /// `keyshift keys rotate`: makes sure a `next` key exists and schedules its
     /// promotion as soon as it has been published for `prepublish`. With
     /// `immediately`, promotes now (for a compromised key: verifiers that have
-    /// not yet refetched the JWKS will refetch on the new kid).
+    /// not yet refetched the JWKS will refetch on the new kid). Refused when
+    /// there is no active key to replace (an empty folder: the issuer's first
+    /// start or `keyshift keys generate` makes one), except `immediately`
+    /// with a `next` key waiting, which makes that key active.
     pub fn rotate(
         &self,
         now: u64,
@@ -587,6 +720,13 @@ impl KeyStore {
             .keys_in(KeyState::Next)
             .next()
             .map(|k| k.kid.clone());
+        let has_active = manifest.keys_in(KeyState::Active).next().is_some();
+        let can_promote_waiting = immediately && existing.is_some();
+        if !(has_active || can_promote_waiting) {
+            return Err(KeyStoreError::Refused(
+                "there is no active key to rotate; start the issuer (its first start creates one) or run `keyshift keys generate`".to_owned(),
+            ));
+        }
         let kid = match existing {
             Some(kid) => kid,
             None => {
@@ -597,7 +737,7 @@ impl KeyStore {
             }
         };
         if immediately {
-            let retire_old_at = now + policy.token_ttl.as_secs() + prepublish;
+            let retire_old_at = retire_date(manifest.keys_in(KeyState::Active).next(), now, policy);
             self.apply(
                 &mut manifest,
                 &Step::Promote {
@@ -655,6 +795,14 @@ impl KeyStore {
         self.delete_retired_files(&manifest)?;
         Ok(entry)
     }
+}
+
+/// Whether `name` is a temp file of [`atomic_write`] (`.NAME.tmp-HEX`).
+fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.')
+        && name
+            .rsplit_once(".tmp-")
+            .is_some_and(|(_, hex)| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Writes `name` in `dir` atomically: a temp file with `mode`, fsync, rename

@@ -15,7 +15,8 @@ pub const TOKEN_REQUESTS: &str = "keyshift_token_requests_total";
 pub const SIGNING_KEYS: &str = "keyshift_signing_keys";
 
 /// `keyshift_next_rotation_timestamp_seconds`: when the active key is due to
-/// be replaced (absent when `rotate_every = "off"`).
+/// be replaced (see [`crate::rotation::next_rotation`]); `+Inf` when no
+/// rotation is scheduled (`rotate_every = "off"` and no dated next key).
 pub const NEXT_ROTATION: &str = "keyshift_next_rotation_timestamp_seconds";
 
 /// Registers help text; call once at start.
@@ -35,6 +36,11 @@ pub fn describe() {
         Unit::Count,
         "RSA keys in the key directory by state (next, active, retiring)."
     );
+    describe_gauge!(
+        NEXT_ROTATION,
+        Unit::Seconds,
+        "Unix time at which the active signing key is due to be replaced; +Inf when no rotation is scheduled."
+    );
     keyshift_core::phase_metrics::describe();
 }
 
@@ -50,9 +56,10 @@ pub fn set_key_counts(count: impl Fn(KeyState) -> usize) {
     }
 }
 
-/// Publishes when the next rotation is due.
+/// Publishes when the next rotation is due; `None` (nothing scheduled) is
+/// `+Inf`: "never", which keeps `time() > gauge` alerts quiet, where 0 would
+/// read as "overdue since 1970" and a value left from an earlier schedule
+/// would show a date that no longer holds.
 pub fn set_next_rotation(unix: Option<u64>) {
-    if let Some(t) = unix {
-        gauge!(NEXT_ROTATION).set(t as f64);
-    }
+    gauge!(NEXT_ROTATION).set(unix.map_or(f64::INFINITY, |t| t as f64));
 }

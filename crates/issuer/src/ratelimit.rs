@@ -1,4 +1,6 @@
-//! Failed-authentication limiting per client id and per IP address.
+//! Failed-authentication limiting per client id and per network: an IPv4
+//! address, or an IPv6 /64 (one host usually holds a whole /64, so per-address
+//! keys would let it rotate through 2^64 of them).
 //!
 //! Each key (a client id or an IP) may fail `limit` times per fixed window;
 //! past that, requests for it get 429 with `Retry-After` until the window
@@ -18,10 +20,25 @@ const MAX_TRACKED: usize = 65_536;
 /// What is being limited.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum LimitKey {
-    /// A client id (known or not).
+    /// A client id (known or not; at most
+    /// [`keyshift_core::config::MAX_CLIENT_ID_BYTES`], checked before).
     Client(String),
-    /// A peer address.
+    /// A peer network: see [`LimitKey::peer`].
     Ip(IpAddr),
+}
+
+impl LimitKey {
+    /// The key of a peer address: an IPv4 address as is (also when it comes
+    /// IPv4-mapped, `::ffff:a.b.c.d`), an IPv6 address as its /64.
+    pub fn peer(ip: IpAddr) -> LimitKey {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => LimitKey::Ip(IpAddr::V4(v4)),
+            IpAddr::V6(v6) => {
+                let prefix = u128::from(v6) & !u128::from(u64::MAX);
+                LimitKey::Ip(IpAddr::V6(prefix.into()))
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +63,11 @@ impl FailureLimiter {
             window_ms: u64::try_from(window.as_millis()).unwrap_or(u64::MAX),
             table: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// How many keys the table tracks now.
+    pub fn tracked(&self) -> usize {
+        self.table.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// If `key` is blocked at `now`, how long until it is not.
@@ -116,6 +138,27 @@ mod tests {
         assert_eq!(l.blocked(&k, t0 + Duration::from_secs(61)), None);
         // Other keys are independent.
         assert_eq!(l.blocked(&LimitKey::Ip([127, 0, 0, 1].into()), t0), None);
+    }
+
+    #[test]
+    fn ipv6_peers_share_their_64_and_mapped_ipv4_is_ipv4() {
+        let ip = |s: &str| LimitKey::peer(s.parse().expect("address"));
+        assert_eq!(
+            ip("2001:db8:1:2:aaaa::1"),
+            ip("2001:db8:1:2:ffff:ffff:ffff:ffff")
+        );
+        assert_eq!(
+            ip("2001:db8:1:2::7"),
+            LimitKey::Ip("2001:db8:1:2::".parse().expect("ip"))
+        );
+        assert_ne!(ip("2001:db8:1:2::1"), ip("2001:db8:1:3::1"));
+        assert_eq!(ip("::ffff:192.0.2.7"), ip("192.0.2.7"));
+        assert_ne!(ip("192.0.2.7"), ip("192.0.2.8"));
+        let l = FailureLimiter::new(1, Duration::from_secs(60));
+        let t0 = Duration::from_secs(1_000);
+        l.record_failure(ip("2001:db8::1"), t0);
+        assert!(l.blocked(&ip("2001:db8::2"), t0).is_some());
+        assert!(l.blocked(&ip("2001:db8:0:1::1"), t0).is_none());
     }
 
     #[test]

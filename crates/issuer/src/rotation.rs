@@ -4,16 +4,22 @@
 //! The lifecycle of a key is `next` → `active` → `retiring` → `retired`:
 //!
 //! - a `next` key is published in the JWKS but signs nothing; it is promoted
-//!   at its `activate_at`, and never sooner than `key_prepublish` after it was
-//!   created, so every verifier has seen it before it sees a token signed by it;
+//!   at its `activate_at` (or, if it has none, at the active key's rotation
+//!   date), and never sooner than `key_prepublish` after the running issuer
+//!   first served it in its JWKS (`published_at`: not when it was created,
+//!   which may be offline or in phase `legacy`), so every verifier has seen
+//!   it before it sees a token signed by it;
 //! - the `active` key signs (in the RS256 phases);
 //! - a `retiring` key stays published until every token it signed has expired
 //!   (`token_ttl`) plus `key_prepublish` for verifier caches, then it is
-//!   `retired`: removed from the JWKS and its private key file deleted.
+//!   `retired`: removed from the JWKS and its private key file deleted. The
+//!   `token_ttl` counted is the longest the issuer ran with while the key was
+//!   active (`max_token_ttl`), so a reload that shortened it cannot cut a
+//!   longer-lived token's key out of the JWKS.
 
 use std::time::Duration;
 
-use crate::keystore::{KeyState, Manifest};
+use crate::keystore::{KeyEntry, KeyState, Manifest};
 
 /// The settings rotation depends on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,29 +79,32 @@ pub fn due_steps(manifest: &Manifest, now: u64, policy: &RotationPolicy) -> Vec<
     }
 
     if let Some(next) = next {
-        let safe_from = next.created_at.saturating_add(secs(policy.prepublish));
+        // Safe once verifiers have had `prepublish` to fetch a JWKS listing it;
+        // never while the issuer has not served it (offline, or phase legacy).
+        let safe = next
+            .published_at
+            .is_some_and(|p| p.saturating_add(secs(policy.prepublish)) <= now);
         let due = match (next.activate_at, active) {
-            (Some(at), _) => at <= now && safe_from <= now,
+            (Some(at), _) => at <= now && safe,
             // No active key (it was retired by hand): promote as soon as safe.
-            (None, None) => safe_from <= now,
-            (None, Some(_)) => false,
+            (None, None) => safe,
+            // Unscheduled (`keyshift keys generate`): it replaces the active key
+            // at the active key's rotation date, or once safe if that is later.
+            // Without a schedule it waits for `keyshift keys rotate`.
+            (None, Some(active)) => {
+                rotation_date(active, policy).is_some_and(|at| at <= now) && safe
+            }
         };
         if due {
             steps.push(Step::Promote {
                 kid: next.kid.clone(),
-                retire_old_at: now
-                    .saturating_add(secs(policy.token_ttl))
-                    .saturating_add(secs(policy.prepublish)),
+                retire_old_at: retire_date(active, now, policy),
             });
         }
         return steps;
     }
 
-    if let (Some(active), Some(every)) = (active, policy.rotate_every) {
-        let rotate_at = active
-            .activated_at
-            .unwrap_or(active.created_at)
-            .saturating_add(secs(every));
+    if let Some(rotate_at) = active.and_then(|a| rotation_date(a, policy)) {
         let create_at = rotate_at.saturating_sub(secs(policy.prepublish));
         if now >= create_at {
             steps.push(Step::CreateNext {
@@ -104,6 +113,52 @@ pub fn due_steps(manifest: &Manifest, now: u64, policy: &RotationPolicy) -> Vec<
         }
     }
     steps
+}
+
+/// When a key that stops signing at `now` may leave the JWKS: after the
+/// longest-lived token it can have signed expired (the longer of the
+/// `token_ttl` recorded for it and the current one), plus `prepublish` for
+/// verifier caches.
+pub fn retire_date(active: Option<&KeyEntry>, now: u64, policy: &RotationPolicy) -> u64 {
+    let ttl = active
+        .and_then(|k| k.max_token_ttl)
+        .unwrap_or(0)
+        .max(policy.token_ttl.as_secs());
+    now.saturating_add(ttl)
+        .saturating_add(policy.prepublish.as_secs())
+}
+
+/// When the active key is next due to be replaced: the `next` key's date
+/// (its `activate_at`, else the active key's rotation date), no sooner than
+/// `prepublish` after the issuer first served it; without a `next` key, the
+/// active key's rotation date. A `next` key not served yet is reported at
+/// its date (it will wait `prepublish` once served). `None` when nothing is
+/// scheduled: `rotate_every` off and no dated `next` key, or no key at all.
+pub fn next_rotation(manifest: &Manifest, policy: &RotationPolicy) -> Option<u64> {
+    let scheduled = manifest
+        .keys_in(KeyState::Active)
+        .next()
+        .and_then(|a| rotation_date(a, policy));
+    let Some(next) = manifest.keys_in(KeyState::Next).next() else {
+        return scheduled;
+    };
+    let date = next.activate_at.or(scheduled)?;
+    let safe = next
+        .published_at
+        .map_or(0, |p| p.saturating_add(policy.prepublish.as_secs()));
+    Some(date.max(safe))
+}
+
+/// When the automatic schedule replaces `active`: `rotate_every` after it
+/// became active; `None` when the schedule is off.
+pub fn rotation_date(active: &KeyEntry, policy: &RotationPolicy) -> Option<u64> {
+    let every = policy.rotate_every?;
+    Some(
+        active
+            .activated_at
+            .unwrap_or(active.created_at)
+            .saturating_add(every.as_secs()),
+    )
 }
 
 #[cfg(test)]
@@ -127,8 +182,11 @@ mod tests {
             state,
             bits: 2048,
             created_at,
+            // Served since it was made, as by an issuer in a publishing phase.
+            published_at: Some(created_at),
             activate_at: None,
             activated_at: (state != KeyState::Next).then_some(created_at),
+            max_token_ttl: None,
             retiring_at: None,
             retire_at: None,
             retired_at: None,
@@ -188,12 +246,131 @@ mod tests {
     }
 
     #[test]
-    fn unscheduled_next_key_waits_for_a_rotation() {
+    fn next_key_waits_prepublish_after_it_was_first_served_not_created() {
+        // Made offline (or in phase legacy) long ago, never served yet.
+        let mut next = key("b", KeyState::Next, T0);
+        next.activate_at = Some(T0 + 900);
+        next.published_at = None;
+        let mut m = Manifest {
+            keys: vec![key("a", KeyState::Active, T0), next],
+            ..Manifest::default()
+        };
+        let later = T0 + 86_400;
+        assert_eq!(due_steps(&m, later, &policy()), []);
+        // First served now: promoted `prepublish` later, not at once.
+        assert!(m.record_served(&["a".into(), "b".into()], later));
+        assert!(!m.record_served(&["a".into(), "b".into()], later + 5));
+        assert_eq!(due_steps(&m, later + 899, &policy()), []);
+        assert!(matches!(
+            due_steps(&m, later + 900, &policy()).as_slice(),
+            [Step::Promote { kid, .. }] if kid == "b"
+        ));
+        // A JWKS without it (phase legacy) restarts the clock.
+        assert!(m.record_served(&[], later + 900));
+        assert_eq!(due_steps(&m, later + 10_000, &policy()), []);
+    }
+
+    #[test]
+    fn unscheduled_next_key_replaces_the_active_one_at_its_rotation_date() {
         let m = Manifest {
             keys: vec![key("a", KeyState::Active, T0), key("b", KeyState::Next, T0)],
             ..Manifest::default()
         };
+        let rotate_at = T0 + 90 * 86_400;
         assert_eq!(due_steps(&m, T0 + 10 * 86_400, &policy()), []);
+        assert_eq!(due_steps(&m, rotate_at - 1, &policy()), []);
+        assert_eq!(
+            due_steps(&m, rotate_at, &policy()),
+            [Step::Promote {
+                kid: "b".into(),
+                retire_old_at: rotate_at + 1800
+            }]
+        );
+        // The schedule keeps going after it: no step stays stuck in the past.
+        assert_eq!(
+            due_steps(&m, rotate_at + 86_400, &policy()).len(),
+            1,
+            "still due after the date"
+        );
+        // Without a schedule it waits for `keyshift keys rotate`.
+        let off = RotationPolicy {
+            rotate_every: None,
+            ..policy()
+        };
+        assert_eq!(due_steps(&m, rotate_at + 86_400, &off), []);
+    }
+
+    #[test]
+    fn unscheduled_next_key_created_late_still_waits_for_prepublish() {
+        let rotate_at = T0 + 90 * 86_400;
+        let m = Manifest {
+            keys: vec![
+                key("a", KeyState::Active, T0),
+                key("b", KeyState::Next, rotate_at - 100),
+            ],
+            ..Manifest::default()
+        };
+        assert_eq!(due_steps(&m, rotate_at, &policy()), []);
+        assert_eq!(due_steps(&m, rotate_at + 799, &policy()), []);
+        assert!(matches!(
+            due_steps(&m, rotate_at + 800, &policy()).as_slice(),
+            [Step::Promote { .. }]
+        ));
+    }
+
+    #[test]
+    fn retirement_waits_for_the_longest_token_ttl_the_key_signed_with() {
+        let mut active = key("a", KeyState::Active, T0);
+        active.max_token_ttl = Some(86_400); // ran with 24h, since reloaded to 15m
+        let mut next = key("b", KeyState::Next, T0);
+        next.activate_at = Some(T0 + 1000);
+        let m = Manifest {
+            keys: vec![active, next],
+            ..Manifest::default()
+        };
+        assert_eq!(
+            due_steps(&m, T0 + 1000, &policy()),
+            [Step::Promote {
+                kid: "b".into(),
+                retire_old_at: T0 + 1000 + 86_400 + 900
+            }]
+        );
+        // The current token_ttl counts when it is the longer one.
+        let long = RotationPolicy {
+            token_ttl: Duration::from_secs(100_000),
+            ..policy()
+        };
+        assert_eq!(retire_date(m.keys.first(), T0, &long), T0 + 100_000 + 900);
+    }
+
+    #[test]
+    fn next_rotation_is_the_date_the_active_key_will_really_be_replaced() {
+        let rotate_at = T0 + 90 * 86_400;
+        let off = RotationPolicy {
+            rotate_every: None,
+            ..policy()
+        };
+        let mut m = Manifest {
+            keys: vec![key("a", KeyState::Active, T0)],
+            ..Manifest::default()
+        };
+        assert_eq!(next_rotation(&m, &policy()), Some(rotate_at));
+        assert_eq!(next_rotation(&m, &off), None);
+        assert_eq!(next_rotation(&Manifest::default(), &policy()), None);
+        // An unscheduled next key goes at the active key's date...
+        m.keys.push(key("b", KeyState::Next, T0));
+        assert_eq!(next_rotation(&m, &policy()), Some(rotate_at));
+        assert_eq!(next_rotation(&m, &off), None, "waits for keys rotate");
+        // ...a dated one at its date, never before it has been served prepublish.
+        if let Some(b) = m.keys.last_mut() {
+            b.activate_at = Some(T0 + 100);
+            b.published_at = Some(T0 + 50);
+        }
+        assert_eq!(next_rotation(&m, &off), Some(T0 + 950));
+        if let Some(b) = m.keys.last_mut() {
+            b.published_at = Some(T0 - 5000);
+        }
+        assert_eq!(next_rotation(&m, &off), Some(T0 + 100));
     }
 
     #[test]

@@ -1,189 +1,15 @@
 //! The issuer's HTTP behaviour, by calling the service directly (no sockets).
 
-use std::net::IpAddr;
-use std::path::Path;
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use keyshift_core::claims::AccessTokenClaims;
-use keyshift_core::clock::ManualClock;
-use keyshift_core::secret::SecretHash;
-use keyshift_core::{Clock, Config};
-use keyshift_issuer::{Issuer, IssuerService};
+use common::*;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use jsonwebtoken::Algorithm;
 use serde_json::Value;
-
-const T0: u64 = 1_900_000_000;
-
-struct Fixture {
-    _dir: tempfile::TempDir,
-    config_path: std::path::PathBuf,
-    clock: Arc<ManualClock>,
-    issuer: Arc<Issuer>,
-}
-
-fn config_text(phase: &str, extra_issuer: &str) -> String {
-    let weird = SecretHash::sha256_of(b"p+ss w:rd%").to_config_string();
-    let a = SecretHash::sha256_of(b"secret-a").to_config_string();
-    format!(
-        r#"phase = "{phase}"
-[issuer]
-issuer = "http://issuer.test"
-audience = "https://api.test"
-hs256_secret_file = "hs256.secret"
-token_ttl = "10m"
-key_prepublish = "15m"
-rotate_every = "30d"
-failed_auth_limit = 3
-{extra_issuer}
-
-[[issuer.clients]]
-id = "svc-a"
-secret_hash = "{a}"
-scopes = ["read", "write"]
-
-[[issuer.clients]]
-id = "svc:b%+"
-secret_hash = "{weird}"
-scopes = ["read"]
-"#
-    )
-}
-
-fn load(dir: &Path, phase: &str) -> Config {
-    let path = dir.join("keyshift.toml");
-    std::fs::write(&path, config_text(phase, "")).expect("write config");
-    Config::load(&path).expect("valid config")
-}
-
-async fn fixture(phase: &str) -> Fixture {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("hs256.secret"), [b'k'; 32]).expect("secret");
-    let cfg = load(dir.path(), phase);
-    let clock = ManualClock::at_secs(T0);
-    let issuer = Issuer::start(
-        cfg.phase,
-        cfg.require_issuer().expect("issuer").clone(),
-        clock.clone(),
-        Arc::new(|| "# metrics\n".to_owned()),
-    )
-    .await
-    .expect("start");
-    Fixture {
-        config_path: dir.path().join("keyshift.toml"),
-        _dir: dir,
-        clock,
-        issuer: Arc::new(issuer),
-    }
-}
-
-impl Fixture {
-    fn service(&self) -> IssuerService {
-        self.service_from([10, 0, 0, 1].into())
-    }
-
-    fn service_from(&self, ip: IpAddr) -> IssuerService {
-        IssuerService::new(self.issuer.clone(), ip)
-    }
-
-    async fn send(&self, req: Request<Full<Bytes>>) -> (StatusCode, http::HeaderMap, Bytes) {
-        into_parts(self.service().handle(req).await).await
-    }
-
-    async fn token_post(&self, body: &str) -> (StatusCode, http::HeaderMap, Value) {
-        let (s, h, b) = self.send(form(body)).await;
-        (s, h, serde_json::from_slice(&b).unwrap_or(Value::Null))
-    }
-
-    async fn jwks(&self) -> Value {
-        let (s, _, b) = self.send(get("/.well-known/jwks.json")).await;
-        assert_eq!(s, StatusCode::OK);
-        serde_json::from_slice(&b).expect("jwks json")
-    }
-
-    async fn reload(&self, phase: &str) {
-        let cfg = load(self.config_path.parent().expect("dir"), phase);
-        self.issuer
-            .reload(cfg.phase, cfg.require_issuer().expect("issuer").clone())
-            .await
-            .expect("reload");
-    }
-}
-
-async fn into_parts(resp: Response<Full<Bytes>>) -> (StatusCode, http::HeaderMap, Bytes) {
-    let (parts, body) = resp.into_parts();
-    let bytes = body.collect().await.expect("body").to_bytes();
-    (parts.status, parts.headers, bytes)
-}
-
-fn form(body: &str) -> Request<Full<Bytes>> {
-    Request::post("/oauth/token")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(Full::new(Bytes::from(body.to_owned())))
-        .expect("request")
-}
-
-fn basic(id_secret: &str, body: &str) -> Request<Full<Bytes>> {
-    Request::post("/oauth/token")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header(
-            "authorization",
-            format!("Basic {}", STANDARD.encode(id_secret)),
-        )
-        .body(Full::new(Bytes::from(body.to_owned())))
-        .expect("request")
-}
-
-fn get(path: &str) -> Request<Full<Bytes>> {
-    Request::get(path)
-        .body(Full::new(Bytes::new()))
-        .expect("request")
-}
-
-const GOOD: &str = "grant_type=client_credentials&client_id=svc-a&client_secret=secret-a";
-
-fn error_code(body: &Value) -> &str {
-    body["error"].as_str().unwrap_or("")
-}
-
-/// Decodes a token with jsonwebtoken against the JWKS the issuer serves
-/// (RS256) or the shared secret (HS256): independent of the issuer's code.
-async fn verify_independently(f: &Fixture, token: &str) -> AccessTokenClaims {
-    let header = jsonwebtoken::decode_header(token).expect("header");
-    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
-    let kid = header.kid.clone().expect("kid always present");
-    let mut validation = Validation::new(header.alg);
-    validation.set_issuer(&["http://issuer.test"]);
-    validation.set_audience(&["https://api.test"]);
-    validation.validate_exp = false; // the fixture's clock is in the future
-    let key = match header.alg {
-        Algorithm::HS256 => DecodingKey::from_secret(&[b'k'; 32]),
-        Algorithm::RS256 => {
-            let jwks = f.jwks().await;
-            let jwk = jwks["keys"]
-                .as_array()
-                .expect("keys")
-                .iter()
-                .find(|k| k["kid"] == kid.as_str())
-                .expect("token kid is published")
-                .clone();
-            DecodingKey::from_rsa_components(
-                jwk["n"].as_str().expect("n"),
-                jwk["e"].as_str().expect("e"),
-            )
-            .expect("jwk")
-        }
-        other => panic!("unexpected alg {other:?}"),
-    };
-    jsonwebtoken::decode::<AccessTokenClaims>(token, &key, &validation)
-        .expect("token verifies independently")
-        .claims
-}
 
 #[tokio::test]
 async fn dual_phase_issues_hs256_with_every_claim() {
@@ -340,6 +166,7 @@ async fn failed_authentications_are_rate_limited_per_client_and_ip() {
     // Now even the right secret is refused without being checked...
     let (s, h, b) = f.token_post(GOOD).await;
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{b}");
+    assert_eq!(error_code(&b), "slow_down", "see docs/decisions.md");
     let retry: u64 = h["retry-after"]
         .to_str()
         .expect("ascii")
@@ -438,92 +265,9 @@ async fn metadata_documents_describe_the_endpoints() {
 }
 
 #[tokio::test]
-async fn restart_keeps_keys_and_old_tokens_verify() {
-    let f = fixture("transition").await;
-    let (_, _, body) = f.token_post(GOOD).await;
-    let token = body["access_token"].as_str().expect("token").to_owned();
-    let before = f.jwks().await;
-    // A second issuer on the same directory, as after a restart.
-    let cfg = Config::load(&f.config_path).expect("config");
-    let restarted = Issuer::start(
-        cfg.phase,
-        cfg.require_issuer().expect("issuer").clone(),
-        f.clock.clone(),
-        Arc::new(String::new),
-    )
-    .await
-    .expect("restart");
-    let g = Fixture {
-        issuer: Arc::new(restarted),
-        config_path: f.config_path.clone(),
-        clock: f.clock.clone(),
-        _dir: tempfile::tempdir().expect("t"),
-    };
-    assert_eq!(g.jwks().await, before);
-    verify_independently(&g, &token).await;
-}
-
-#[tokio::test]
-async fn rotation_prepublishes_before_signing_and_retires_on_time() {
-    let f = fixture("transition").await;
-    let (_, _, body) = f.token_post(GOOD).await;
-    let old_token = body["access_token"].as_str().expect("t").to_owned();
-    let old_kid = jsonwebtoken::decode_header(&old_token)
-        .expect("h")
-        .kid
-        .expect("kid");
-
-    // 30 days minus the 15 minute pre-publish time later, a next key appears...
-    let rotate_at = T0 + 30 * 86_400;
-    f.clock.set(Duration::from_secs(rotate_at - 900));
-    assert!(f.issuer.maintain_keys().await.expect("tick"));
-    let kids: Vec<String> = f.jwks().await["keys"]
-        .as_array()
-        .expect("keys")
-        .iter()
-        .map(|k| k["kid"].as_str().expect("kid").to_owned())
-        .collect();
-    assert_eq!(kids.len(), 2);
-    assert_eq!(kids[1], old_kid);
-    let new_kid = kids[0].clone();
-    // ...while tokens are still signed by the old key.
-    let (_, _, body) = f.token_post(GOOD).await;
-    let kid = jsonwebtoken::decode_header(body["access_token"].as_str().expect("t"))
-        .expect("h")
-        .kid;
-    assert_eq!(kid.as_deref(), Some(old_kid.as_str()));
-
-    // At the rotation date the new key signs; the old one is still published.
-    f.clock.set(Duration::from_secs(rotate_at));
-    assert!(f.issuer.maintain_keys().await.expect("tick"));
-    let (_, _, body) = f.token_post(GOOD).await;
-    let new_token = body["access_token"].as_str().expect("t").to_owned();
-    assert_eq!(
-        jsonwebtoken::decode_header(&new_token)
-            .expect("h")
-            .kid
-            .as_deref(),
-        Some(new_kid.as_str())
-    );
-    verify_independently(&f, &new_token).await;
-    verify_independently(&f, &old_token).await;
-
-    // The old key leaves the JWKS token_ttl (10m) + pre-publish (15m) later, not before.
-    f.clock.set(Duration::from_secs(rotate_at + 1499));
-    assert!(!f.issuer.maintain_keys().await.expect("tick"));
-    assert_eq!(f.jwks().await["keys"].as_array().map(Vec::len), Some(2));
-    f.clock.set(Duration::from_secs(rotate_at + 1500));
-    assert!(f.issuer.maintain_keys().await.expect("tick"));
-    let keys = f.jwks().await;
-    assert_eq!(keys["keys"].as_array().map(Vec::len), Some(1));
-    assert_eq!(keys["keys"][0]["kid"], new_kid.as_str());
-    assert!(f.clock.now_secs() >= rotate_at + 1500);
-}
-
-#[tokio::test]
 async fn bad_config_on_reload_keeps_the_running_one() {
     let f = fixture("dual").await;
-    let cfg = load(f.config_path.parent().expect("dir"), "dual");
+    let cfg = f.config("dual");
     let mut broken = cfg.require_issuer().expect("issuer").clone();
     broken.hs256_secret_file = Some(f.config_path.with_file_name("missing.secret"));
     let err = f
@@ -537,4 +281,241 @@ async fn bad_config_on_reload_keeps_the_running_one() {
     );
     let (s, _, _) = f.token_post(GOOD).await;
     assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn argon2_verifications_are_bounded_and_the_overflow_gets_429() {
+    let f = fixture_with("dual", &argon2_client("svc-slow", b"slow-secret", 64, 1, 1)).await;
+    let slow = "grant_type=client_credentials&client_id=svc-slow&client_secret=slow-secret";
+    let ghost = "grant_type=client_credentials&client_id=ghost&client_secret=slow-secret";
+    assert_eq!(f.token_post(slow).await.0, StatusCode::OK);
+
+    // Every slot busy (a flood in progress).
+    let slots = f.issuer.argon2_slots().clone();
+    let n = u32::try_from(slots.available_permits()).expect("few permits");
+    assert!(n >= 2, "at least two slots: {n}");
+    let held = slots.acquire_many_owned(n).await.expect("all permits");
+    tokio::time::pause(); // the queue wait passes without sleeping
+    let (s, h, b) = f.token_post(slow).await;
+    assert_eq!(
+        (s, error_code(&b)),
+        (StatusCode::TOO_MANY_REQUESTS, "slow_down"),
+        "{b}"
+    );
+    assert_eq!(h["retry-after"], "1");
+    assert_eq!(h["cache-control"], "no-store");
+    // An unknown id costs an argon2 slot too (the dummy hash is argon2id).
+    assert_eq!(f.token_post(ghost).await.0, StatusCode::TOO_MANY_REQUESTS);
+    // sha256 clients need no slot.
+    assert_eq!(f.token_post(GOOD).await.0, StatusCode::OK);
+    // Being busy is not a failed authentication: nothing was counted.
+    drop(held);
+    assert_eq!(f.token_post(slow).await.0, StatusCode::OK);
+    assert_eq!(
+        f.issuer.argon2_slots().available_permits(),
+        usize::try_from(n).expect("usize"),
+        "every permit came back"
+    );
+}
+
+#[tokio::test]
+async fn over_long_client_ids_are_invalid_clients_that_never_become_limiter_keys() {
+    let f = fixture("dual").await;
+    let long = "x".repeat(257);
+    for body in [
+        format!("grant_type=client_credentials&client_id={long}&client_secret=s"),
+        format!(
+            "grant_type=client_credentials&client_id={}&client_secret=s",
+            "y".repeat(16 * 1024 - 100)
+        ),
+    ] {
+        let (s, h, b) = f.token_post(&body).await;
+        assert_eq!(
+            (s, error_code(&b)),
+            (StatusCode::UNAUTHORIZED, "invalid_client")
+        );
+        assert!(h.get("www-authenticate").is_none());
+    }
+    let (s, h, _) = f
+        .send(basic(&format!("{long}:s"), "grant_type=client_credentials"))
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(h.contains_key("www-authenticate"));
+    // Only the address was counted.
+    assert_eq!(f.issuer.live().limiter.tracked(), 1);
+    // ...so it is limited like any other failing address.
+    let (s, _, _) = f.token_post(GOOD).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+    // A 256-byte id is an ordinary (unknown) id: both keys counted.
+    let other = f.service_from([10, 0, 0, 9].into());
+    let body = format!(
+        "grant_type=client_credentials&client_id={}&client_secret=s",
+        "z".repeat(256)
+    );
+    let (s, _, _) = into_parts(other.handle(form(&body)).await).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(f.issuer.live().limiter.tracked(), 3);
+}
+
+#[tokio::test]
+async fn ipv6_peers_are_limited_per_64() {
+    let f = fixture("dual").await;
+    let bad = "grant_type=client_credentials&client_id=nobody&client_secret=nope";
+    let from = |ip: &str| f.service_from(ip.parse().expect("ip"));
+    for i in 1..=3 {
+        let peer = from(&format!("2001:db8:0:7::{i}"));
+        let (s, _, _) = into_parts(peer.handle(form(bad)).await).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+    // Another address of the same /64, with good credentials: limited.
+    let (s, _, _) = into_parts(from("2001:db8:0:7:ffff::1").handle(form(GOOD)).await).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+    // The neighbouring /64 is not.
+    let (s, _, _) = into_parts(from("2001:db8:0:8::1").handle(form(GOOD)).await).await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+/// A request body that sends `first` and then nothing, ever.
+struct Stalls {
+    first: Option<Bytes>,
+}
+
+impl hyper::body::Body for Stalls {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        match self.first.take() {
+            Some(b) => std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(b)))),
+            None => std::task::Poll::Pending,
+        }
+    }
+}
+
+fn stalling_post(first: &str, content_length: usize) -> Request<Stalls> {
+    Request::post("/oauth/token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("content-length", content_length)
+        .body(Stalls {
+            first: Some(Bytes::from(first.to_owned())),
+        })
+        .expect("request")
+}
+
+#[tokio::test]
+async fn a_body_that_never_finishes_gets_408_after_the_body_timeout() {
+    let f = fixture("dual").await;
+    tokio::time::pause();
+    let started = tokio::time::Instant::now();
+    let resp = f
+        .service()
+        .handle(stalling_post("grant_type=client_cre", GOOD.len()))
+        .await;
+    let waited = started.elapsed();
+    let limit = keyshift_issuer::routes::token::BODY_READ_TIMEOUT;
+    assert!(
+        waited >= limit && waited < limit + Duration::from_secs(1),
+        "answered at the timeout, not before: {waited:?}"
+    );
+    let (s, h, b) = into_parts(resp).await;
+    assert_eq!(s, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(h["connection"], "close");
+    let body: Value = serde_json::from_slice(&b).expect("json");
+    assert_eq!(error_code(&body), "invalid_request");
+}
+
+#[tokio::test]
+async fn a_declared_length_over_the_limit_gets_413_without_reading_the_body() {
+    let f = fixture("dual").await;
+    // The body never arrives: only an answer from the header can come back.
+    let resp = tokio::time::timeout(
+        Duration::from_secs(5),
+        f.service().handle(stalling_post("", 16 * 1024 + 1)),
+    )
+    .await
+    .expect("answered at once");
+    let (s, h, b) = into_parts(resp).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(h["cache-control"], "no-store");
+    let body: Value = serde_json::from_slice(&b).expect("json");
+    assert_eq!(error_code(&body), "invalid_request");
+}
+
+#[tokio::test]
+async fn legacy_phase_issues_hs256_and_publishes_no_key() {
+    let f = fixture("legacy").await;
+    let (s, _, body) = f.token_post(GOOD).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let token = body["access_token"].as_str().expect("token");
+    assert_eq!(
+        jsonwebtoken::decode_header(token).expect("h").alg,
+        Algorithm::HS256
+    );
+    let claims = verify_independently(&f, token).await;
+    assert_eq!(claims.client_id, "svc-a");
+    assert!(f.jwks_kids().await.is_empty());
+}
+
+#[tokio::test]
+async fn asymmetric_phase_issues_rs256_with_no_secret_configured() {
+    let f = fixture("asymmetric").await;
+    let live = f.issuer.live();
+    assert!(live.config.hs256_secret_file.is_none());
+    assert!(!live.secret_configured);
+    let (s, _, body) = f.token_post(GOOD).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let token = body["access_token"].as_str().expect("token");
+    assert_eq!(
+        jsonwebtoken::decode_header(token).expect("h").alg,
+        Algorithm::RS256
+    );
+    verify_independently(&f, token).await;
+}
+
+#[tokio::test]
+async fn body_client_id_must_match_the_basic_one() {
+    let f = fixture("dual").await;
+    let (s, _, b) = f
+        .send(basic(
+            "svc-a:secret-a",
+            "grant_type=client_credentials&client_id=svc%3Ab%25%2B",
+        ))
+        .await;
+    let b: Value = serde_json::from_slice(&b).expect("json");
+    assert_eq!(
+        (s, error_code(&b)),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+    // The same id repeated in the body is fine.
+    let (s, _, _) = f
+        .send(basic(
+            "svc-a:secret-a",
+            "grant_type=client_credentials&client_id=svc-a",
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn form_content_type_with_parameters_is_accepted() {
+    let f = fixture("dual").await;
+    for content_type in [
+        "application/x-www-form-urlencoded; charset=UTF-8",
+        "Application/X-WWW-Form-Urlencoded;charset=utf-8",
+    ] {
+        let req = Request::post("/oauth/token")
+            .header("content-type", content_type)
+            .body(Full::new(Bytes::from_static(GOOD.as_bytes())))
+            .expect("request");
+        let (s, _, b) = f.send(req).await;
+        assert_eq!(s, StatusCode::OK, "{content_type}: {b:?}");
+    }
+    let req = Request::post("/oauth/token")
+        .header("content-type", "application/x-www-form-urlencodedx")
+        .body(Full::new(Bytes::from_static(GOOD.as_bytes())))
+        .expect("request");
+    assert_eq!(f.send(req).await.0, StatusCode::BAD_REQUEST);
 }

@@ -32,8 +32,8 @@ enum KeysCommand {
     },
     /// List the keys with their states and dates.
     List,
-    /// Schedule a rotation: the next key signs once it has been published for
-    /// issuer.key_prepublish.
+    /// Schedule a rotation: the next key signs once the issuer has published
+    /// it for issuer.key_prepublish. Needs an active key to replace.
     Rotate {
         /// Promote now, skipping the pre-publish wait (for a compromised key).
         #[arg(long)]
@@ -99,10 +99,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .with_context(|| format!("{dir}"))?;
             match entry.activate_at {
                 Some(at) => println!(
-                    "{} will sign from {} (published now, pre-publish {}); send SIGHUP to the issuer or wait for its next key tick",
+                    "{} is the next key; the issuer publishes it on SIGHUP or within its next key tick, and signs with it issuer.key_prepublish ({}) later, not before {}",
                     entry.kid,
-                    when(at),
-                    humantime::format_duration(issuer.key_prepublish)
+                    humantime::format_duration(issuer.key_prepublish),
+                    when(at)
                 ),
                 None => println!("{} is active now; send SIGHUP to the issuer", entry.kid),
             }

@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The binary under test.
@@ -18,6 +19,8 @@ pub fn keyshift() -> Command {
 pub struct Service {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Its stderr (the log) so far, one entry per line; also echoed.
+    pub stderr: Arc<Mutex<Vec<String>>>,
 }
 
 impl Drop for Service {
@@ -36,9 +39,18 @@ impl Service {
             .arg("--config")
             .arg(config)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn keyshift");
+        let stderr_lines = Arc::new(Mutex::new(Vec::new()));
+        let err = child.stderr.take().expect("stderr");
+        let sink = stderr_lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -55,7 +67,30 @@ impl Service {
         Service {
             child,
             addr: addr.parse().expect("address"),
+            stderr: stderr_lines,
         }
+    }
+
+    /// Waits (≤ `limit`) for a stderr line containing `needle` after the
+    /// first `skip` lines; returns its index.
+    pub fn wait_for_log(&self, needle: &str, skip: usize, limit: Duration) -> Option<usize> {
+        let mut found = None;
+        eventually(limit, || {
+            let lines = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
+            found = lines
+                .iter()
+                .enumerate()
+                .skip(skip)
+                .find(|(_, l)| l.contains(needle))
+                .map(|(i, _)| i);
+            found.is_some()
+        });
+        found
+    }
+
+    /// How many stderr lines so far.
+    pub fn log_len(&self) -> usize {
+        self.stderr.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Sends a signal to the service.

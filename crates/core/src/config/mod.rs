@@ -58,6 +58,9 @@ pub const DEFAULT_KEY_PREPUBLISH: Duration = Duration::from_secs(15 * 60);
 pub const DEFAULT_FAILED_AUTH_LIMIT: u32 = 10;
 /// Default window of the failed-authentication limit.
 pub const DEFAULT_FAILED_AUTH_WINDOW: Duration = Duration::from_secs(60);
+/// Longest client id, in bytes. The token endpoint refuses longer ids before
+/// any lookup, so they never become rate-limiter keys.
+pub const MAX_CLIENT_ID_BYTES: usize = 256;
 
 /// Default clock-skew leeway for `exp`, `nbf` and `iat`.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
@@ -460,6 +463,12 @@ impl IssuerConfig {
                 return Err(ConfigError::invalid(
                     field("id"),
                     "must not contain control characters",
+                ));
+            }
+            if id.len() > MAX_CLIENT_ID_BYTES {
+                return Err(ConfigError::invalid(
+                    field("id"),
+                    format!("longer than {MAX_CLIENT_ID_BYTES} bytes"),
                 ));
             }
             if clients.iter().any(|x: &ClientConfig| x.id == id) {

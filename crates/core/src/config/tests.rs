@@ -137,6 +137,15 @@ fn bad_values_name_the_field() {
     );
     let (field, msg) = err_field(&dup);
     assert_eq!(field, "issuer.clients[1].id", "{msg}");
+    let long = format!(
+        "phase = \"dual\"\n{}",
+        ISSUER.replace("id = \"svc-a\"", &format!("id = \"{}\"", "a".repeat(257)))
+    );
+    let (field, msg) = err_field(&long);
+    assert_eq!(field, "issuer.clients[0].id", "{msg}");
+    assert!(msg.contains("256 bytes"), "{msg}");
+    let longest = ISSUER.replace("id = \"svc-a\"", &format!("id = \"{}\"", "a".repeat(256)));
+    load(&format!("phase = \"dual\"\n{longest}")).expect("256 bytes is fine");
 }
 
 #[test]

@@ -12,6 +12,12 @@ fn policy() -> RotationPolicy {
     }
 }
 
+/// What the running issuer does once it serves the set's JWKS.
+fn served(store: &KeyStore, set: &KeySet, now: u64) {
+    let kids: Vec<String> = set.published().into_iter().map(|j| j.kid).collect();
+    store.record_served(&kids, now).expect("record");
+}
+
 fn fresh() -> (tempfile::TempDir, KeyStore) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = KeyStore::new(dir.path().join("keys"));
@@ -21,8 +27,8 @@ fn fresh() -> (tempfile::TempDir, KeyStore) {
 #[test]
 fn first_start_creates_one_active_key_with_private_file_0600() {
     let (_tmp, store) = fresh();
-    let (set, changed) = store.maintain(T0, &policy(), 2048).expect("init");
-    assert!(changed);
+    let (set, steps) = store.maintain(T0, &policy(), 2048).expect("init");
+    assert_eq!(steps, [Step::CreateInitialActive]);
     let active = set.active().expect("active key");
     assert_eq!(set.count(KeyState::Active), 1);
     let file = store.dir().join(format!("{}.pem", active.kid));
@@ -40,8 +46,8 @@ fn first_start_creates_one_active_key_with_private_file_0600() {
 fn restart_keeps_the_same_keys() {
     let (_tmp, store) = fresh();
     let (first, _) = store.maintain(T0, &policy(), 2048).expect("init");
-    let (again, changed) = store.maintain(T0 + 60, &policy(), 2048).expect("restart");
-    assert!(!changed);
+    let (again, steps) = store.maintain(T0 + 60, &policy(), 2048).expect("restart");
+    assert!(steps.is_empty());
     assert_eq!(first.published(), again.published());
     let reloaded = KeyStore::new(store.dir()).load().expect("load");
     assert_eq!(reloaded.published(), first.published());
@@ -56,11 +62,12 @@ fn scheduled_rotation_prepublishes_then_promotes_then_retires() {
     let rotate_at = T0 + 30 * 86_400;
 
     // 15 minutes before the rotation date a next key appears in the JWKS...
-    let (set, changed) = store
+    let (set, steps) = store
         .maintain(rotate_at - 900, &p, 2048)
         .expect("prepublish");
-    assert!(changed);
+    assert_eq!(steps.len(), 1);
     assert_eq!(set.published().len(), 2);
+    served(&store, &set, rotate_at - 900);
     let next = set
         .manifest
         .keys_in(KeyState::Next)
@@ -74,8 +81,8 @@ fn scheduled_rotation_prepublishes_then_promotes_then_retires() {
     let (set, _) = store.maintain(rotate_at - 1, &p, 2048).expect("not yet");
     assert_eq!(set.active().expect("active").kid, old);
 
-    let (set, changed) = store.maintain(rotate_at, &p, 2048).expect("promote");
-    assert!(changed);
+    let (set, steps) = store.maintain(rotate_at, &p, 2048).expect("promote");
+    assert_eq!(steps.len(), 1);
     assert_eq!(set.active().expect("active").kid, next);
     assert_eq!(set.count(KeyState::Retiring), 1);
     let published: Vec<_> = set.published().into_iter().map(|j| j.kid).collect();
@@ -101,16 +108,21 @@ fn manual_rotate_waits_for_prepublish_unless_immediate() {
     let (_tmp, store) = fresh();
     let p = policy();
     let (set, _) = store.maintain(T0, &p, 2048).expect("init");
+    served(&store, &set, T0);
     let old = set.active().expect("active").kid.clone();
     let next = store.rotate(T0 + 10, &p, 2048, false).expect("rotate");
     assert_eq!(next.state, KeyState::Next);
     assert_eq!(next.activate_at, Some(T0 + 10 + 900));
-    let (set, _) = store.maintain(T0 + 909, &p, 2048).expect("tick");
+    // Its date has come, but the issuer has not served it yet: not promoted.
+    let (set, _) = store.maintain(T0 + 1000, &p, 2048).expect("tick");
     assert_eq!(set.active().expect("active").kid, old);
-    let (set, _) = store.maintain(T0 + 910, &p, 2048).expect("tick");
+    served(&store, &set, T0 + 1000);
+    let (set, _) = store.maintain(T0 + 1899, &p, 2048).expect("tick");
+    assert_eq!(set.active().expect("active").kid, old);
+    let (set, _) = store.maintain(T0 + 1900, &p, 2048).expect("tick");
     assert_eq!(set.active().expect("active").kid, next.kid);
 
-    let urgent = store.rotate(T0 + 1000, &p, 2048, true).expect("rotate now");
+    let urgent = store.rotate(T0 + 2000, &p, 2048, true).expect("rotate now");
     assert_eq!(urgent.state, KeyState::Active);
     let set = store.load().expect("load");
     assert_eq!(set.active().expect("active").kid, urgent.kid);
@@ -211,11 +223,75 @@ fn key_files_without_manifest_are_not_reinitialised() {
         matches!(err, KeyStoreError::MissingManifest { .. }),
         "{err}"
     );
+    // The message says how to get out of it.
+    let msg = err.to_string();
+    assert!(msg.contains("restore manifest.json from a backup"), "{msg}");
+    assert!(
+        msg.contains(&format!("mv {}", store.dir().display())),
+        "{msg}"
+    );
     assert_eq!(
         fs::read_dir(store.dir()).expect("ls").count(),
         2,
         "only the lock file was added"
     );
+
+    // Two real keys and no manifest: their states cannot be known either.
+    let (_tmp, store) = fresh();
+    let _lock = store.lock().expect("lock");
+    store.generate(2048, T0).expect("key");
+    store.generate(2048, T0).expect("key");
+    drop(_lock);
+    let err = store.maintain(T0, &policy(), 2048).expect_err("refused");
+    assert!(
+        matches!(err, KeyStoreError::MissingManifest { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn first_start_interrupted_before_the_manifest_is_recovered_by_adopting_its_key() {
+    let (_tmp, store) = fresh();
+    // What a first start leaves when it dies between its two writes: the
+    // lock, the key file, maybe a half-written manifest temp file.
+    let lock = store.lock().expect("lock");
+    let entry = store.generate(2048, T0).expect("key");
+    fs::write(
+        store.dir().join(".manifest.json.tmp-0123456789abcdef"),
+        "{\"vers",
+    )
+    .expect("temp");
+    drop(lock);
+    assert!(matches!(
+        store.load(),
+        Err(KeyStoreError::MissingManifest { .. })
+    ));
+
+    let (set, steps) = store.maintain(T0 + 5, &policy(), 2048).expect("recovered");
+    assert!(steps.is_empty(), "no new key: {steps:?}");
+    assert_eq!(set.active().expect("active").kid, entry.kid);
+    assert_eq!(
+        set.adopted,
+        Some(store.dir().join(format!("{}.pem", entry.kid)))
+    );
+    assert_eq!(set.manifest.keys.first().map(|k| k.bits), Some(2048));
+    // Written down: the next start is an ordinary one.
+    let again = store.load().expect("manifest written");
+    assert_eq!(again.active().expect("active").kid, entry.kid);
+    let (set, _) = store.maintain(T0 + 6, &policy(), 2048).expect("restart");
+    assert_eq!(set.adopted, None);
+
+    // A key file that is not what it claims is reported, not adopted.
+    let (_tmp, store) = fresh();
+    let lock = store.lock().expect("lock");
+    let entry = store.generate(2048, T0).expect("key");
+    drop(lock);
+    let path = store.dir().join(format!("{}.pem", entry.kid));
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
+    assert!(matches!(
+        store.maintain(T0, &policy(), 2048),
+        Err(KeyStoreError::LoosePermissions { .. })
+    ));
 }
 
 #[test]
@@ -241,4 +317,65 @@ fn published_jwks_has_no_leading_zero_in_n() {
         assert_eq!(n.len(), 256);
         assert_eq!(jwk.e, "AQAB");
     }
+}
+
+#[test]
+fn active_key_records_the_longest_token_ttl_it_ran_with() {
+    let (_tmp, store) = fresh();
+    let long = RotationPolicy {
+        token_ttl: Duration::from_secs(86_400),
+        ..policy()
+    };
+    let (set, _) = store.maintain(T0, &policy(), 2048).expect("init");
+    let entry = |set: &KeySet| {
+        set.manifest
+            .keys_in(KeyState::Active)
+            .next()
+            .and_then(|k| k.max_token_ttl)
+    };
+    assert_eq!(entry(&set), Some(600));
+    let (set, _) = store.maintain(T0 + 1, &long, 2048).expect("reload 24h");
+    assert_eq!(entry(&set), Some(86_400));
+    // Shortened again: the record keeps the longest.
+    let (set, _) = store.maintain(T0 + 2, &policy(), 2048).expect("reload 10m");
+    assert_eq!(entry(&set), Some(86_400));
+    assert_eq!(entry(&store.load().expect("load")), Some(86_400));
+    // An immediate rotation by hand honours it too.
+    let old = set.active().expect("active").kid.clone();
+    store
+        .rotate(T0 + 3, &policy(), 2048, true)
+        .expect("rotate now");
+    let set = store.load().expect("load");
+    let retiring = set
+        .manifest
+        .keys
+        .iter()
+        .find(|k| k.kid == old)
+        .expect("old key");
+    assert_eq!(retiring.retire_at, Some(T0 + 3 + 86_400 + 900));
+}
+
+#[test]
+fn rotate_refuses_a_folder_without_an_active_key() {
+    let (_tmp, store) = fresh();
+    for immediately in [false, true] {
+        let err = store
+            .rotate(T0, &policy(), 2048, immediately)
+            .expect_err("nothing to rotate");
+        assert!(matches!(err, KeyStoreError::Refused(_)), "{err}");
+        assert!(err.to_string().contains("keyshift keys generate"), "{err}");
+    }
+    assert!(
+        !store.dir().join(MANIFEST).exists(),
+        "left empty for the issuer's first start"
+    );
+    let first = store.generate_next(T0, 2048).expect("generate");
+    assert_eq!(first.state, KeyState::Active);
+    assert_eq!(
+        store
+            .rotate(T0, &policy(), 2048, false)
+            .expect("rotate")
+            .state,
+        KeyState::Next
+    );
 }

@@ -1,13 +1,14 @@
 //! `POST /oauth/token`: the client credentials grant (RFC 6749 §4.4).
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, PRAGMA};
 use http::{HeaderMap, HeaderValue, Response};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body;
-use keyshift_core::config::is_scope_token;
+use keyshift_core::config::{is_scope_token, MAX_CLIENT_ID_BYTES};
 use metrics::counter;
 use serde::Serialize;
 
@@ -20,6 +21,16 @@ use crate::ratelimit::LimitKey;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// Longest the whole request body may take to arrive once the headers are
+/// in (hyper bounds only the headers): a client trickling bytes cannot hold
+/// a connection and its buffer forever. 408 after it.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest a request waits for an argon2 verification slot before it gets
+/// 429 (`Retry-After: 1`): long enough to ride out a burst of legitimate
+/// clients, short enough that a flood queues nothing for long.
+pub const ARGON2_QUEUE_WAIT: Duration = Duration::from_secs(2);
 
 /// The form parameters the token endpoint reads; each at most once.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -118,17 +129,20 @@ where
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(IssuerError::PayloadTooLarge);
     }
-    let body = Limited::new(body, MAX_BODY_BYTES)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                IssuerError::PayloadTooLarge
-            } else {
-                IssuerError::InvalidRequest("could not read the request body")
-            }
-        })?
-        .to_bytes();
+    let body = tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        Limited::new(body, MAX_BODY_BYTES).collect(),
+    )
+    .await
+    .map_err(|_elapsed| IssuerError::RequestTimeout)?
+    .map_err(|e| {
+        if e.is::<http_body_util::LengthLimitError>() {
+            IssuerError::PayloadTooLarge
+        } else {
+            IssuerError::InvalidRequest("could not read the request body")
+        }
+    })?
+    .to_bytes();
     let form = TokenForm::parse(&body)?;
     let grant_type = form
         .grant_type
@@ -139,12 +153,18 @@ where
     let live = issuer.live();
     let now = issuer.now();
     let limiter = &live.limiter;
+    let ip_key = LimitKey::peer(peer);
+    if let Some(wait) = limiter.blocked(&ip_key, now) {
+        return Err(IssuerError::RateLimited(wait));
+    }
+    // No configured client has a longer id (the config refuses them), so it
+    // needs no lookup, and never becomes a limiter key of up to 16 KiB.
+    if creds.id.len() > MAX_CLIENT_ID_BYTES {
+        limiter.record_failure(ip_key, now);
+        return Err(IssuerError::InvalidClient { basic: creds.basic });
+    }
     let client_key = LimitKey::Client(creds.id.clone());
-    let ip_key = LimitKey::Ip(peer);
-    if let Some(wait) = limiter
-        .blocked(&ip_key, now)
-        .or_else(|| limiter.blocked(&client_key, now))
-    {
+    if let Some(wait) = limiter.blocked(&client_key, now) {
         return Err(IssuerError::RateLimited(wait));
     }
 
@@ -155,10 +175,21 @@ where
         .map(|c| c.secret_hash.clone())
         .unwrap_or_else(|| live.dummy_hash.clone());
     let authenticated = if matches!(hash, keyshift_core::secret::SecretHash::Argon2id(_)) {
+        let slots = issuer.argon2_slots().clone();
+        let permit = match tokio::time::timeout(ARGON2_QUEUE_WAIT, slots.acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(closed)) => return Err(IssuerError::Internal(closed.to_string())),
+            Err(_elapsed) => return Err(IssuerError::Busy),
+        };
         let secret = creds.secret.clone();
-        tokio::task::spawn_blocking(move || hash.verify(secret.as_bytes()))
-            .await
-            .map_err(|e| IssuerError::Internal(e.to_string()))?
+        // The permit moves into the blocking task: it is released when the
+        // work ends, even if this request is dropped meanwhile.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            hash.verify(secret.as_bytes())
+        })
+        .await
+        .map_err(|e| IssuerError::Internal(e.to_string()))?
     } else {
         hash.verify(creds.secret.as_bytes())
     };
