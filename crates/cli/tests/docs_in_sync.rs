@@ -1,6 +1,14 @@
 //! docs/metrics.md, the dashboard and the alert rules name only metrics the
-//! code exports, and the docs list every metric the code exports.
+//! code exports; the docs list every metric the real binary renders, with its
+//! type, its label names and every label value it renders; every alert links
+//! to its own runbook section.
 
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::{eventually, fetch_token, http, write_config, Service};
 use keyshift_issuer::metrics as issuer;
 use keyshift_verifier::metrics as verifier;
 
@@ -220,4 +228,243 @@ fn links_between_the_operator_docs_resolve() {
             }
         }
     }
+}
+
+// === metric types and labels against a real scrape ===
+
+/// One metric family: its type and, per label name, the values seen
+/// (documented: the values listed, empty when the doc does not enumerate them).
+#[derive(Debug, Default)]
+struct Family {
+    kind: String,
+    labels: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// The label pairs of a sample line's `{…}` (values may hold escaped quotes).
+fn label_pairs(braces: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = braces;
+    while let Some((name, after)) = rest.split_once("=\"") {
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let mut end = after.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, e)) => value.push(e),
+                    None => {}
+                },
+                '"' => {
+                    end = i + 1;
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        out.push((name.trim_matches([',', ' ']).to_owned(), value));
+        rest = &after[end..];
+    }
+    out
+}
+
+/// The families of a Prometheus text exposition: `# TYPE` lines give the
+/// types; sample lines (`_bucket`/`_sum`/`_count` folded into their
+/// histogram) give label names and values, `le` left out.
+fn parse_exposition(text: &str) -> BTreeMap<String, Family> {
+    let mut families: BTreeMap<String, Family> = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+            families.entry(name.to_owned()).or_default().kind = kind.trim().to_owned();
+            continue;
+        }
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let name_end = line.find(['{', ' ']).expect("sample line");
+        let mut name = &line[..name_end];
+        if !families.contains_key(name) {
+            for suffix in ["_bucket", "_sum", "_count"] {
+                if let Some(base) = name.strip_suffix(suffix) {
+                    if families.get(base).is_some_and(|f| f.kind == "histogram") {
+                        name = base;
+                    }
+                }
+            }
+        }
+        let family = families
+            .get_mut(name)
+            .unwrap_or_else(|| panic!("sample {name} without a # TYPE line"));
+        if let Some(braces) = line[name_end..]
+            .strip_prefix('{')
+            .and_then(|r| r.rsplit_once('}'))
+            .map(|(b, _)| b)
+        {
+            for (label, value) in label_pairs(braces) {
+                if label != "le" {
+                    family.labels.entry(label).or_default().insert(value);
+                }
+            }
+        }
+    }
+    families
+}
+
+/// The cells of a markdown table row (`\\|` inside a cell is not a separator).
+fn table_cells(row: &str) -> Vec<String> {
+    let mut cells = vec![String::new()];
+    let mut prev = ' ';
+    for c in row
+        .trim()
+        .trim_start_matches('|')
+        .trim_end_matches('|')
+        .chars()
+    {
+        if c == '|' && prev != '\\' {
+            cells.push(String::new());
+        } else if let Some(cell) = cells.last_mut() {
+            cell.push(c);
+        }
+        prev = c;
+    }
+    cells.into_iter().map(|c| c.trim().to_owned()).collect()
+}
+
+/// The metric rows of one `## section` of docs/metrics.md. The labels cell is
+/// `;`-separated entries, each a backticked label name optionally followed by
+/// `=` and its backticked values.
+fn documented(section: &str) -> BTreeMap<String, Family> {
+    let text = doc("docs/metrics.md");
+    let start = text
+        .find(&format!("\n## {section}\n"))
+        .unwrap_or_else(|| panic!("docs/metrics.md has no ## {section}"));
+    let body = &text[start + 1..];
+    let body = &body[..body[3..].find("\n## ").map_or(body.len(), |i| i + 3)];
+    let backticked =
+        |s: &str| -> Vec<String> { s.split('`').skip(1).step_by(2).map(str::to_owned).collect() };
+    let mut out = BTreeMap::new();
+    for row in body.lines().filter(|l| l.starts_with("| `keyshift_")) {
+        let cells = table_cells(row);
+        assert!(cells.len() >= 4, "docs/metrics.md: malformed row {row}");
+        let name = backticked(&cells[0]).remove(0);
+        let mut family = Family {
+            kind: cells[1].clone(),
+            labels: BTreeMap::new(),
+        };
+        for entry in cells[2].split(';').filter(|e| !e.trim().is_empty()) {
+            let (label, values) = entry.split_once('=').unwrap_or((entry, ""));
+            let label = backticked(label)
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| panic!("docs/metrics.md: {name}: label entry {entry:?}"));
+            family
+                .labels
+                .insert(label, backticked(values).into_iter().collect());
+        }
+        out.insert(name, family);
+    }
+    out
+}
+
+/// Starts a real issuer and verifier (phase transition), sends a little
+/// traffic so that lazily created series exist, and returns both scrapes.
+fn scrape_real_services() -> (String, String) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        tmp.path().join("hs256.secret"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .expect("secret");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let config = write_config(
+        tmp.path(),
+        "transition",
+        &format!("127.0.0.1:{port}"),
+        Some(port),
+    );
+    let issuer = Service::start("issuer", &config);
+    let verifier = Service::start("verifier", &config);
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            http(verifier.addr, "GET", "/readyz", &[], b"").status == 200
+        }),
+        "verifier not ready"
+    );
+    let token = fetch_token(issuer.addr, "svc-a", "s3cret");
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let bad = b"grant_type=client_credentials&client_id=svc-a&client_secret=nope";
+    assert_eq!(
+        http(issuer.addr, "POST", "/oauth/token", &form, bad).status,
+        401
+    );
+    let bearer = format!("Bearer {token}");
+    for auth in [bearer.as_str(), bearer.as_str(), "Bearer not.a.token"] {
+        http(
+            verifier.addr,
+            "GET",
+            "/verify",
+            &[("Authorization", auth)],
+            b"",
+        );
+    }
+    let metrics = |s: &Service| http(s.addr, "GET", "/metrics", &[], b"").text();
+    (metrics(&issuer), metrics(&verifier))
+}
+
+#[test]
+fn metrics_doc_matches_what_the_real_binary_renders() {
+    let (issuer_text, verifier_text) = scrape_real_services();
+    let mut rendered = BTreeSet::new();
+    for (section, text) in [("Verifier", &verifier_text), ("Issuer", &issuer_text)] {
+        let scraped = parse_exposition(text);
+        let doc = documented(section);
+        let names = |m: &BTreeMap<String, Family>| m.keys().cloned().collect::<BTreeSet<_>>();
+        assert_eq!(
+            names(&doc),
+            names(&scraped),
+            "docs/metrics.md ## {section} lists other metrics than the {section} renders on /metrics"
+        );
+        for (name, got) in &scraped {
+            let want = &doc[name];
+            assert_eq!(want.kind, got.kind, "docs/metrics.md: type of {name}");
+            assert_eq!(
+                want.labels.keys().collect::<Vec<_>>(),
+                got.labels.keys().collect::<Vec<_>>(),
+                "docs/metrics.md: label names of {name}"
+            );
+            for (label, values) in &got.labels {
+                let listed = &want.labels[label];
+                let missing: Vec<_> = values.difference(listed).collect();
+                assert!(
+                    listed.is_empty() || missing.is_empty(),
+                    "docs/metrics.md: {name}{{{label}}} renders {missing:?}, not listed"
+                );
+            }
+            rendered.insert(name.clone());
+        }
+    }
+    let exported: BTreeSet<String> = EXPORTED.iter().map(|s| (*s).to_owned()).collect();
+    assert_eq!(
+        exported, rendered,
+        "EXPORTED (the metrics.rs constants) and what the binary renders differ"
+    );
+}
+
+#[test]
+fn exposition_parser_reads_types_labels_and_histograms() {
+    let text = "# TYPE a_total counter\na_total{x=\"1\",y=\"q\\\"z\"} 3\n\
+                # TYPE h histogram\nh_bucket{alg=\"RS256\",le=\"0.5\"} 1\nh_sum{alg=\"RS256\"} 1\n\
+                # TYPE g gauge\ng 1\n";
+    let f = parse_exposition(text);
+    assert_eq!(f["a_total"].kind, "counter");
+    assert_eq!(
+        f["a_total"].labels["y"].iter().next().map(String::as_str),
+        Some("q\"z")
+    );
+    assert_eq!(f["h"].labels.keys().collect::<Vec<_>>(), ["alg"]);
+    assert!(f["g"].labels.is_empty());
 }
