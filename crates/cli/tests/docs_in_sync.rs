@@ -468,3 +468,36 @@ fn exposition_parser_reads_types_labels_and_histograms() {
     assert_eq!(f["h"].labels.keys().collect::<Vec<_>>(), ["alg"]);
     assert!(f["g"].labels.is_empty());
 }
+
+// === architecture ===
+
+#[test]
+fn architecture_lists_every_workspace_member_in_its_table_and_diagram() {
+    let manifest = doc("Cargo.toml");
+    let members = manifest
+        .split("members = [")
+        .nth(1)
+        .and_then(|m| m.split(']').next())
+        .expect("workspace members");
+    let arch = doc("docs/architecture.md");
+    let mut seen = 0;
+    for line in members.lines().filter(|l| l.contains('"')) {
+        let path = line.split('"').nth(1).expect("member path");
+        let package = line
+            .split('#')
+            .nth(1)
+            .and_then(|c| c.split(':').next())
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("Cargo.toml: member {path} has no `# package: …` comment"));
+        assert!(
+            arch.contains(&format!("| `{path}` ({package}) |")),
+            "docs/architecture.md: no crate-table row for {path} ({package})"
+        );
+        assert!(
+            arch.contains(&format!("{package} ({path})")),
+            "docs/architecture.md: the crates diagram lacks {package} ({path})"
+        );
+        seen += 1;
+    }
+    assert!(seen >= 7, "workspace members not found in Cargo.toml");
+}
