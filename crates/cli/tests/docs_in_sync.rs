@@ -71,6 +71,8 @@ fn dashboard_alerts_and_docs_use_only_exported_metrics() {
         "docs/dashboards/keyshift-migration.json",
         "docs/alerts/keyshift.rules.yml",
         "docs/migration-runbook.md",
+        "docs/security.md",
+        "docs/architecture.md",
     ] {
         for name in names_in(&doc(path)) {
             assert!(
@@ -500,4 +502,57 @@ fn architecture_lists_every_workspace_member_in_its_table_and_diagram() {
         seen += 1;
     }
     assert!(seen >= 7, "workspace members not found in Cargo.toml");
+}
+
+// === alert tests ===
+
+/// Every alert of the rules file has, in docs/alerts/tests/, a case where it
+/// fires and a case where it stays silent, and every alert with a `for:` a
+/// check of its pending stage; every recording rule a `promql_expr_test`.
+#[test]
+fn every_alert_has_firing_silent_and_pending_tests_and_every_rule_an_expr_test() {
+    let rules = doc("docs/alerts/keyshift.rules.yml");
+    let tests = doc("docs/alerts/tests/keyshift.rules.test.yml");
+    let lines: Vec<&str> = tests.lines().map(str::trim).collect();
+    let mut alert: Option<&str> = None;
+    let mut with_for = Vec::new();
+    let mut alerts = Vec::new();
+    for line in rules.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix("- alert:") {
+            alert = Some(name.trim());
+            alerts.push(name.trim());
+        } else if line.starts_with("- record:") {
+            alert = None;
+        } else if line.starts_with("for:") {
+            with_for.extend(alert);
+        }
+    }
+    assert!(alerts.len() >= 10, "alerts not found");
+    for name in &alerts {
+        let silent = format!("alertname: {name}, exp_alerts: []}}");
+        assert!(
+            lines.iter().any(|l| l.ends_with(&silent)),
+            "{name}: no promtool case where it stays silent"
+        );
+        let fires = lines
+            .windows(2)
+            .any(|w| w[0] == format!("alertname: {name}") && w[1] == "exp_alerts:");
+        assert!(fires, "{name}: no promtool case where it fires");
+    }
+    for name in with_for {
+        let pending = format!(r#"ALERTS{{alertname="{name}",alertstate="pending""#);
+        assert!(
+            tests.contains(&pending),
+            "{name} has a `for:` but no test of its pending stage"
+        );
+    }
+    for line in rules.lines().map(str::trim) {
+        if let Some(record) = line.strip_prefix("- record:") {
+            assert!(
+                tests.contains(&format!("expr: {}\n", record.trim())),
+                "recording rule {} has no promql_expr_test",
+                record.trim()
+            );
+        }
+    }
 }
