@@ -556,3 +556,71 @@ fn every_alert_has_firing_silent_and_pending_tests_and_every_rule_an_expr_test()
         }
     }
 }
+
+// === security.md ===
+
+/// The text of every `.rs` file under `dir`.
+fn rust_sources(dir: &std::path::Path, out: &mut String) {
+    for entry in std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map_while(Result::ok)
+    {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push_str(&std::fs::read_to_string(&path).expect("source"));
+        }
+    }
+}
+
+/// Every function and test the RFC 8725 table of docs/security.md names in
+/// its "where" and "proof" columns exists in crates/.
+#[test]
+fn security_doc_names_functions_and_tests_that_exist() {
+    let mut sources = String::new();
+    rust_sources(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".."),
+        &mut sources,
+    );
+    let text = doc("docs/security.md");
+    let rows: Vec<Vec<String>> = text
+        .lines()
+        .filter(|l| l.starts_with("| §") || l.starts_with("| RFC 75"))
+        .map(table_cells)
+        .collect();
+    assert!(rows.len() >= 12, "RFC 8725 table not found");
+    let mut checked = 0;
+    for row in &rows {
+        assert_eq!(
+            row.len(),
+            4,
+            "security.md: row {row:?} needs rule | what | where | proof"
+        );
+        for cell in &row[2..] {
+            for name in cell.split('`').skip(1).step_by(2) {
+                // `Type::function`, `module::function`, `tests::name`, or a bare
+                // snake_case name with an underscore (a test or function);
+                // single words, constants and paths are prose.
+                let function = name.rsplit("::").next().unwrap_or(name);
+                let is_ident = !function.is_empty()
+                    && function
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                if !is_ident || !(name.contains("::") || function.contains('_')) {
+                    continue;
+                }
+                assert!(
+                    sources.contains(&format!("fn {function}("))
+                        || sources.contains(&format!("fn {function}<")),
+                    "docs/security.md names `{name}`, but no fn {function} exists in crates/"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(
+        checked >= 30,
+        "only {checked} functions and tests found in the table"
+    );
+}
