@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # `make test-observability`: the alert rules and the dashboard, checked for real.
-#  1. promtool check rules + promtool test rules (every alert fires and stays silent as it should);
-#  2. every PromQL expression of the dashboard parsed by promtool;
-#  3. a real Prometheus on loopback scraping a real issuer and verifier under a little traffic,
-#     asked for every dashboard expression and recording rule: each must return data.
+#  1. promtool check rules + promtool test rules (every alert fires, through its pending stage,
+#     and stays silent in realistic cases; every recording rule computes what it says);
+#  2. the dashboard (schema 41, a datasource variable) and every PromQL expression in it, collapsed
+#     rows included, parsed by promtool;
+#  3. a real Prometheus on loopback scraping a real issuer and verifier driven through phases
+#     transition and asymmetric (config edit + SIGHUP, as the runbook says): every dashboard
+#     expression and recording rule returns finite data in both, the rules evaluate without error,
+#     and no alert but the one the run provokes goes pending or firing.
+# About a minute once the binary is built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-prometheus.sh

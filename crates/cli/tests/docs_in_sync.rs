@@ -1,6 +1,14 @@
 //! docs/metrics.md, the dashboard and the alert rules name only metrics the
-//! code exports, and the docs list every metric the code exports.
+//! code exports; the docs list every metric the real binary renders, with its
+//! type, its label names and every label value it renders; every alert links
+//! to its own runbook section.
 
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::{eventually, fetch_token, http, write_config, Service};
 use keyshift_issuer::metrics as issuer;
 use keyshift_verifier::metrics as verifier;
 
@@ -63,6 +71,8 @@ fn dashboard_alerts_and_docs_use_only_exported_metrics() {
         "docs/dashboards/keyshift-migration.json",
         "docs/alerts/keyshift.rules.yml",
         "docs/migration-runbook.md",
+        "docs/security.md",
+        "docs/architecture.md",
     ] {
         for name in names_in(&doc(path)) {
             assert!(
@@ -71,4 +81,546 @@ fn dashboard_alerts_and_docs_use_only_exported_metrics() {
             );
         }
     }
+}
+
+// === runbook links ===
+
+/// GitHub's anchor for a heading: lower case; letters, digits, `-` and `_`
+/// kept, spaces turned into `-`, everything else (punctuation, arrows,
+/// backticks) dropped.
+fn github_slug(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The anchors of every heading of a markdown text (outside code fences),
+/// with GitHub's `-1`, `-2`, … suffixes for repeated headings.
+fn anchors(markdown: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut in_code = false;
+    for line in markdown.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        let hashes = line.chars().take_while(|&c| c == '#').count();
+        if in_code || !(1..=6).contains(&hashes) {
+            continue;
+        }
+        let Some(text) = line[hashes..].strip_prefix(' ') else {
+            continue;
+        };
+        let slug = github_slug(text);
+        let repeats = out
+            .iter()
+            .filter(|a| {
+                **a == slug
+                    || a.strip_prefix(&format!("{slug}-"))
+                        .is_some_and(|n| n.parse::<u32>().is_ok())
+            })
+            .count();
+        out.push(if repeats == 0 {
+            slug
+        } else {
+            format!("{slug}-{repeats}")
+        });
+    }
+    out
+}
+
+/// `(alert name, runbook_url)` for every alert of the rules file.
+fn alert_runbooks() -> Vec<(String, Option<String>)> {
+    let mut alerts: Vec<(String, Option<String>)> = Vec::new();
+    for line in doc("docs/alerts/keyshift.rules.yml").lines() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix("- alert:") {
+            alerts.push((name.trim().to_owned(), None));
+        } else if let Some(url) = line.strip_prefix("runbook_url:") {
+            let last = alerts.last_mut().expect("runbook_url before any alert");
+            last.1 = Some(url.trim().trim_matches('"').to_owned());
+        }
+    }
+    alerts
+}
+
+#[test]
+fn github_slugs_match_what_github_renders() {
+    assert_eq!(
+        github_slug("Phase 2 → 3 (`transition` → `asymmetric`): RS256 only"),
+        "phase-2--3-transition--asymmetric-rs256-only"
+    );
+    assert_eq!(
+        github_slug("KeyshiftJwksFetchFailing"),
+        "keyshiftjwksfetchfailing"
+    );
+    assert_eq!(
+        anchors("# A\n```\n# not a heading\n```\n## A\n### a\n"),
+        ["a", "a-1", "a-2"]
+    );
+}
+
+#[test]
+fn every_alert_links_to_its_own_runbook_section() {
+    let alerts = alert_runbooks();
+    assert!(alerts.len() >= 10, "alerts not found in the rules file");
+    for (alert, url) in alerts {
+        let url = url.unwrap_or_else(|| panic!("{alert} has no runbook_url"));
+        let (path, anchor) = url
+            .split_once('#')
+            .unwrap_or_else(|| panic!("{alert}: runbook_url {url} has no #anchor"));
+        assert!(path.starts_with("docs/"), "{alert}: {url} is not in docs/");
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(path);
+        let text = std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("{alert}: {url}: {path} cannot be read: {e}"));
+        assert!(
+            anchors(&text).iter().any(|a| a == anchor),
+            "{alert}: {url}: no heading with anchor #{anchor} in {path}"
+        );
+        assert_eq!(
+            anchor,
+            github_slug(&alert),
+            "{alert}: its runbook_url must point at the section named after it"
+        );
+    }
+}
+
+#[test]
+fn links_between_the_operator_docs_resolve() {
+    for path in [
+        "docs/migration-runbook.md",
+        "docs/metrics.md",
+        "docs/security.md",
+        "docs/architecture.md",
+    ] {
+        let text = doc(path);
+        for (i, _) in text.match_indices("](") {
+            let target: String = text[i + 2..].chars().take_while(|&c| c != ')').collect();
+            if target.starts_with("http") {
+                continue;
+            }
+            let (file, anchor) = target.split_once('#').unwrap_or((target.as_str(), ""));
+            let dir = std::path::Path::new(path).parent().expect("docs/");
+            let linked = if file.is_empty() {
+                path.to_owned()
+            } else {
+                dir.join(file).to_string_lossy().into_owned()
+            };
+            let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../..")
+                .join(&linked);
+            assert!(
+                full.exists(),
+                "{path}: link to {target}: {linked} does not exist"
+            );
+            if !anchor.is_empty() {
+                assert!(
+                    anchors(&doc(&linked)).iter().any(|a| a == anchor),
+                    "{path}: link to {target}: no such heading in {linked}"
+                );
+            }
+        }
+    }
+}
+
+// === metric types and labels against a real scrape ===
+
+/// One metric family: its type and, per label name, the values seen
+/// (documented: the values listed, empty when the doc does not enumerate them).
+#[derive(Debug, Default)]
+struct Family {
+    kind: String,
+    labels: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// The label pairs of a sample line's `{…}` (values may hold escaped quotes).
+fn label_pairs(braces: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = braces;
+    while let Some((name, after)) = rest.split_once("=\"") {
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let mut end = after.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, e)) => value.push(e),
+                    None => {}
+                },
+                '"' => {
+                    end = i + 1;
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        out.push((name.trim_matches([',', ' ']).to_owned(), value));
+        rest = &after[end..];
+    }
+    out
+}
+
+/// The families of a Prometheus text exposition: `# TYPE` lines give the
+/// types; sample lines (`_bucket`/`_sum`/`_count` folded into their
+/// histogram) give label names and values, `le` left out.
+fn parse_exposition(text: &str) -> BTreeMap<String, Family> {
+    let mut families: BTreeMap<String, Family> = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+            families.entry(name.to_owned()).or_default().kind = kind.trim().to_owned();
+            continue;
+        }
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let name_end = line.find(['{', ' ']).expect("sample line");
+        let mut name = &line[..name_end];
+        if !families.contains_key(name) {
+            for suffix in ["_bucket", "_sum", "_count"] {
+                if let Some(base) = name.strip_suffix(suffix) {
+                    if families.get(base).is_some_and(|f| f.kind == "histogram") {
+                        name = base;
+                    }
+                }
+            }
+        }
+        let family = families
+            .get_mut(name)
+            .unwrap_or_else(|| panic!("sample {name} without a # TYPE line"));
+        if let Some(braces) = line[name_end..]
+            .strip_prefix('{')
+            .and_then(|r| r.rsplit_once('}'))
+            .map(|(b, _)| b)
+        {
+            for (label, value) in label_pairs(braces) {
+                if label != "le" {
+                    family.labels.entry(label).or_default().insert(value);
+                }
+            }
+        }
+    }
+    families
+}
+
+/// The cells of a markdown table row (`\\|` inside a cell is not a separator).
+fn table_cells(row: &str) -> Vec<String> {
+    let mut cells = vec![String::new()];
+    let mut prev = ' ';
+    for c in row
+        .trim()
+        .trim_start_matches('|')
+        .trim_end_matches('|')
+        .chars()
+    {
+        if c == '|' && prev != '\\' {
+            cells.push(String::new());
+        } else if let Some(cell) = cells.last_mut() {
+            cell.push(c);
+        }
+        prev = c;
+    }
+    cells.into_iter().map(|c| c.trim().to_owned()).collect()
+}
+
+/// The metric rows of one `## section` of docs/metrics.md. The labels cell is
+/// `;`-separated entries, each a backticked label name optionally followed by
+/// `=` and its backticked values.
+fn documented(section: &str) -> BTreeMap<String, Family> {
+    let text = doc("docs/metrics.md");
+    let start = text
+        .find(&format!("\n## {section}\n"))
+        .unwrap_or_else(|| panic!("docs/metrics.md has no ## {section}"));
+    let body = &text[start + 1..];
+    let body = &body[..body[3..].find("\n## ").map_or(body.len(), |i| i + 3)];
+    let backticked =
+        |s: &str| -> Vec<String> { s.split('`').skip(1).step_by(2).map(str::to_owned).collect() };
+    let mut out = BTreeMap::new();
+    for row in body.lines().filter(|l| l.starts_with("| `keyshift_")) {
+        let cells = table_cells(row);
+        assert!(cells.len() >= 4, "docs/metrics.md: malformed row {row}");
+        let name = backticked(&cells[0]).remove(0);
+        let mut family = Family {
+            kind: cells[1].clone(),
+            labels: BTreeMap::new(),
+        };
+        for entry in cells[2].split(';').filter(|e| !e.trim().is_empty()) {
+            let (label, values) = entry.split_once('=').unwrap_or((entry, ""));
+            let label = backticked(label)
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| panic!("docs/metrics.md: {name}: label entry {entry:?}"));
+            family
+                .labels
+                .insert(label, backticked(values).into_iter().collect());
+        }
+        out.insert(name, family);
+    }
+    out
+}
+
+/// Starts a real issuer and verifier (phase transition), sends a little
+/// traffic so that lazily created series exist, and returns both scrapes.
+fn scrape_real_services() -> (String, String) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        tmp.path().join("hs256.secret"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .expect("secret");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let config = write_config(
+        tmp.path(),
+        "transition",
+        &format!("127.0.0.1:{port}"),
+        Some(port),
+    );
+    let issuer = Service::start("issuer", &config);
+    let verifier = Service::start("verifier", &config);
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            http(verifier.addr, "GET", "/readyz", &[], b"").status == 200
+        }),
+        "verifier not ready"
+    );
+    let token = fetch_token(issuer.addr, "svc-a", "s3cret");
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let bad = b"grant_type=client_credentials&client_id=svc-a&client_secret=nope";
+    assert_eq!(
+        http(issuer.addr, "POST", "/oauth/token", &form, bad).status,
+        401
+    );
+    let bearer = format!("Bearer {token}");
+    for auth in [bearer.as_str(), bearer.as_str(), "Bearer not.a.token"] {
+        http(
+            verifier.addr,
+            "GET",
+            "/verify",
+            &[("Authorization", auth)],
+            b"",
+        );
+    }
+    let metrics = |s: &Service| http(s.addr, "GET", "/metrics", &[], b"").text();
+    (metrics(&issuer), metrics(&verifier))
+}
+
+#[test]
+fn metrics_doc_matches_what_the_real_binary_renders() {
+    let (issuer_text, verifier_text) = scrape_real_services();
+    let mut rendered = BTreeSet::new();
+    for (section, text) in [("Verifier", &verifier_text), ("Issuer", &issuer_text)] {
+        let scraped = parse_exposition(text);
+        let doc = documented(section);
+        let names = |m: &BTreeMap<String, Family>| m.keys().cloned().collect::<BTreeSet<_>>();
+        assert_eq!(
+            names(&doc),
+            names(&scraped),
+            "docs/metrics.md ## {section} lists other metrics than the {section} renders on /metrics"
+        );
+        for (name, got) in &scraped {
+            let want = &doc[name];
+            assert_eq!(want.kind, got.kind, "docs/metrics.md: type of {name}");
+            assert_eq!(
+                want.labels.keys().collect::<Vec<_>>(),
+                got.labels.keys().collect::<Vec<_>>(),
+                "docs/metrics.md: label names of {name}"
+            );
+            for (label, values) in &got.labels {
+                let listed = &want.labels[label];
+                let missing: Vec<_> = values.difference(listed).collect();
+                assert!(
+                    listed.is_empty() || missing.is_empty(),
+                    "docs/metrics.md: {name}{{{label}}} renders {missing:?}, not listed"
+                );
+            }
+            rendered.insert(name.clone());
+        }
+    }
+    let exported: BTreeSet<String> = EXPORTED.iter().map(|s| (*s).to_owned()).collect();
+    assert_eq!(
+        exported, rendered,
+        "EXPORTED (the metrics.rs constants) and what the binary renders differ"
+    );
+}
+
+#[test]
+fn exposition_parser_reads_types_labels_and_histograms() {
+    let text = "# TYPE a_total counter\na_total{x=\"1\",y=\"q\\\"z\"} 3\n\
+                # TYPE h histogram\nh_bucket{alg=\"RS256\",le=\"0.5\"} 1\nh_sum{alg=\"RS256\"} 1\n\
+                # TYPE g gauge\ng 1\n";
+    let f = parse_exposition(text);
+    assert_eq!(f["a_total"].kind, "counter");
+    assert_eq!(
+        f["a_total"].labels["y"].iter().next().map(String::as_str),
+        Some("q\"z")
+    );
+    assert_eq!(f["h"].labels.keys().collect::<Vec<_>>(), ["alg"]);
+    assert!(f["g"].labels.is_empty());
+}
+
+// === architecture ===
+
+#[test]
+fn architecture_lists_every_workspace_member_in_its_table_and_diagram() {
+    let manifest = doc("Cargo.toml");
+    let members = manifest
+        .split("members = [")
+        .nth(1)
+        .and_then(|m| m.split(']').next())
+        .expect("workspace members");
+    let arch = doc("docs/architecture.md");
+    let mut seen = 0;
+    for line in members.lines().filter(|l| l.contains('"')) {
+        let path = line.split('"').nth(1).expect("member path");
+        let package = line
+            .split('#')
+            .nth(1)
+            .and_then(|c| c.split(':').next())
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("Cargo.toml: member {path} has no `# package: …` comment"));
+        assert!(
+            arch.contains(&format!("| `{path}` ({package}) |")),
+            "docs/architecture.md: no crate-table row for {path} ({package})"
+        );
+        assert!(
+            arch.contains(&format!("{package} ({path})")),
+            "docs/architecture.md: the crates diagram lacks {package} ({path})"
+        );
+        seen += 1;
+    }
+    assert!(seen >= 7, "workspace members not found in Cargo.toml");
+}
+
+// === alert tests ===
+
+/// Every alert of the rules file has, in docs/alerts/tests/, a case where it
+/// fires and a case where it stays silent, and every alert with a `for:` a
+/// check of its pending stage; every recording rule a `promql_expr_test`.
+#[test]
+fn every_alert_has_firing_silent_and_pending_tests_and_every_rule_an_expr_test() {
+    let rules = doc("docs/alerts/keyshift.rules.yml");
+    let tests = doc("docs/alerts/tests/keyshift.rules.test.yml");
+    let lines: Vec<&str> = tests.lines().map(str::trim).collect();
+    let mut alert: Option<&str> = None;
+    let mut with_for = Vec::new();
+    let mut alerts = Vec::new();
+    for line in rules.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix("- alert:") {
+            alert = Some(name.trim());
+            alerts.push(name.trim());
+        } else if line.starts_with("- record:") {
+            alert = None;
+        } else if line.starts_with("for:") {
+            with_for.extend(alert);
+        }
+    }
+    assert!(alerts.len() >= 10, "alerts not found");
+    for name in &alerts {
+        let silent = format!("alertname: {name}, exp_alerts: []}}");
+        assert!(
+            lines.iter().any(|l| l.ends_with(&silent)),
+            "{name}: no promtool case where it stays silent"
+        );
+        let fires = lines
+            .windows(2)
+            .any(|w| w[0] == format!("alertname: {name}") && w[1] == "exp_alerts:");
+        assert!(fires, "{name}: no promtool case where it fires");
+    }
+    for name in with_for {
+        let pending = format!(r#"ALERTS{{alertname="{name}",alertstate="pending""#);
+        assert!(
+            tests.contains(&pending),
+            "{name} has a `for:` but no test of its pending stage"
+        );
+    }
+    for line in rules.lines().map(str::trim) {
+        if let Some(record) = line.strip_prefix("- record:") {
+            assert!(
+                tests.contains(&format!("expr: {}\n", record.trim())),
+                "recording rule {} has no promql_expr_test",
+                record.trim()
+            );
+        }
+    }
+}
+
+// === security.md ===
+
+/// The text of every `.rs` file under `dir`.
+fn rust_sources(dir: &std::path::Path, out: &mut String) {
+    for entry in std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map_while(Result::ok)
+    {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push_str(&std::fs::read_to_string(&path).expect("source"));
+        }
+    }
+}
+
+/// Every function and test the RFC 8725 table of docs/security.md names in
+/// its "where" and "proof" columns exists in crates/.
+#[test]
+fn security_doc_names_functions_and_tests_that_exist() {
+    let mut sources = String::new();
+    rust_sources(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".."),
+        &mut sources,
+    );
+    let text = doc("docs/security.md");
+    let rows: Vec<Vec<String>> = text
+        .lines()
+        .filter(|l| l.starts_with("| §") || l.starts_with("| RFC 75"))
+        .map(table_cells)
+        .collect();
+    assert!(rows.len() >= 12, "RFC 8725 table not found");
+    let mut checked = 0;
+    for row in &rows {
+        assert_eq!(
+            row.len(),
+            4,
+            "security.md: row {row:?} needs rule | what | where | proof"
+        );
+        for cell in &row[2..] {
+            for name in cell.split('`').skip(1).step_by(2) {
+                // `Type::function`, `module::function`, `tests::name`, or a bare
+                // snake_case name with an underscore (a test or function);
+                // single words, constants and paths are prose.
+                let function = name.rsplit("::").next().unwrap_or(name);
+                let is_ident = !function.is_empty()
+                    && function
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                if !is_ident || !(name.contains("::") || function.contains('_')) {
+                    continue;
+                }
+                assert!(
+                    sources.contains(&format!("fn {function}("))
+                        || sources.contains(&format!("fn {function}<")),
+                    "docs/security.md names `{name}`, but no fn {function} exists in crates/"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(
+        checked >= 30,
+        "only {checked} functions and tests found in the table"
+    );
 }
