@@ -16,16 +16,30 @@ async fn ttl_comes_from_max_age_clamped_and_refreshes_ahead() {
     let server = JwksServer::start(jwks_of(&[a])).await;
     server.set(Mode::Ok {
         body: jwks_of(&[a]),
-        max_age: Some(3600),
+        max_age: Some(1800),
     });
     let f = fixture_with(Phase::Dual, "", server).await;
     let jwks = f.verifier.jwks().expect("jwks");
-    assert_eq!(jwks.status().ttl_seconds, 3600);
+    assert_eq!(jwks.status().ttl_seconds, 1800);
     // Refreshed at 80 % of the TTL, before the keys expire.
-    f.clock.advance(Duration::from_secs(2879));
+    f.clock.advance(Duration::from_secs(1439));
     assert!(!jwks.refresh_if_due().await);
     f.clock.advance(Duration::from_secs(1));
     assert!(jwks.refresh_if_due().await);
+
+    // A TTL longer than the maximum staleness (1h here) is refreshed at half
+    // of the staleness at the latest: the keys never reach the 503 point.
+    f.server.set(Mode::Ok {
+        body: jwks_of(&[a]),
+        max_age: Some(86_400),
+    });
+    jwks.force_refresh().await;
+    assert_eq!(jwks.status().ttl_seconds, 86_400);
+    f.clock.advance(Duration::from_secs(1799));
+    assert!(!jwks.refresh_if_due().await);
+    f.clock.advance(Duration::from_secs(1));
+    assert!(jwks.refresh_if_due().await);
+    assert!(jwks.usable());
 
     // Below the minimum (5m) and above the maximum (24h) the bounds win.
     f.server.set(Mode::Ok {

@@ -2,7 +2,8 @@
 //! lock-free on the request path.
 //!
 //! - TTL from `Cache-Control: max-age`, clamped to `[jwks_min_ttl, jwks_max_ttl]`;
-//!   refreshed in the background at 80 % of it, so requests never wait for it.
+//!   refreshed in the background at 80 % of it (at the latest at half of
+//!   `jwks_max_staleness`), so requests never wait for it.
 //! - An unknown kid refetches at most once per `unknown_kid_cooldown`, counted from
 //!   the last refetch an unknown kid caused; one fetch is in flight at a time
 //!   and concurrent waiters share it. A kid the refetch did not bring is
@@ -426,7 +427,10 @@ impl JwksCache {
         let mut state = self.state();
         state.ttl = ttl;
         state.failures = 0;
-        state.next_refresh = now + ttl.mul_f64(0.8);
+        // Refresh ahead: at 80 % of the TTL, and never later than half the
+        // maximum staleness, so a long max-age cannot let the keys reach the
+        // 503 point before the next scheduled fetch.
+        state.next_refresh = now + ttl.mul_f64(0.8).min(settings.max_staleness / 2);
         drop(state);
         self.last_success_ms
             .store(ms(now).max(1), Ordering::Release);
