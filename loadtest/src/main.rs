@@ -126,6 +126,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         cores: std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
+        capacity_assumption: args.target_rps.map(|_| capacity::ASSUMPTION.to_owned()),
         phases: Vec::new(),
     };
     let mut hs256_before_switch: Vec<String> = Vec::new();
@@ -381,6 +382,7 @@ fn summarize(
     let mut requests = 0u64;
     let mut failures = 0u64;
     let mut expected_rejections = 0u64;
+    let mut legitimate = 0u64;
     let mut server_errors = 0u64;
     // Percentiles of the largest request group (the legitimate tokens).
     let mut largest: Option<&goose::metrics::GooseRequestMetricTimingData> = None;
@@ -390,6 +392,8 @@ fn summarize(
         failures += agg.fail_count as u64;
         if name.contains("expected 401") {
             expected_rejections += agg.success_count as u64;
+        } else {
+            legitimate += agg.success_count as u64 + agg.fail_count as u64;
         }
         server_errors += agg
             .status_code_counts
@@ -441,9 +445,17 @@ fn summarize(
             as u64,
         events,
         verifier_rss_kib: rss,
-        capacity: args
-            .target_rps
-            .and_then(|t| capacity::plan(t, rps, p99, args.p99_ms)),
+        // Capacity counts legitimate tokens only: expected 401s are cheap, and
+        // the p99 is the legitimate tokens' own.
+        capacity: args.target_rps.and_then(|t| {
+            capacity::plan(
+                t,
+                legitimate as f64 / duration,
+                p99,
+                args.p99_ms,
+                args.users,
+            )
+        }),
     }
 }
 

@@ -58,6 +58,8 @@ pub struct Summary {
     pub started_unix: u64,
     /// CPU cores of the machine (load generator and services share them).
     pub cores: usize,
+    /// What capacity figures assume, when there are any.
+    pub capacity_assumption: Option<String>,
     /// One object per phase, in order.
     pub phases: Vec<PhaseSummary>,
 }
@@ -102,18 +104,13 @@ pub fn markdown(s: &Summary) -> String {
         md.push_str(&format!("- **{}**: {}\n", p.phase, list.join(", ")));
     }
     if s.phases.iter().any(|p| p.capacity.is_some()) {
-        md.push_str("\n## Capacity\n\nPer instance on hardware like this one (figures include the load generator sharing the cores; scale linearly only as far as measured).\n\n");
+        md.push_str("\n## Capacity\n\n");
+        if let Some(a) = &s.capacity_assumption {
+            md.push_str(&format!("Assumption: {a}.\n\n"));
+        }
         for p in &s.phases {
             if let Some(c) = &p.capacity {
-                let p99 = match (c.p99_objective_ms, c.p99_met) {
-                    (Some(o), Some(true)) => format!(", p99 {:.2} ms meets {o} ms", p.p99_ms),
-                    (Some(o), _) => format!(", p99 {:.2} ms MISSES {o} ms", p.p99_ms),
-                    _ => String::new(),
-                };
-                md.push_str(&format!(
-                    "- **{}**: {} instance(s) for {:.0} req/s at {:.0} req/s each{p99}\n",
-                    p.phase, c.instances, c.target_rps, c.per_instance_rps
-                ));
+                md.push_str(&format!("- **{}**: {}\n", p.phase, c.verdict));
             }
         }
     }
@@ -162,6 +159,7 @@ mod tests {
             version: 1,
             started_unix: 1,
             cores: 2,
+            capacity_assumption: None,
             phases: vec![PhaseSummary {
                 phase: "dual".into(),
                 duration_s: 10.0,
