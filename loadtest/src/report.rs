@@ -117,28 +117,123 @@ pub fn markdown(s: &Summary) -> String {
     md
 }
 
-/// An SVG bar chart: requests/s (bars) and p99 (labels) per phase.
+/// Escapes text for SVG.
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// An SVG with two panels sharing the phase axis: requests/s (bars) on
+/// top, p99 of the legitimate-token requests (bars, its own ms axis) below.
 pub fn chart(s: &Summary) -> String {
-    let width = 160 * s.phases.len().max(1) + 80;
-    let max_rps = s.phases.iter().map(|p| p.rps).fold(1.0, f64::max);
+    const LEFT: usize = 70;
+    const STEP: usize = 150;
+    const BAR: usize = 90;
+    const PANEL_H: f64 = 170.0;
+    let n = s.phases.len().max(1);
+    let width = LEFT + STEP * n + 30;
     let mut svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="320" font-family="sans-serif" font-size="12"><text x="10" y="20" font-size="14">keyshift /verify throughput (bars) and p99 per phase</text>"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="500" font-family="sans-serif" font-size="12"><text x="10" y="20" font-size="14">keyshift /verify per phase: throughput and p99 latency</text>"#
+    );
+    // One panel: axis at `base` (its bottom), scaled to a round maximum.
+    let mut panel = |title: &str,
+                     base: f64,
+                     max: f64,
+                     color: &str,
+                     values: &[(f64, Option<f64>)]| {
+        let max = nice_max(max);
+        let top = base - PANEL_H;
+        let label = |v: f64| {
+            if max >= 10.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v:.2}")
+            }
+        };
+        svg.push_str(&format!(
+            r##"<text x="10" y="{:.1}" font-size="13">{}</text>"##,
+            top - 12.0,
+            xml(title)
+        ));
+        for i in 0..=4 {
+            let v = max * f64::from(i) / 4.0;
+            let y = base - PANEL_H * f64::from(i) / 4.0;
+            svg.push_str(&format!(
+                r##"<line x1="{LEFT}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+                width - 20,
+                LEFT - 4,
+                y + 4.0,
+                label(v)
+            ));
+        }
+        svg.push_str(&format!(
+            r##"<line x1="{LEFT}" y1="{top:.1}" x2="{LEFT}" y2="{base:.1}" stroke="#333"/><line x1="{LEFT}" y1="{base:.1}" x2="{}" y2="{base:.1}" stroke="#333"/>"##,
+            width - 20
+        ));
+        for (i, (value, inner)) in values.iter().enumerate() {
+            let x = LEFT + 20 + i * STEP;
+            let h = (value / max * PANEL_H).clamp(1.0, PANEL_H);
+            let opacity = if inner.is_some() { 0.45 } else { 1.0 };
+            svg.push_str(&format!(
+                r##"<rect x="{x}" y="{:.1}" width="{BAR}" height="{h:.1}" fill="{color}" fill-opacity="{opacity}"/>"##,
+                base - h
+            ));
+            if let Some(inner) = inner {
+                let hi = (inner / max * PANEL_H).clamp(0.0, h);
+                svg.push_str(&format!(
+                    r##"<rect x="{x}" y="{:.1}" width="{BAR}" height="{hi:.1}" fill="{color}"/>"##,
+                    base - hi
+                ));
+            }
+            svg.push_str(&format!(
+                r#"<text x="{}" y="{:.1}" text-anchor="middle">{}</text>"#,
+                x + BAR / 2,
+                base - h - 4.0,
+                if *value >= 10.0 {
+                    format!("{value:.0}")
+                } else {
+                    format!("{value:.2}")
+                }
+            ));
+        }
+    };
+    let rps: Vec<(f64, Option<f64>)> = s.phases.iter().map(|p| (p.rps, None)).collect();
+    let p99: Vec<(f64, Option<f64>)> = s.phases.iter().map(|p| (p.p99_ms, None)).collect();
+    let max_rps = rps.iter().map(|v| v.0).fold(0.0, f64::max);
+    let max_p99 = p99.iter().map(|v| v.0).fold(0.0, f64::max);
+    panel("throughput, requests/s", 240.0, max_rps, "#4a78c2", &rps);
+    panel(
+        "p99 latency of legitimate-token requests, ms",
+        460.0,
+        max_p99,
+        "#d9822b",
+        &p99,
     );
     for (i, p) in s.phases.iter().enumerate() {
-        let h = (p.rps / max_rps * 220.0).max(1.0);
-        let x = 60 + i * 160;
-        let y = 270.0 - h;
         svg.push_str(&format!(
-            r##"<rect x="{x}" y="{y:.1}" width="100" height="{h:.1}" fill="#4a78c2"/><text x="{x}" y="{:.1}">{:.0} req/s</text><text x="{x}" y="{:.1}">p99 {:.2} ms</text><text x="{x}" y="290">{}</text>"##,
-            y - 18.0,
-            p.rps,
-            y - 4.0,
-            p.p99_ms,
+            r#"<text x="{}" y="480" text-anchor="middle">{}</text>"#,
+            LEFT + 20 + i * STEP + BAR / 2,
             p.phase
         ));
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+/// The smallest 1, 2 or 5 times a power of ten that is at least `v` (and
+/// leaves room above the tallest bar's label); 1 for nothing to plot.
+fn nice_max(v: f64) -> f64 {
+    if !(v > 0.0 && v.is_finite()) {
+        return 1.0;
+    }
+    let v = v * 1.1;
+    let p = 10f64.powf(v.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * p)
+        .find(|c| *c >= v)
+        .unwrap_or(10.0 * p)
 }
 
 /// Writes summary.json, summary.md and chart.svg into `dir`.
@@ -189,6 +284,30 @@ mod tests {
         let json = serde_json::to_string(&s).expect("json");
         assert_eq!(serde_json::from_str::<Summary>(&json).expect("parse"), s);
         assert!(markdown(&s).contains("| dual | 100 |"));
-        assert!(chart(&s).starts_with("<svg"));
+    }
+
+    #[test]
+    fn the_chart_plots_throughput_and_p99_per_phase() {
+        let mut s = sample();
+        let mut second = s.phases[0].clone();
+        second.phase = "transition".into();
+        second.p99_ms = 4.0;
+        s.phases.push(second);
+        let svg = chart(&s);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        // Per phase: a throughput bar and a p99 bar.
+        assert_eq!(svg.matches("<rect").count(), 2 * s.phases.len());
+        assert!(svg.contains("p99 latency"));
+        assert!(svg.contains(">4.00<"), "the p99 value is labelled");
+        assert!(svg.contains(">transition<"));
+    }
+
+    #[test]
+    fn axes_end_on_round_numbers() {
+        assert_eq!(nice_max(4_398.0), 5_000.0);
+        assert_eq!(nice_max(6.11), 10.0);
+        assert_eq!(nice_max(1.7), 2.0);
+        assert_eq!(nice_max(0.0), 1.0);
+        assert_eq!(nice_max(f64::NAN), 1.0);
     }
 }
