@@ -136,6 +136,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         verifier.signal(Signal::SIGHUP)?;
         wait_for_phase(&http, &issuer, &verifier, phase).await?;
 
+        let before_i = scrape(&http, issuer.addr).await?;
         let fresh = pool::mint(&http, issuer.addr, args.pool_size).await?;
         let mut tokens = pool::bearer(&fresh, Expect::Accept);
         let mut events = Vec::new();
@@ -195,12 +196,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             task.await.context("events task")??;
         }
         let after_v = scrape(&http, verifier.addr).await?;
+        let after_i = scrape(&http, issuer.addr).await?;
         let phase_summary = summarize(
             phase,
             &args,
             &metrics,
-            &before_v,
-            &after_v,
+            (&before_v, &after_v),
+            (&before_i, &after_i),
             events,
             verifier.rss_kib(),
         );
@@ -374,8 +376,8 @@ fn summarize(
     phase: &str,
     args: &Args,
     metrics: &goose::metrics::GooseMetrics,
-    before: &prom::Samples,
-    after: &prom::Samples,
+    (before, after): (&prom::Samples, &prom::Samples),
+    (issuer_before, issuer_after): (&prom::Samples, &prom::Samples),
     events: Vec<String>,
     rss: Option<u64>,
 ) -> PhaseSummary {
@@ -408,22 +410,7 @@ fn summarize(
     }
     let duration = metrics.duration.max(1) as f64;
     let rps = requests as f64 / duration;
-    let outcomes = prom::nonzero_deltas(before, after, "keyshift_verify_total")
-        .into_iter()
-        .map(|(labels, d)| {
-            let get = |k: &str| {
-                labels
-                    .split(',')
-                    .find_map(|kv| kv.strip_prefix(&format!("{k}=\"")))
-                    .map(|v| v.trim_end_matches('"').to_owned())
-                    .unwrap_or_default()
-            };
-            (
-                format!("{}/{}", get("alg"), get("outcome")),
-                d.max(0.0) as u64,
-            )
-        })
-        .collect();
+    let outcomes = prom::deltas_by(before, after, prom::VERIFY_TOTAL, &["alg", "outcome"]);
     let pct = |p: f32| largest.map(|l| ms(l.percentile_us(p))).unwrap_or(0.0);
     let p99 = pct(0.99);
     PhaseSummary {
@@ -439,10 +426,23 @@ fn summarize(
         outcomes,
         expected_rejections,
         unexpected: failures.max(server_errors),
-        key_cache_hit_rate: prom::hit_rate(before, after, "keyshift_key_cache_total"),
-        token_cache_hit_rate: prom::hit_rate(before, after, "keyshift_token_cache_total"),
-        jwks_fetches: prom::delta_where(before, after, "keyshift_jwks_fetch_total", &[]).max(0.0)
-            as u64,
+        key_cache_hit_rate: prom::hit_rate(before, after, prom::KEY_CACHE),
+        token_cache_hit_rate: prom::hit_rate(before, after, prom::TOKEN_CACHE),
+        jwks_fetches: prom::delta_where(before, after, prom::JWKS_FETCH, &[]).round() as u64,
+        issuer: report::IssuerSummary {
+            tokens_issued: prom::deltas_by(
+                issuer_before,
+                issuer_after,
+                prom::TOKENS_ISSUED,
+                &["alg"],
+            ),
+            token_requests: prom::deltas_by(
+                issuer_before,
+                issuer_after,
+                prom::TOKEN_REQUESTS,
+                &["outcome"],
+            ),
+        },
         events,
         verifier_rss_kib: rss,
         // Capacity counts legitimate tokens only: expected 401s are cheap, and

@@ -8,6 +8,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::capacity::Capacity;
 
+/// The issuer's side of a phase, from its `/metrics` deltas.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct IssuerSummary {
+    /// `keyshift_tokens_issued_total` deltas by `alg`.
+    pub tokens_issued: std::collections::BTreeMap<String, u64>,
+    /// `keyshift_token_requests_total` deltas by `outcome`.
+    pub token_requests: std::collections::BTreeMap<String, u64>,
+}
+
 /// One phase's figures.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PhaseSummary {
@@ -41,6 +50,8 @@ pub struct PhaseSummary {
     pub token_cache_hit_rate: Option<f64>,
     /// JWKS fetches by the verifier during the phase.
     pub jwks_fetches: u64,
+    /// The issuer's side.
+    pub issuer: IssuerSummary,
     /// Events run in the phase (`rotation`, `jwks_outage`, `attack`).
     pub events: Vec<String>,
     /// Verifier resident memory at the end, KiB.
@@ -67,7 +78,7 @@ pub struct Summary {
 /// The summary as a Markdown table.
 pub fn markdown(s: &Summary) -> String {
     let mut md = format!(
-        "# keyshift load test\n\n{} cores, load generator and services on the same machine.\n\n| phase | req/s | p50 ms | p95 ms | p99 ms | max ms | accepted | expected rejections | unexpected | key cache | token cache | JWKS fetches | events |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "# keyshift load test\n\n{} cores, load generator and services on the same machine.\n\n| phase | req/s | p50 ms | p95 ms | p99 ms | max ms | accepted | expected rejections | unexpected | key cache | token cache | JWKS fetches | tokens issued | events |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         s.cores
     );
     let pct = |r: Option<f64>| {
@@ -81,8 +92,14 @@ pub fn markdown(s: &Summary) -> String {
             .filter(|(k, _)| k.ends_with("/accepted"))
             .map(|(_, v)| v)
             .sum();
+        let issued: Vec<String> = p
+            .issuer
+            .tokens_issued
+            .iter()
+            .map(|(alg, n)| format!("{n} {alg}"))
+            .collect();
         md.push_str(&format!(
-            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             p.phase,
             p.rps,
             p.p50_ms,
@@ -95,12 +112,27 @@ pub fn markdown(s: &Summary) -> String {
             pct(p.key_cache_hit_rate),
             pct(p.token_cache_hit_rate),
             p.jwks_fetches,
+            if issued.is_empty() {
+                "0".to_owned()
+            } else {
+                issued.join(", ")
+            },
             p.events.join(", ")
         ));
     }
     md.push_str("\n## Outcomes (keyshift_verify_total deltas)\n\n");
     for p in &s.phases {
         let list: Vec<String> = p.outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        md.push_str(&format!("- **{}**: {}\n", p.phase, list.join(", ")));
+    }
+    md.push_str("\n## Issuer (keyshift_token_requests_total deltas)\n\n");
+    for p in &s.phases {
+        let list: Vec<String> = p
+            .issuer
+            .token_requests
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
         md.push_str(&format!("- **{}**: {}\n", p.phase, list.join(", ")));
     }
     if s.phases.iter().any(|p| p.capacity.is_some()) {
@@ -271,6 +303,10 @@ mod tests {
                 key_cache_hit_rate: None,
                 token_cache_hit_rate: Some(0.9),
                 jwks_fetches: 0,
+                issuer: IssuerSummary {
+                    tokens_issued: [("HS256".to_owned(), 45)].into_iter().collect(),
+                    token_requests: [("issued".to_owned(), 45)].into_iter().collect(),
+                },
                 events: vec![],
                 verifier_rss_kib: Some(10_000),
                 capacity: None,
@@ -283,7 +319,10 @@ mod tests {
         let s = sample();
         let json = serde_json::to_string(&s).expect("json");
         assert_eq!(serde_json::from_str::<Summary>(&json).expect("parse"), s);
-        assert!(markdown(&s).contains("| dual | 100 |"));
+        let md = markdown(&s);
+        assert!(md.contains("| dual | 100 |"));
+        assert!(md.contains("| 45 HS256 |"), "{md}");
+        assert!(md.contains("- **dual**: issued 45"), "{md}");
     }
 
     #[test]
