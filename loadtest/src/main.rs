@@ -5,6 +5,7 @@
 //! build; `--quick` is the smoke run of `make test`.
 
 mod capacity;
+mod http;
 mod pool;
 mod prom;
 mod proxy;
@@ -81,15 +82,68 @@ fn main() -> anyhow::Result<()> {
         args.users = 4;
         args.pool_size = 40;
     }
+    validate(&args)?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
         .block_on(run(args))
 }
 
+/// Refuses options that would panic or mean nothing: an empty pool, no
+/// users, no time, shares outside [0, 1], a non-positive target.
+fn validate(args: &Args) -> anyhow::Result<()> {
+    if args.pool_size == 0 {
+        bail!("--pool-size 0: the pool needs at least one token");
+    }
+    if args.users == 0 {
+        bail!("--users 0: at least one user");
+    }
+    if !(1..=3600).contains(&args.duration) {
+        bail!("--duration {}: between 1 and 3600 seconds", args.duration);
+    }
+    for (name, v) in [
+        ("--straggler-share", args.straggler_share),
+        ("--attack-share", args.attack_share),
+    ] {
+        if !(0.0..=1.0).contains(&v) {
+            bail!("{name} {v}: must be between 0 and 1");
+        }
+    }
+    for (name, v) in [("--target-rps", args.target_rps), ("--p99-ms", args.p99_ms)] {
+        if let Some(v) = v {
+            if !(v > 0.0 && v.is_finite()) {
+                bail!("{name} {v}: must be a positive number");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A new folder `<out>/<started>`, or `<started>-2`, `-3`, … if taken.
+fn report_dir(out: &std::path::Path, started: u64) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for n in 1..=100 {
+        let name = if n == 1 {
+            started.to_string()
+        } else {
+            format!("{started}-{n}")
+        };
+        let dir = out.join(name);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
+        }
+    }
+    bail!(
+        "{}: 100 report folders for second {started} already exist",
+        out.display()
+    )
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
     let started = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let dir = args.out.join(format!("{started}"));
+    let dir = report_dir(&args.out, started)?;
     let work = dir.join("work");
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     std::fs::write(
@@ -112,7 +166,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         &config,
         &work.join("verifier.log"),
     )?;
-    let http = reqwest::Client::new();
+    let http = http::client()?;
     println!(
         "keyshift-loadtest: issuer {} verifier {} (JWKS through {proxy_addr}), reports in {}",
         issuer.addr,
@@ -136,8 +190,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         verifier.signal(Signal::SIGHUP)?;
         wait_for_phase(&http, &issuer, &verifier, phase).await?;
 
-        let before_i = scrape(&http, issuer.addr).await?;
+        let before_i = http::scrape(&http, issuer.addr).await?;
         let fresh = pool::mint(&http, issuer.addr, args.pool_size).await?;
+        let first = fresh
+            .first()
+            .context("the token endpoint gave no token")?
+            .clone();
         let mut tokens = pool::bearer(&fresh, Expect::Accept);
         let mut events = Vec::new();
         match phase.as_str() {
@@ -149,21 +207,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
             _ => {}
         }
-        if pool::alg(&fresh[0]) == "HS256" {
+        if pool::alg(&first) == "HS256" {
             hs256_before_switch = fresh.clone();
         }
         if args.attack_share > 0.0 {
             let n = ((args.pool_size as f64) * args.attack_share).ceil() as usize;
             let attacks: Vec<String> = (0..n as u64)
-                .map(|i| pool::random_kid_token(started ^ (i << 20), &fresh[0]))
+                .map(|i| pool::random_kid_token(started ^ (i << 20), &first))
                 .collect();
             tokens.extend(pool::bearer(&attacks, Expect::Reject));
             events.push("attack".to_owned());
         }
         pool::set(tokens);
 
-        let before_v = scrape(&http, verifier.addr).await?;
-        let rs256_phase = pool::alg(&fresh[0]) == "RS256";
+        let before_v = http::scrape(&http, verifier.addr).await?;
+        let rs256_phase = pool::alg(&first) == "RS256";
         let events_task = if rs256_phase {
             if args.rotate {
                 events.push("rotation".to_owned());
@@ -194,9 +252,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let metrics = drive(verifier.addr, args.users, args.duration, &report_html).await?;
         if let Some(task) = events_task {
             task.await.context("events task")??;
+            if args.outage {
+                println!(
+                    "phase {phase}: the JWKS proxy served {} 503s during the outage",
+                    control.served_503.load(Ordering::Relaxed)
+                );
+            }
         }
-        let after_v = scrape(&http, verifier.addr).await?;
-        let after_i = scrape(&http, issuer.addr).await?;
+        let after_v = http::scrape(&http, verifier.addr).await?;
+        let after_i = http::scrape(&http, issuer.addr).await?;
         let phase_summary = summarize(
             phase,
             &args,
@@ -241,7 +305,8 @@ async fn wait_for_phase(
             .bytes()
             .await?;
         let v: serde_json::Value = serde_json::from_slice(&reported).unwrap_or_default();
-        if pool::alg(&minted[0]) == want_alg && v["phase"] == phase {
+        let minted_alg = minted.first().map(|t| pool::alg(t)).unwrap_or_default();
+        if minted_alg == want_alg && v["phase"] == phase {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -251,19 +316,6 @@ async fn wait_for_phase(
 
 fn pool_len() -> usize {
     pool::len()
-}
-
-async fn scrape(
-    http: &reqwest::Client,
-    addr: std::net::SocketAddr,
-) -> anyhow::Result<prom::Samples> {
-    let body = http
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await?
-        .bytes()
-        .await?;
-    Ok(prom::parse(&String::from_utf8_lossy(&body)))
 }
 
 /// Mid-phase events, as an operator would run them: a rotation (the next
@@ -285,11 +337,14 @@ async fn run_events(
     let until = |t: Duration| tokio::time::sleep(t.saturating_sub(started.elapsed()));
     if rotate {
         until(at(0.15)).await;
-        let out = tokio::process::Command::new(&keyshift)
+        let mut rotate = tokio::process::Command::new(&keyshift);
+        rotate
             .args(["keys", "rotate", "--config"])
             .arg(&config)
-            .output()
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(Duration::from_secs(30), rotate.output())
             .await
+            .map_err(|_| anyhow::anyhow!("keyshift keys rotate took over 30 s"))?
             .context("keyshift keys rotate")?;
         if !out.status.success() {
             bail!(
@@ -298,15 +353,20 @@ async fn run_events(
             );
         }
         let hup = || {
-            let pid = nix::unistd::Pid::from_raw(i32::try_from(issuer_pid).unwrap_or(0));
-            nix::sys::signal::kill(pid, Signal::SIGHUP).context("SIGHUP issuer")
+            // 0 or a negative id would signal a whole process group.
+            let pid = i32::try_from(issuer_pid)
+                .ok()
+                .filter(|p| *p > 1)
+                .context("the issuer's pid is not one the harness may signal")?;
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGHUP)
+                .context("SIGHUP issuer")
         };
         hup()?;
         // The issuer promotes the key once it has been published for key_prepublish (2 s).
         until(at(0.15) + Duration::from_millis(2_500)).await;
         hup()?;
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let http = reqwest::Client::new();
+        let http = http::client()?;
         let fresh = pool::mint(&http, issuer, 20).await?;
         pool::extend(pool::bearer(&fresh, Expect::Accept));
     }

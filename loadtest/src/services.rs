@@ -114,15 +114,27 @@ impl Process {
                 bail!("keyshift {what} did not start (see {})", log.display());
             }
         };
-        Ok(Process {
-            child,
-            addr: addr.parse().with_context(|| format!("address {addr}"))?,
-        })
+        let addr: SocketAddr = match addr.parse() {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                bail!("keyshift {what}: `{addr}` is not an address");
+            }
+        };
+        if let Err(e) = crate::http::ensure_loopback(addr) {
+            let _ = child.kill();
+            return Err(e.context(format!("keyshift {what} listens off loopback")));
+        }
+        Ok(Process { child, addr })
     }
 
     /// Sends `sig`.
     pub fn signal(&self, sig: nix::sys::signal::Signal) -> anyhow::Result<()> {
-        let pid = i32::try_from(self.child.id()).context("pid")?;
+        // 0 or a negative id would signal a whole process group.
+        let pid = i32::try_from(self.child.id())
+            .ok()
+            .filter(|p| *p > 1)
+            .context("pid")?;
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).context("signal")?;
         Ok(())
     }
