@@ -2,7 +2,7 @@
 //! connect and total timeouts and no proxy (an `HTTP_PROXY` in the
 //! environment must not divert loopback traffic), and the few GETs it makes.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -29,6 +29,31 @@ pub fn builder() -> reqwest::ClientBuilder {
 /// The harness's client.
 pub fn client() -> anyhow::Result<reqwest::Client> {
     builder().build().context("building the HTTP client")
+}
+
+/// Parses a loopback base URL (`http://127.0.0.1:8080`, `http://[::1]:8081/`,
+/// `http://localhost:8080`) into its address. Anything else is refused: the
+/// harness never sends traffic off this machine.
+pub fn loopback_url(text: &str) -> anyhow::Result<SocketAddr> {
+    let Some(rest) = text.strip_prefix("http://") else {
+        bail!("`{text}`: expected http://<loopback address>:<port>");
+    };
+    let authority = rest.trim_end_matches('/');
+    if authority.contains('/') || authority.contains('@') {
+        bail!("`{text}`: give the service's base URL only (no path, no user info)");
+    }
+    let addr: SocketAddr = match authority.strip_prefix("localhost:") {
+        Some(port) => SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port.parse()
+                .with_context(|| format!("`{text}`: bad port `{port}`"))?,
+        ),
+        None => authority
+            .parse()
+            .with_context(|| format!("`{text}`: expected http://<loopback address>:<port>"))?,
+    };
+    ensure_loopback(addr).with_context(|| format!("`{text}`"))?;
+    Ok(addr)
 }
 
 /// Refuses a non-loopback or port-0 address.
@@ -66,11 +91,31 @@ pub async fn get_bytes(http: &reqwest::Client, url: &str) -> anyhow::Result<byte
     Ok(body)
 }
 
+/// GET a JSON document.
+pub async fn get_json(http: &reqwest::Client, url: &str) -> anyhow::Result<serde_json::Value> {
+    let body = get_bytes(http, url).await?;
+    serde_json::from_slice(&body).with_context(|| format!("GET {url}: not JSON"))
+}
+
 /// Scrapes `http://addr/metrics`.
 pub async fn scrape(http: &reqwest::Client, addr: SocketAddr) -> anyhow::Result<prom::Samples> {
     let body = get_bytes(http, &format!("http://{addr}/metrics")).await?;
     let text = std::str::from_utf8(&body).context("/metrics is not UTF-8")?;
     Ok(prom::parse(text))
+}
+
+/// The kids the issuer's JWKS lists (fetched from the issuer directly, not
+/// through the harness's proxy).
+pub async fn issuer_kids(
+    http: &reqwest::Client,
+    issuer: SocketAddr,
+) -> anyhow::Result<Vec<String>> {
+    let jwks = get_json(http, &format!("http://{issuer}/.well-known/jwks.json")).await?;
+    let keys = jwks["keys"].as_array().context("JWKS without keys")?;
+    Ok(keys
+        .iter()
+        .filter_map(|k| k["kid"].as_str().map(str::to_owned))
+        .collect())
 }
 
 #[cfg(test)]
@@ -84,5 +129,31 @@ mod tests {
         assert!(ensure_loopback("10.0.0.1:8080".parse().expect("lan")).is_err());
         assert!(ensure_loopback("0.0.0.0:8080".parse().expect("any")).is_err());
         assert!(ensure_loopback("127.0.0.1:0".parse().expect("port 0")).is_err());
+    }
+
+    #[test]
+    fn loopback_urls_parse_and_others_are_refused() {
+        assert_eq!(
+            loopback_url("http://127.0.0.1:8080").expect("v4").port(),
+            8080
+        );
+        assert!(loopback_url("http://127.0.0.1:8080/").is_ok());
+        assert!(loopback_url("http://[::1]:8081").is_ok());
+        assert_eq!(
+            loopback_url("http://localhost:9000").expect("localhost"),
+            "127.0.0.1:9000".parse().expect("addr")
+        );
+        for bad in [
+            "https://127.0.0.1:8080",
+            "127.0.0.1:8080",
+            "http://10.0.0.1:8080",
+            "http://example.com:80",
+            "http://127.0.0.1:0",
+            "http://127.0.0.1:8080/verify",
+            "http://user@127.0.0.1:8080",
+            "http://localhost:x",
+        ] {
+            assert!(loopback_url(bad).is_err(), "{bad} accepted");
+        }
     }
 }

@@ -173,6 +173,14 @@ pub fn hit_rate(before: &Samples, after: &Samples, name: &str) -> Option<f64> {
     (total > 0.0).then(|| hit / total)
 }
 
+/// The value of a gauge series with exactly these labels among others.
+pub fn gauge(samples: &Samples, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|(s, _)| s.matches(name, labels))
+        .map(|(_, v)| *v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,14 +234,12 @@ mod tests {
         let s = parse(
             "up 1\nx{a=\"1\",} 2\nbroken{a=\"1\" 3\nnovalue{a=\"1\"}\n{a=\"1\"} 5\nh_bucket{le=\"+Inf\"} +Inf\n",
         );
-        let value = |name: &str, labels: &[(&str, &str)]| {
-            s.iter()
-                .find(|(series, _)| series.matches(name, labels))
-                .map(|(_, v)| *v)
-        };
-        assert_eq!(value("up", &[]), Some(1.0));
-        assert_eq!(value("x", &[("a", "1")]), Some(2.0));
-        assert_eq!(value("h_bucket", &[("le", "+Inf")]), Some(f64::INFINITY));
+        assert_eq!(gauge(&s, "up", &[]), Some(1.0));
+        assert_eq!(gauge(&s, "x", &[("a", "1")]), Some(2.0));
+        assert_eq!(
+            gauge(&s, "h_bucket", &[("le", "+Inf")]),
+            Some(f64::INFINITY)
+        );
         assert_eq!(s.len(), 3, "{s:?}");
     }
 }
