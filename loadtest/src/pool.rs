@@ -9,10 +9,11 @@
 //! (stale HS256 tokens in phase `asymmetric`) are never replaced. A share of
 //! requests carries an attack token with a fresh random kid each time.
 //!
-//! With `P` legitimate slots, reuse `N` and `R` requests, the verifier's
-//! token cache sees about `P + R / N` first uses (misses) when it can hold
-//! `P` tokens, so its hit rate is about `1 - P/R - 1/N`; key-set changes
-//! (rotation) and reloads (SIGHUP) start the cache over.
+//! With `P` legitimate slots, reuse `N` and `R` legitimate requests, the
+//! verifier's token cache sees about `P + R / N` first uses (misses) when it
+//! can hold `P` tokens, so their hit rate is about `1 - P/R - 1/N`; key-set
+//! changes (rotation) and reloads (SIGHUP) start the cache over. Rejected
+//! tokens (stragglers, attacks) are never cached: each is a miss.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
