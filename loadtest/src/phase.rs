@@ -1,12 +1,13 @@
-//! The migration phase as the services report it, waiting for a switch to
-//! land, and editing `phase` in a config file.
+//! The migration phase as the services report it, the order in which the
+//! services reload for a switch, waiting for it to land, and editing `phase`
+//! in a config file.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use keyshift_core::phase_metrics::PHASE_INFO;
-use keyshift_core::Phase;
+use keyshift_core::{Alg, Phase};
 
 use crate::http;
 use crate::prom;
@@ -53,6 +54,67 @@ pub async fn current(
         ),
         _ => Ok(v),
     }
+}
+
+/// One of the two services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The issuer.
+    Issuer,
+    /// The verifier.
+    Verifier,
+}
+
+/// The reload order of a switch, as docs/migration-runbook.md prescribes:
+/// the issuer first when it starts publishing RSA keys (verifiers must find
+/// them at their forced refetch) or changes what it signs while verifiers
+/// keep accepting both; the verifiers first when they stop accepting an
+/// algorithm, or accept one again on a rollback.
+pub fn reload_order(from: Phase, to: Phase) -> [Role; 2] {
+    let narrows = Alg::ALL
+        .into_iter()
+        .any(|a| from.accepts(a) && !to.accepts(a));
+    let widens = Alg::ALL
+        .into_iter()
+        .any(|a| !from.accepts(a) && to.accepts(a));
+    let issuer_first = if !from.publishes_rsa_keys() && to.publishes_rsa_keys() {
+        true
+    } else if narrows || widens {
+        false
+    } else {
+        from.signs() != to.signs()
+    };
+    if issuer_first {
+        [Role::Issuer, Role::Verifier]
+    } else {
+        [Role::Verifier, Role::Issuer]
+    }
+}
+
+/// Waits (≤ [`SWITCH_TIMEOUT`]) until `role` at `addr` reports `phase`.
+pub async fn wait_for_role(
+    http: &reqwest::Client,
+    role: Role,
+    addr: SocketAddr,
+    phase: Phase,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + SWITCH_TIMEOUT;
+    let mut last = String::from("no answer yet");
+    while Instant::now() < deadline {
+        let seen = match role {
+            Role::Issuer => issuer_phase(http, addr).await,
+            Role::Verifier => verifier_phase(http, addr).await.map(Some),
+        };
+        match seen {
+            Ok(Some(p)) if p == phase => return Ok(()),
+            other => last = format!("{other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!(
+        "the {role:?} did not switch to phase {phase} within {} s ({last})",
+        SWITCH_TIMEOUT.as_secs()
+    )
 }
 
 /// Waits (≤ [`SWITCH_TIMEOUT`]) until both services report `phase`.
@@ -144,6 +206,23 @@ mod tests {
     #[test]
     fn two_phase_lines_are_refused() {
         assert!(set_phase_line("phase = \"dual\"\nphase=\"legacy\"\n", Phase::Dual).is_err());
+    }
+
+    #[test]
+    fn reloads_follow_the_runbook_order() {
+        use Phase::*;
+        use Role::*;
+        // Forward: keys published before verifiers look; RS256 signed once
+        // verifiers accept it; HS256 refused by verifiers first.
+        assert_eq!(reload_order(Legacy, Dual), [Issuer, Verifier]);
+        assert_eq!(reload_order(Dual, Transition), [Issuer, Verifier]);
+        assert_eq!(reload_order(Transition, Asymmetric), [Verifier, Issuer]);
+        // Rollbacks.
+        assert_eq!(reload_order(Asymmetric, Transition), [Verifier, Issuer]);
+        assert_eq!(reload_order(Transition, Dual), [Issuer, Verifier]);
+        assert_eq!(reload_order(Dual, Legacy), [Verifier, Issuer]);
+        // A phase to itself: nothing to order; verifiers first is harmless.
+        assert_eq!(reload_order(Dual, Dual), [Verifier, Issuer]);
     }
 
     #[test]

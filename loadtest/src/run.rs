@@ -110,9 +110,14 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 carried = minter.mint_many(opts.pool.size, 0).await?;
                 carried_at = Instant::now();
             }
-            sut.switch(ph)?;
+            // The operator path: edit, then reload one service after the other
+            // in the runbook's order, each reporting the phase before the next.
+            sut.write_phase(ph)?;
+            for role in phase::reload_order(current, ph) {
+                sut.hup(role)?;
+                phase::wait_for_role(&http, role, sut.addr(role), ph).await?;
+            }
             sighups += 1;
-            phase::wait_for(&http, sut.issuer, sut.verifier, ph).await?;
             current = ph;
         }
 

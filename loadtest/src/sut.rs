@@ -16,7 +16,7 @@ use nix::sys::signal::Signal;
 use serde::Serialize;
 
 use crate::cli::Control;
-use crate::phase;
+use crate::phase::{self, Role};
 use crate::proxy::{self, ProxyControl};
 use crate::services::{self, Pid, Process};
 use crate::token::Credentials;
@@ -220,8 +220,8 @@ impl Sut {
         !matches!(self.config, ConfigFile::None)
     }
 
-    /// Writes `phase` into the config and sends SIGHUP to both services.
-    pub fn switch(&self, phase: Phase) -> anyhow::Result<()> {
+    /// Writes `phase` into the config (the services reload on [`Sut::hup`]).
+    pub fn write_phase(&self, phase: Phase) -> anyhow::Result<()> {
         match &self.config {
             ConfigFile::Harness {
                 work,
@@ -244,7 +244,25 @@ impl Sut {
             }
             ConfigFile::None => bail!("the harness does not control the services' phase"),
         }
-        self.hup_both()
+        Ok(())
+    }
+
+    /// SIGHUP to one service.
+    pub fn hup(&self, role: Role) -> anyhow::Result<()> {
+        let pid = match role {
+            Role::Issuer => self.issuer_pid,
+            Role::Verifier => self.verifier_pid,
+        };
+        pid.with_context(|| format!("no pid for the {role:?}"))?
+            .signal(Signal::SIGHUP)
+    }
+
+    /// The address of one service.
+    pub fn addr(&self, role: Role) -> SocketAddr {
+        match role {
+            Role::Issuer => self.issuer,
+            Role::Verifier => self.verifier,
+        }
     }
 
     /// SIGHUP to issuer and verifier.
