@@ -1,149 +1,516 @@
-//! The token pool goose users draw from, and how tokens are minted.
+//! The token pool goose users draw from.
+//!
+//! A pool is a fixed set of slots, each a client holding one token, as a
+//! fleet of services each holding its access token. A legitimate slot's
+//! token is used `--reuse` times, or until 90 % of its lifetime has passed,
+//! then the slot asks for a replacement, minted in the background through
+//! the real token endpoint; until it arrives the slot keeps using its current
+//! (still valid) token, as a client whose refresh is slow would. Stragglers
+//! (stale HS256 tokens in phase `asymmetric`) are never replaced. A share of
+//! requests carries an attack token with a fresh random kid each time.
+//!
+//! With `P` legitimate slots, reuse `N` and `R` legitimate requests, the
+//! verifier's token cache sees about `P + R / N` first uses (misses) when it
+//! can hold `P` tokens, so their hit rate is about `1 - P/R - 1/N`; key-set
+//! changes (rotation) and reloads (SIGHUP) start the cache over. Rejected
+//! tokens (stragglers, attacks) are never cached: each is a miss.
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::RwLock;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use keyshift_core::b64;
+use tokio::sync::mpsc;
 
-use crate::services::{client_id, client_secret, CLIENTS};
+use crate::token::{self, Minted, Minter};
 
-/// What a token should get from `/verify`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expect {
-    /// A legitimate token: 200.
-    Accept,
-    /// A straggler or an attack: 401, counted as an expected rejection.
-    Reject,
+/// What kind of request a pooled token makes; also goose's request name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// A legitimate HS256 token: 200.
+    Hs256,
+    /// A legitimate RS256 token signed by a key the phase started with: 200.
+    Rs256,
+    /// A legitimate RS256 token signed by a key that appeared during the phase (rotation): 200.
+    NewKid,
+    /// A stale HS256 token in phase asymmetric: 401 (`alg_disabled`).
+    Straggler,
+    /// An RS256-looking token with a random kid: 401 (`unknown_kid`).
+    Attack,
 }
 
-/// One pooled token.
-#[derive(Debug, Clone)]
+impl Kind {
+    /// Every kind.
+    pub const ALL: [Kind; 5] = [
+        Kind::Hs256,
+        Kind::Rs256,
+        Kind::NewKid,
+        Kind::Straggler,
+        Kind::Attack,
+    ];
+
+    /// The goose request name, and the key in `summary.json`'s `sent`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Kind::Hs256 => "HS256 legitimate",
+            Kind::Rs256 => "RS256 legitimate",
+            Kind::NewKid => "RS256 new kid",
+            Kind::Straggler => "HS256 straggler (expected 401)",
+            Kind::Attack => "attack kid (expected 401)",
+        }
+    }
+
+    /// The kind of a goose request key (`"GET <name>"`), if it is one of ours.
+    pub fn from_request_key(key: &str) -> Option<Kind> {
+        let name = key.strip_prefix("GET ").unwrap_or(key);
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Whether the token is legitimate (expects 200).
+    pub const fn legitimate(self) -> bool {
+        matches!(self, Kind::Hs256 | Kind::Rs256 | Kind::NewKid)
+    }
+
+    /// The status `/verify` must answer.
+    pub const fn expected_status(self) -> u16 {
+        if self.legitimate() {
+            200
+        } else {
+            401
+        }
+    }
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One token as goose sends it.
+#[derive(Debug)]
 pub struct Tok {
     /// `Authorization` header value.
     pub header: String,
-    /// The expected answer.
-    pub expect: Expect,
+    /// What it is.
+    pub kind: Kind,
 }
 
-static POOL: RwLock<Vec<Tok>> = RwLock::new(Vec::new());
-static NEXT: AtomicU64 = AtomicU64::new(0x9e37_79b9_7f4a_7c15);
-
-/// Replaces the pool.
-pub fn set(tokens: Vec<Tok>) {
-    *POOL.write().unwrap_or_else(|p| p.into_inner()) = tokens;
+/// A slot's starting token.
+#[derive(Debug, Clone)]
+pub struct SlotInit {
+    /// The token.
+    pub minted: Minted,
+    /// `Straggler` for a stale token never replaced; otherwise derived from the token.
+    pub straggler: bool,
+    /// When it was minted (for the refresh-before-expiry rule).
+    pub minted_at: Instant,
 }
 
-/// Tokens in the pool.
-pub fn len() -> usize {
-    POOL.read().map(|p| p.len()).unwrap_or(0)
+#[derive(Debug)]
+struct Slot {
+    tok: Mutex<Arc<Tok>>,
+    uses: AtomicU64,
+    /// Milliseconds after the pool's epoch from which the token is due for refresh.
+    refresh_at_ms: AtomicU64,
+    pending: AtomicBool,
+    client: usize,
+    replaceable: bool,
 }
 
-/// Adds tokens (e.g. minted after a rotation).
-pub fn extend(tokens: Vec<Tok>) {
-    POOL.write()
-        .unwrap_or_else(|p| p.into_inner())
-        .extend(tokens);
+/// Counters of one pool.
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    /// Requests sent per kind (by the goose transaction, before the answer).
+    sent: [AtomicU64; 5],
+    /// Replacements asked for by slots.
+    pub replacements_requested: AtomicU64,
+    /// Replacements installed.
+    pub replaced: AtomicU64,
+    /// Replacement mints that failed.
+    pub replace_errors: AtomicU64,
 }
 
-/// A pseudo-random token (xorshift; no need for a CSPRNG to pick load).
-pub fn pick() -> Option<Tok> {
-    let pool = POOL.read().unwrap_or_else(|p| p.into_inner());
-    if pool.is_empty() {
-        return None;
+impl PoolStats {
+    /// Requests sent of `kind`.
+    pub fn sent(&self, kind: Kind) -> u64 {
+        self.sent[kind.index()].load(Ordering::Relaxed)
     }
-    let mut x = NEXT.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    pool.get((x % pool.len() as u64) as usize).cloned()
+
+    /// Requests sent of every kind.
+    pub fn sent_total(&self) -> u64 {
+        Kind::ALL.iter().map(|k| self.sent(*k)).sum()
+    }
 }
 
-/// Mints `n` tokens through `POST /oauth/token`, round-robin over the clients.
-pub async fn mint(
-    client: &reqwest::Client,
-    issuer: SocketAddr,
-    n: usize,
-) -> anyhow::Result<Vec<String>> {
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        let c = i % CLIENTS;
-        let body = format!(
-            "grant_type=client_credentials&client_id={}&client_secret={}",
-            client_id(c),
-            client_secret(c)
-        );
-        let resp = client
-            .post(format!("http://{issuer}/oauth/token"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .context("token request")?;
-        if !resp.status().is_success() {
-            bail!("token endpoint answered {}", resp.status());
+/// The pool of one phase.
+#[derive(Debug)]
+pub struct Pool {
+    slots: Vec<Slot>,
+    base_kids: HashSet<String>,
+    reuse: Option<u64>,
+    /// A request is an attack when a random u64 falls below this.
+    attack_below: u64,
+    attack_payload: String,
+    epoch: Instant,
+    rng: AtomicU64,
+    refill: mpsc::Sender<usize>,
+    /// Counters.
+    pub stats: PoolStats,
+}
+
+/// Share of a token's lifetime after which its client refreshes it.
+const REFRESH_AT_SHARE: f64 = 0.9;
+
+impl Pool {
+    /// A pool of `slots` (at least one). `reuse`: uses before a legitimate
+    /// token is replaced (`None`: only when near expiry). Returns the pool and
+    /// the receiver of replacement requests for [`refill`].
+    pub fn new(
+        slots: Vec<SlotInit>,
+        reuse: Option<u64>,
+        attack_share: f64,
+    ) -> anyhow::Result<(Arc<Pool>, mpsc::Receiver<usize>)> {
+        anyhow::ensure!(!slots.is_empty(), "empty token pool");
+        let epoch = Instant::now();
+        let base_kids: HashSet<String> = slots
+            .iter()
+            .filter_map(|s| token::header(&s.minted.token).and_then(|h| h.kid))
+            .collect();
+        let attack_payload = slots
+            .iter()
+            .find(|s| !s.straggler)
+            .or(slots.first())
+            .map(|s| token::payload_b64(&s.minted.token).to_owned())
+            .unwrap_or_default();
+        let (tx, rx) = mpsc::channel(slots.len());
+        let built = slots
+            .into_iter()
+            .map(|s| {
+                let kind = if s.straggler {
+                    Kind::Straggler
+                } else {
+                    classify(&s.minted.token, &base_kids)
+                };
+                Slot {
+                    tok: Mutex::new(Arc::new(Tok {
+                        header: format!("Bearer {}", s.minted.token),
+                        kind,
+                    })),
+                    uses: AtomicU64::new(0),
+                    refresh_at_ms: AtomicU64::new(refresh_at_ms(
+                        epoch,
+                        s.minted_at,
+                        s.minted.expires_in,
+                    )),
+                    pending: AtomicBool::new(false),
+                    client: s.minted.client,
+                    replaceable: !s.straggler,
+                }
+            })
+            .collect();
+        let attack_share = attack_share.clamp(0.0, 1.0);
+        Ok((
+            Arc::new(Pool {
+                slots: built,
+                base_kids,
+                reuse,
+                attack_below: (attack_share * u64::MAX as f64) as u64,
+                attack_payload,
+                epoch,
+                rng: AtomicU64::new(seed()),
+                refill: tx,
+                stats: PoolStats::default(),
+            }),
+            rx,
+        ))
+    }
+
+    /// Slots in the pool.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Slots that hold stragglers.
+    pub fn stragglers(&self) -> usize {
+        self.slots.iter().filter(|s| !s.replaceable).count()
+    }
+
+    /// The kids of the tokens the pool started with.
+    pub fn base_kids(&self) -> &HashSet<String> {
+        &self.base_kids
+    }
+
+    fn next_rand(&self) -> u64 {
+        // splitmix64 over a shared counter: no need for a CSPRNG to pick load.
+        let mut z = self
+            .rng
+            .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
+            .wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// The token for the next request; counts a use and asks for a
+    /// replacement when the slot's token is due.
+    pub fn pick(&self) -> Arc<Tok> {
+        if self.attack_below > 0 && self.next_rand() < self.attack_below {
+            return Arc::new(Tok {
+                header: format!(
+                    "Bearer {}",
+                    token::attack_token(self.next_rand(), &self.attack_payload)
+                ),
+                kind: Kind::Attack,
+            });
         }
-        let bytes = resp.bytes().await.context("token response body")?;
-        let json: serde_json::Value =
-            serde_json::from_slice(&bytes).context("token response is not JSON")?;
-        let token = json["access_token"].as_str().context("no access_token")?;
-        out.push(token.to_owned());
+        let i = (self.next_rand() % self.slots.len() as u64) as usize;
+        let Some(slot) = self.slots.get(i) else {
+            // Unreachable (i < len); an attack token keeps the request meaningful.
+            return Arc::new(Tok {
+                header: "Bearer invalid".to_owned(),
+                kind: Kind::Attack,
+            });
+        };
+        let tok = slot.tok.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if slot.replaceable {
+            let uses = slot.uses.fetch_add(1, Ordering::Relaxed) + 1;
+            let worn = self.reuse.is_some_and(|n| uses >= n);
+            let old = self.epoch.elapsed().as_millis() as u64
+                >= slot.refresh_at_ms.load(Ordering::Relaxed);
+            if (worn || old) && !slot.pending.swap(true, Ordering::AcqRel) {
+                self.stats
+                    .replacements_requested
+                    .fetch_add(1, Ordering::Relaxed);
+                // The channel holds one entry per slot, and a slot has at most one pending.
+                if self.refill.try_send(i).is_err() {
+                    slot.pending.store(false, Ordering::Release);
+                }
+            }
+        }
+        tok
     }
-    Ok(out)
+
+    /// Counts a request of `kind` about to be sent.
+    pub fn record_sent(&self, kind: Kind) {
+        self.stats.sent[kind.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The client of slot `i`.
+    fn client(&self, i: usize) -> Option<usize> {
+        self.slots.get(i).map(|s| s.client)
+    }
+
+    /// Installs a freshly minted token in slot `i` (a replaceable one).
+    pub fn replace(&self, i: usize, minted: &Minted, minted_at: Instant) {
+        let Some(slot) = self.slots.get(i) else {
+            return;
+        };
+        if !slot.replaceable {
+            return;
+        }
+        let tok = Arc::new(Tok {
+            header: format!("Bearer {}", minted.token),
+            kind: classify(&minted.token, &self.base_kids),
+        });
+        *slot.tok.lock().unwrap_or_else(|p| p.into_inner()) = tok;
+        slot.uses.store(0, Ordering::Relaxed);
+        slot.refresh_at_ms.store(
+            refresh_at_ms(self.epoch, minted_at, minted.expires_in),
+            Ordering::Relaxed,
+        );
+        slot.pending.store(false, Ordering::Release);
+        self.stats.replaced.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Replaces the first `tokens.len()` replaceable slots (clients that
+    /// renewed right after a rotation); returns how many were replaced.
+    pub fn replace_first(&self, tokens: &[Minted], minted_at: Instant) -> usize {
+        let targets: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| self.slots.get(i).is_some_and(|s| s.replaceable))
+            .take(tokens.len())
+            .collect();
+        for (i, t) in targets.iter().zip(tokens) {
+            self.replace(*i, t, minted_at);
+        }
+        targets.len().min(tokens.len())
+    }
 }
 
-/// The `alg` of a token.
-pub fn alg(token: &str) -> String {
-    token
-        .split('.')
-        .next()
-        .and_then(|h| b64::decode(h).ok())
-        .and_then(|h| serde_json::from_slice::<serde_json::Value>(&h).ok())
-        .and_then(|h| h["alg"].as_str().map(str::to_owned))
-        .unwrap_or_default()
+fn seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0x9e37_79b9_7f4a_7c15)
 }
 
-/// An RS256-looking token with a random kid and a junk signature (attack traffic).
-pub fn random_kid_token(seed: u64, payload_from: &str) -> String {
-    let header = format!(r#"{{"alg":"RS256","typ":"at+jwt","kid":"attack-{seed:016x}"}}"#);
-    let payload = payload_from.split('.').nth(1).unwrap_or("e30");
-    format!(
-        "{}.{payload}.{}",
-        b64::encode(header),
-        b64::encode([0x5au8; 256])
-    )
+fn refresh_at_ms(epoch: Instant, minted_at: Instant, expires_in: Duration) -> u64 {
+    let due = minted_at + expires_in.mul_f64(REFRESH_AT_SHARE);
+    due.saturating_duration_since(epoch).as_millis() as u64
 }
 
-/// Bearer header values.
-pub fn bearer(tokens: &[String], expect: Expect) -> Vec<Tok> {
-    tokens
-        .iter()
-        .map(|t| Tok {
-            header: format!("Bearer {t}"),
-            expect,
-        })
-        .collect()
+/// The kind of a legitimate token: by `alg`, and for RS256 whether its kid
+/// was among the pool's first kids.
+pub fn classify(token: &str, base_kids: &HashSet<String>) -> Kind {
+    match token::header(token) {
+        Some(h) if h.alg == "HS256" => Kind::Hs256,
+        Some(h) if h.kid.as_ref().is_some_and(|k| !base_kids.contains(k)) => Kind::NewKid,
+        _ => Kind::Rs256,
+    }
+}
+
+/// Mints replacements for slots that asked, one at a time, until `rx` closes
+/// or the task is aborted at the end of the phase.
+pub async fn refill(pool: Arc<Pool>, mut rx: mpsc::Receiver<usize>, minter: Arc<Minter>) {
+    while let Some(i) = rx.recv().await {
+        let Some(client) = pool.client(i) else {
+            continue;
+        };
+        match minter.mint(client).await {
+            Ok(minted) => pool.replace(i, &minted, Instant::now()),
+            Err(_) => {
+                pool.stats.replace_errors.fetch_add(1, Ordering::Relaxed);
+                // Let the slot ask again on its next use (the old token still serves).
+                if let Some(slot) = pool.slots.get(i) {
+                    slot.pending.store(false, Ordering::Release);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+static CURRENT: RwLock<Option<Arc<Pool>>> = RwLock::new(None);
+
+/// Makes `pool` the one goose users draw from.
+pub fn install(pool: Option<Arc<Pool>>) {
+    *CURRENT.write().unwrap_or_else(|p| p.into_inner()) = pool;
+}
+
+/// The pool goose users draw from.
+pub fn current() -> Option<Arc<Pool>> {
+    CURRENT.read().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keyshift_core::b64;
 
-    #[test]
-    fn attack_tokens_are_rs256_with_random_kids() {
-        let t = random_kid_token(7, "x.eyJzdWIiOiJhIn0.y");
-        assert_eq!(alg(&t), "RS256");
-        assert_ne!(t, random_kid_token(8, "x.eyJzdWIiOiJhIn0.y"));
+    fn jwt(alg: &str, kid: &str, n: u32) -> String {
+        format!(
+            "{}.{}.sig{n}",
+            b64::encode(format!(r#"{{"alg":"{alg}","kid":"{kid}"}}"#)),
+            b64::encode(format!(r#"{{"n":{n}}}"#))
+        )
+    }
+
+    fn init(token: String, straggler: bool) -> SlotInit {
+        SlotInit {
+            minted: Minted {
+                token,
+                expires_in: Duration::from_secs(900),
+                client: 0,
+            },
+            straggler,
+            minted_at: Instant::now(),
+        }
     }
 
     #[test]
-    fn pick_draws_from_the_pool() {
-        set(vec![]);
-        assert!(pick().is_none());
-        set(bearer(&["a".into(), "b".into()], Expect::Accept));
-        for _ in 0..10 {
-            assert!(pick().is_some());
+    fn kinds_round_trip_through_goose_request_keys() {
+        for k in Kind::ALL {
+            assert_eq!(
+                Kind::from_request_key(&format!("GET {}", k.name())),
+                Some(k)
+            );
+            assert_eq!(Kind::from_request_key(k.name()), Some(k));
         }
+        assert_eq!(Kind::from_request_key("GET /verify"), None);
+        assert_eq!(Kind::Straggler.expected_status(), 401);
+        assert_eq!(Kind::NewKid.expected_status(), 200);
+    }
+
+    #[test]
+    fn tokens_are_replaced_after_reuse_uses() {
+        let (pool, mut rx) =
+            Pool::new(vec![init(jwt("RS256", "k1", 1), false)], Some(3), 0.0).expect("pool");
+        for _ in 0..2 {
+            assert_eq!(pool.pick().kind, Kind::Rs256);
+        }
+        assert!(rx.try_recv().is_err(), "not worn out after 2 uses");
+        pool.pick();
+        assert_eq!(
+            rx.try_recv().ok(),
+            Some(0),
+            "third use asks for a replacement"
+        );
+        pool.pick();
+        assert!(rx.try_recv().is_err(), "asked once while pending");
+        let fresh = Minted {
+            token: jwt("RS256", "k2", 2),
+            expires_in: Duration::from_secs(900),
+            client: 0,
+        };
+        pool.replace(0, &fresh, Instant::now());
+        let t = pool.pick();
+        assert_eq!(t.kind, Kind::NewKid, "k2 was not among the first kids");
+        assert!(t.header.ends_with("sig2"));
+        assert_eq!(pool.stats.replaced.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn tokens_near_expiry_are_replaced_whatever_the_reuse() {
+        let mut s = init(jwt("HS256", "h", 1), false);
+        s.minted.expires_in = Duration::ZERO;
+        let (pool, mut rx) = Pool::new(vec![s], None, 0.0).expect("pool");
+        assert_eq!(pool.pick().kind, Kind::Hs256);
+        assert_eq!(rx.try_recv().ok(), Some(0));
+    }
+
+    #[test]
+    fn stragglers_are_never_replaced_and_attacks_get_fresh_kids() {
+        let (pool, mut rx) = Pool::new(
+            vec![
+                init(jwt("HS256", "h", 1), true),
+                init(jwt("RS256", "k1", 2), false),
+            ],
+            Some(1),
+            0.5,
+        )
+        .expect("pool");
+        assert_eq!(pool.stragglers(), 1);
+        let mut attack_kids = HashSet::new();
+        let mut kinds = HashSet::new();
+        for _ in 0..400 {
+            let t = pool.pick();
+            kinds.insert(t.kind);
+            if t.kind == Kind::Attack {
+                let kid = token::header(t.header.trim_start_matches("Bearer "))
+                    .and_then(|h| h.kid)
+                    .expect("kid");
+                attack_kids.insert(kid);
+            }
+        }
+        assert_eq!(
+            kinds,
+            [Kind::Straggler, Kind::Rs256, Kind::Attack]
+                .into_iter()
+                .collect()
+        );
+        assert!(attack_kids.len() > 100, "a fresh kid per attack request");
+        while let Ok(i) = rx.try_recv() {
+            assert_eq!(i, 1, "only the legitimate slot asks for replacements");
+        }
+        let fresh = Minted {
+            token: jwt("RS256", "k9", 3),
+            expires_in: Duration::from_secs(900),
+            client: 0,
+        };
+        pool.replace(0, &fresh, Instant::now());
+        assert_eq!(pool.stats.replaced.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn empty_pools_are_refused() {
+        assert!(Pool::new(vec![], None, 0.0).is_err());
     }
 }

@@ -1,64 +1,168 @@
-//! Prometheus text parsing and before/after differences.
+//! Prometheus text parsing and before/after differences of counters.
+//!
+//! The metric names the harness reads are the contract's (../shared/contract.md),
+//! spelled once here.
 
 use std::collections::BTreeMap;
 
-/// Samples by `name{labels}` (labels sorted, as the exporter prints them).
-pub type Samples = BTreeMap<String, f64>;
+/// `keyshift_verify_total{alg, outcome}` (verifier).
+pub const VERIFY_TOTAL: &str = "keyshift_verify_total";
+/// `keyshift_key_cache_total{result}` (verifier).
+pub const KEY_CACHE: &str = "keyshift_key_cache_total";
+/// `keyshift_token_cache_total{result}` (verifier).
+pub const TOKEN_CACHE: &str = "keyshift_token_cache_total";
+/// `keyshift_jwks_fetch_total{outcome}` (verifier).
+pub const JWKS_FETCH: &str = "keyshift_jwks_fetch_total";
+/// `keyshift_tokens_issued_total{alg, client}` (issuer).
+pub const TOKENS_ISSUED: &str = "keyshift_tokens_issued_total";
+/// `keyshift_token_requests_total{outcome}` (issuer).
+pub const TOKEN_REQUESTS: &str = "keyshift_token_requests_total";
 
-/// Parses the text exposition format; comments and malformed lines are skipped.
-pub fn parse(text: &str) -> Samples {
-    let mut out = Samples::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        if let Ok(v) = value.parse::<f64>() {
-            out.insert(series.to_owned(), v);
-        }
+/// One series: its name and its labels, sorted by label name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Series {
+    /// Metric name.
+    pub name: String,
+    /// Label name → value, unescaped.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Series {
+    /// The value of label `key`, or `""` without it.
+    pub fn label(&self, key: &str) -> &str {
+        self.labels.get(key).map(String::as_str).unwrap_or("")
     }
-    out
+
+    fn matches(&self, name: &str, labels: &[(&str, &str)]) -> bool {
+        self.name == name && labels.iter().all(|(k, v)| self.label(k) == *v)
+    }
 }
 
-/// `after - before` of one series (a missing series counts as 0).
-pub fn delta(before: &Samples, after: &Samples, series: &str) -> f64 {
-    after.get(series).copied().unwrap_or(0.0) - before.get(series).copied().unwrap_or(0.0)
+/// Samples of one scrape.
+pub type Samples = BTreeMap<Series, f64>;
+
+/// Parses the text exposition format. Comments, blank and malformed lines are
+/// skipped; an optional timestamp after the value is ignored.
+pub fn parse(text: &str) -> Samples {
+    text.lines().filter_map(parse_line).collect()
 }
 
-/// Sums the deltas of every series of `name` whose labels contain all `labels`.
+fn parse_line(line: &str) -> Option<(Series, f64)> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let (name, labels, rest) = match line.find(['{', ' ', '\t']) {
+        Some(i) if line[i..].starts_with('{') => {
+            let (labels, rest) = parse_labels(&line[i + 1..])?;
+            (&line[..i], labels, rest)
+        }
+        Some(i) => (&line[..i], BTreeMap::new(), &line[i..]),
+        None => return None,
+    };
+    if name.is_empty() {
+        return None;
+    }
+    let value = rest.split_whitespace().next()?;
+    let value = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        v => v.parse().ok()?,
+    };
+    Some((
+        Series {
+            name: name.to_owned(),
+            labels,
+        },
+        value,
+    ))
+}
+
+/// Parses `k="v",k2="v2"}` (the text after `{`), unescaping `\\`, `\"` and
+/// `\n`; returns the labels and the text after `}`.
+fn parse_labels(s: &str) -> Option<(BTreeMap<String, String>, &str)> {
+    let mut labels = BTreeMap::new();
+    let mut rest = s.trim_start();
+    loop {
+        if let Some(after) = rest.strip_prefix('}') {
+            return Some((labels, after));
+        }
+        let eq = rest.find('=')?;
+        let key = rest[..eq].trim();
+        if key.is_empty() {
+            return None;
+        }
+        let inner = rest[eq + 1..].trim_start().strip_prefix('"')?;
+        let mut value = String::new();
+        let mut end = None;
+        let mut escaped = false;
+        for (i, c) in inner.char_indices() {
+            match (escaped, c) {
+                (true, 'n') => {
+                    value.push('\n');
+                    escaped = false;
+                }
+                (true, c) => {
+                    value.push(c);
+                    escaped = false;
+                }
+                (false, '\\') => escaped = true,
+                (false, '"') => {
+                    end = Some(i);
+                    break;
+                }
+                (false, c) => value.push(c),
+            }
+        }
+        let end = end?;
+        labels.insert(key.to_owned(), value);
+        rest = inner[end + 1..].trim_start();
+        rest = rest.strip_prefix(',').unwrap_or(rest).trim_start();
+    }
+}
+
+/// The increase of a counter from `before` to `after`, as Prometheus'
+/// `increase()` sees it: a value that went down means the process restarted
+/// (counters reset to 0), so the increase is the value after the reset.
+pub fn counter_increase(before: f64, after: f64) -> f64 {
+    if after < before {
+        after
+    } else {
+        after - before
+    }
+}
+
+/// The increase of one series (missing before counts as 0).
+fn increase(before: &Samples, series: &Series, value: f64) -> f64 {
+    counter_increase(before.get(series).copied().unwrap_or(0.0), value)
+}
+
+/// Sums the increases of every series of `name` whose labels include all `labels`.
 pub fn delta_where(before: &Samples, after: &Samples, name: &str, labels: &[(&str, &str)]) -> f64 {
     after
-        .keys()
-        .filter(|k| matches(k, name, labels))
-        .map(|k| delta(before, after, k))
+        .iter()
+        .filter(|(s, _)| s.matches(name, labels))
+        .map(|(s, v)| increase(before, s, *v))
         .sum()
 }
 
-fn matches(series: &str, name: &str, labels: &[(&str, &str)]) -> bool {
-    let (n, rest) = series.split_once('{').unwrap_or((series, ""));
-    n == name
-        && labels
-            .iter()
-            .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
-}
-
-/// Every label set of `name` with a non-zero delta, as (labels, delta).
-pub fn nonzero_deltas(before: &Samples, after: &Samples, name: &str) -> Vec<(String, f64)> {
-    after
-        .keys()
-        .filter(|k| matches(k, name, &[]))
-        .map(|k| {
-            let labels = k
-                .split_once('{')
-                .map(|(_, l)| l.trim_end_matches('}'))
-                .unwrap_or("");
-            (labels.to_owned(), delta(before, after, k))
-        })
-        .filter(|(_, d)| *d != 0.0)
-        .collect()
+/// Increases of `name` grouped by the values of `keys` joined with `/`
+/// (e.g. `["alg", "outcome"]` → `"HS256/accepted"`), zeros left out.
+pub fn deltas_by(
+    before: &Samples,
+    after: &Samples,
+    name: &str,
+    keys: &[&str],
+) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for (s, v) in after.iter().filter(|(s, _)| s.matches(name, &[])) {
+        let d = increase(before, s, *v);
+        if d > 0.0 {
+            let key: Vec<&str> = keys.iter().map(|k| s.label(k)).collect();
+            *out.entry(key.join("/")).or_insert(0) += d.round() as u64;
+        }
+    }
+    out
 }
 
 /// hit / (hit + miss) of a `{result="hit|miss"}` counter; `None` without lookups.
@@ -67,6 +171,14 @@ pub fn hit_rate(before: &Samples, after: &Samples, name: &str) -> Option<f64> {
     let miss = delta_where(before, after, name, &[("result", "miss")]);
     let total = hit + miss;
     (total > 0.0).then(|| hit / total)
+}
+
+/// The value of a gauge series with exactly these labels among others.
+pub fn gauge(samples: &Samples, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|(s, _)| s.matches(name, labels))
+        .map(|(_, v)| *v)
 }
 
 #[cfg(test)]
@@ -80,15 +192,54 @@ mod tests {
     fn deltas_and_hit_rates() {
         let (b, a) = (parse(BEFORE), parse(AFTER));
         assert_eq!(
-            delta_where(&b, &a, "keyshift_verify_total", &[("outcome", "accepted")]),
+            delta_where(&b, &a, VERIFY_TOTAL, &[("outcome", "accepted")]),
             22.0
         );
+        assert_eq!(delta_where(&b, &a, VERIFY_TOTAL, &[("alg", "RS256")]), 7.0);
+        assert_eq!(hit_rate(&b, &a, KEY_CACHE), Some(0.9));
+        assert_eq!(hit_rate(&b, &a, TOKEN_CACHE), None);
+        let by = deltas_by(&b, &a, VERIFY_TOTAL, &["alg", "outcome"]);
+        assert_eq!(by.get("HS256/accepted"), Some(&15));
+        assert_eq!(by.get("RS256/accepted"), Some(&7));
+        assert_eq!(by.len(), 2);
+    }
+
+    #[test]
+    fn a_counter_that_went_down_restarted_so_its_increase_is_the_new_value() {
+        assert_eq!(counter_increase(100.0, 130.0), 30.0);
+        assert_eq!(counter_increase(100.0, 40.0), 40.0);
+        let b = parse("keyshift_jwks_fetch_total{outcome=\"ok\"} 50\n");
+        let a = parse("keyshift_jwks_fetch_total{outcome=\"ok\"} 3\n");
+        assert_eq!(delta_where(&b, &a, JWKS_FETCH, &[]), 3.0);
         assert_eq!(
-            delta_where(&b, &a, "keyshift_verify_total", &[("alg", "RS256")]),
-            7.0
+            deltas_by(&b, &a, JWKS_FETCH, &["outcome"]).get("ok"),
+            Some(&3)
         );
-        assert_eq!(hit_rate(&b, &a, "keyshift_key_cache_total"), Some(0.9));
-        assert_eq!(hit_rate(&b, &a, "keyshift_token_cache_total"), None);
-        assert_eq!(nonzero_deltas(&b, &a, "keyshift_verify_total").len(), 2);
+    }
+
+    #[test]
+    fn labels_are_unescaped_and_may_hold_commas_and_braces() {
+        let s = parse(
+            "keyshift_tokens_issued_total{client=\"a,b}\\\"c\\\\\",alg=\"RS256\"} 4 1700000000000\n",
+        );
+        let (series, v) = s.iter().next().expect("one sample");
+        assert_eq!(*v, 4.0, "the timestamp is not the value");
+        assert_eq!(series.label("client"), "a,b}\"c\\");
+        assert_eq!(series.label("alg"), "RS256");
+        assert_eq!(series.label("missing"), "");
+    }
+
+    #[test]
+    fn unlabelled_series_trailing_commas_and_bad_lines() {
+        let s = parse(
+            "up 1\nx{a=\"1\",} 2\nbroken{a=\"1\" 3\nnovalue{a=\"1\"}\n{a=\"1\"} 5\nh_bucket{le=\"+Inf\"} +Inf\n",
+        );
+        assert_eq!(gauge(&s, "up", &[]), Some(1.0));
+        assert_eq!(gauge(&s, "x", &[("a", "1")]), Some(2.0));
+        assert_eq!(
+            gauge(&s, "h_bucket", &[("le", "+Inf")]),
+            Some(f64::INFINITY)
+        );
+        assert_eq!(s.len(), 3, "{s:?}");
     }
 }

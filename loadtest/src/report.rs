@@ -1,77 +1,179 @@
 //! The report: `summary.json` (stable field names, documented in
 //! docs/loadtest.md), `summary.md`, and an SVG chart of throughput and p99.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
+use keyshift_core::Phase;
 use serde::{Deserialize, Serialize};
 
 use crate::capacity::Capacity;
+use crate::drive::SentCount;
+use crate::events::{OutageReport, RotationReport};
+use crate::sut::Mode;
+
+/// Format version of `summary.json`.
+pub const VERSION: u32 = 2;
+
+/// The issuer's side of a phase, from its `/metrics` deltas and the harness's own counts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct IssuerSummary {
+    /// `keyshift_tokens_issued_total` deltas by `alg`.
+    pub tokens_issued: BTreeMap<String, u64>,
+    /// `keyshift_token_requests_total` deltas by `outcome`.
+    pub token_requests: BTreeMap<String, u64>,
+    /// Token requests the harness sent in the window.
+    pub harness_mint_attempts: u64,
+    /// Tokens the harness received in the window.
+    pub harness_minted: u64,
+}
+
+/// The token pool of a phase.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PoolSummary {
+    /// Slots (legitimate tokens plus stragglers).
+    pub slots: usize,
+    /// Straggler slots.
+    pub stragglers: usize,
+    /// Uses before a token is replaced; `null`: only near expiry.
+    pub reuse: Option<u64>,
+    /// Replacements slots asked for.
+    pub replacements_requested: u64,
+    /// Replacements minted and installed.
+    pub replaced: u64,
+    /// Replacement mints that failed.
+    pub replace_errors: u64,
+}
 
 /// One phase's figures.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PhaseSummary {
-    /// `dual`, `transition` or `asymmetric`.
-    pub phase: String,
-    /// Seconds goose drove load.
+    /// The phase.
+    pub phase: Phase,
+    /// Seconds goose drove load (wall time).
     pub duration_s: f64,
+    /// Seconds between the verifier scrapes the deltas come from.
+    pub window_s: f64,
     /// Goose users.
     pub users: usize,
-    /// `/verify` requests sent.
+    /// `/verify` requests answered (every kind).
     pub requests: u64,
-    /// Requests per second.
+    /// Requests per second (every kind).
     pub rps: f64,
-    /// Latency percentiles from goose, milliseconds.
+    /// Legitimate-token requests answered.
+    pub legitimate_requests: u64,
+    /// Legitimate-token requests per second.
+    pub legitimate_rps: f64,
+    /// Latency of the legitimate-token requests, ms.
     pub p50_ms: f64,
     /// 95th percentile.
     pub p95_ms: f64,
     /// 99th percentile.
     pub p99_ms: f64,
-    /// Slowest.
+    /// Slowest request of any kind.
     pub max_ms: f64,
-    /// `keyshift_verify_total` deltas: "alg/outcome" → count.
-    pub outcomes: std::collections::BTreeMap<String, u64>,
-    /// Rejections that were expected (stragglers, attack tokens).
+    /// Per request kind: sent, ok (expected status), failed, 5xx.
+    pub sent: BTreeMap<String, SentCount>,
+    /// `keyshift_verify_total` deltas: `"alg/outcome"` → count.
+    pub outcomes: BTreeMap<String, u64>,
+    /// Expected 401s (stragglers, attack kids) answered as expected.
     pub expected_rejections: u64,
-    /// Legitimate tokens rejected, wrong statuses, 5xx: must be 0.
+    /// Requests goose saw answered wrongly (legitimate rejected, wrong status, 5xx, timeouts).
     pub unexpected: u64,
+    /// Failed checks (cross-checks, events, bounds); must be empty.
+    pub problems: Vec<String>,
     /// Key-cache hit rate in [0, 1], if any lookup happened.
     pub key_cache_hit_rate: Option<f64>,
     /// Token-cache hit rate in [0, 1], if any lookup happened.
     pub token_cache_hit_rate: Option<f64>,
-    /// JWKS fetches by the verifier during the phase.
+    /// JWKS fetches by the verifier in the window (all outcomes).
     pub jwks_fetches: u64,
-    /// Events run in the phase (`rotation`, `jwks_outage`, `attack`).
+    /// Of which failed.
+    pub jwks_fetch_errors: u64,
+    /// The most fetches the window may hold (see docs/loadtest.md).
+    pub jwks_fetch_bound: u64,
+    /// SIGHUPs the verifier got in or just before the window.
+    pub verifier_sighups: u64,
+    /// The issuer's side.
+    pub issuer: IssuerSummary,
+    /// The token pool.
+    pub pool: PoolSummary,
+    /// Events that ran (`attack`, `rotation`, `jwks_outage`).
     pub events: Vec<String>,
+    /// The rotation, if it ran.
+    pub rotation: Option<RotationReport>,
+    /// The outage, if it ran.
+    pub outage: Option<OutageReport>,
+    /// What was skipped and why.
+    pub notes: Vec<String>,
     /// Verifier resident memory at the end, KiB.
     pub verifier_rss_kib: Option<u64>,
-    /// Instances needed for `--target-rps`, if given.
+    /// The capacity line, with `--target-rps`.
     pub capacity: Option<Capacity>,
+}
+
+/// The options a run used (for reproducing it).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunOptions {
+    /// Seconds per phase.
+    pub duration_s: u64,
+    /// Goose users.
+    pub users: usize,
+    /// Legitimate slots.
+    pub pool_size: usize,
+    /// Uses per token.
+    pub reuse: Option<u64>,
+    /// Straggler share.
+    pub straggler_share: f64,
+    /// Attack share.
+    pub attack_share: f64,
+    /// Rotation on.
+    pub rotate: bool,
+    /// Outage on.
+    pub outage: bool,
+    /// `--quick`.
+    pub quick: bool,
 }
 
 /// The whole run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Summary {
-    /// Format version of this file.
+    /// Format version of this file ([`VERSION`]).
     pub version: u32,
     /// Unix time of the start.
     pub started_unix: u64,
     /// CPU cores of the machine (load generator and services share them).
     pub cores: usize,
+    /// How the services were reached.
+    pub mode: Mode,
+    /// The phases asked for, in order (what `phases` must match).
+    pub planned: Vec<Phase>,
+    /// Options.
+    pub options: RunOptions,
+    /// Run-wide notes.
+    pub notes: Vec<String>,
+    /// What capacity figures assume, when there are any.
+    pub capacity_assumption: Option<String>,
     /// One object per phase, in order.
     pub phases: Vec<PhaseSummary>,
 }
 
-/// The summary as a Markdown table.
+fn pct(r: Option<f64>) -> String {
+    r.map(|v| format!("{:.1} %", v * 100.0))
+        .unwrap_or_else(|| "—".into())
+}
+
+/// The summary as Markdown.
 pub fn markdown(s: &Summary) -> String {
     let mut md = format!(
-        "# keyshift load test\n\n{} cores, load generator and services on the same machine.\n\n| phase | req/s | p50 ms | p95 ms | p99 ms | max ms | accepted | expected rejections | unexpected | key cache | token cache | JWKS fetches | events |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
-        s.cores
+        "# keyshift load test\n\n{} cores, load generator and services on the same machine; mode {}.\n\n| phase | req/s | legit req/s | p50 ms | p95 ms | p99 ms | max ms | accepted | expected rejections | unexpected | key cache | token cache | JWKS fetches (errors) | tokens issued | events |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        s.cores,
+        serde_json::to_value(s.mode)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
     );
-    let pct = |r: Option<f64>| {
-        r.map(|v| format!("{:.1} %", v * 100.0))
-            .unwrap_or_else(|| "—".into())
-    };
     for p in &s.phases {
         let accepted: u64 = p
             .outcomes
@@ -79,10 +181,17 @@ pub fn markdown(s: &Summary) -> String {
             .filter(|(k, _)| k.ends_with("/accepted"))
             .map(|(_, v)| v)
             .sum();
+        let issued: Vec<String> = p
+            .issuer
+            .tokens_issued
+            .iter()
+            .map(|(alg, n)| format!("{n} {alg}"))
+            .collect();
         md.push_str(&format!(
-            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} ({}) | {} | {} |\n",
             p.phase,
             p.rps,
+            p.legitimate_rps,
             p.p50_ms,
             p.p95_ms,
             p.p99_ms,
@@ -93,50 +202,220 @@ pub fn markdown(s: &Summary) -> String {
             pct(p.key_cache_hit_rate),
             pct(p.token_cache_hit_rate),
             p.jwks_fetches,
+            p.jwks_fetch_errors,
+            if issued.is_empty() { "0".to_owned() } else { issued.join(", ") },
             p.events.join(", ")
         ));
     }
-    md.push_str("\n## Outcomes (keyshift_verify_total deltas)\n\n");
+    md.push_str("\n## Outcomes (keyshift_verify_total deltas) and what was sent\n\n");
     for p in &s.phases {
-        let list: Vec<String> = p.outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        md.push_str(&format!("- **{}**: {}\n", p.phase, list.join(", ")));
+        let outcomes: Vec<String> = p.outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let sent: Vec<String> = p
+            .sent
+            .iter()
+            .filter(|(_, c)| c.sent > 0)
+            .map(|(k, c)| format!("{k} {}", c.ok + c.failed))
+            .collect();
+        md.push_str(&format!(
+            "- **{}**: {} — sent: {}\n",
+            p.phase,
+            outcomes.join(", "),
+            sent.join(", ")
+        ));
+    }
+    md.push_str("\n## Issuer (keyshift_token_requests_total deltas) and token pool\n\n");
+    for p in &s.phases {
+        let req: Vec<String> = p
+            .issuer
+            .token_requests
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        md.push_str(&format!(
+            "- **{}**: token requests {}; pool {} slots ({} stragglers), reuse {}, {} tokens replaced\n",
+            p.phase,
+            if req.is_empty() { "none".to_owned() } else { req.join(", ") },
+            p.pool.slots,
+            p.pool.stragglers,
+            p.pool.reuse.map(|n| n.to_string()).unwrap_or_else(|| "until near expiry".into()),
+            p.pool.replaced
+        ));
+    }
+    let events: Vec<String> = s
+        .phases
+        .iter()
+        .flat_map(|p| {
+            let rotation = p.rotation.as_ref().map(|r| {
+                format!(
+                    "- **{}** rotation: new kid {}, {} tokens with it in the pool{}\n",
+                    p.phase,
+                    r.new_kid.as_deref().unwrap_or("none"),
+                    r.new_kid_tokens,
+                    r.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+                )
+            });
+            let outage = p.outage.as_ref().map(|o| {
+                format!(
+                    "- **{}** JWKS outage: {:.1} s, {} 503s served, {} forced fetch(es), {} failed fetch(es) counted by the verifier\n",
+                    p.phase, o.seconds, o.proxy_503s, o.forced_fetches, p.jwks_fetch_errors
+                )
+            });
+            rotation.into_iter().chain(outage)
+        })
+        .collect();
+    if !events.is_empty() {
+        md.push_str("\n## Events\n\n");
+        md.push_str(&events.concat());
     }
     if s.phases.iter().any(|p| p.capacity.is_some()) {
-        md.push_str("\n## Capacity\n\nPer instance on hardware like this one (figures include the load generator sharing the cores; scale linearly only as far as measured).\n\n");
+        md.push_str("\n## Capacity\n\n");
+        if let Some(a) = &s.capacity_assumption {
+            md.push_str(&format!("Assumption: {a}.\n\n"));
+        }
         for p in &s.phases {
             if let Some(c) = &p.capacity {
-                let p99 = match (c.p99_objective_ms, c.p99_met) {
-                    (Some(o), Some(true)) => format!(", p99 {:.2} ms meets {o} ms", p.p99_ms),
-                    (Some(o), _) => format!(", p99 {:.2} ms MISSES {o} ms", p.p99_ms),
-                    _ => String::new(),
-                };
-                md.push_str(&format!(
-                    "- **{}**: {} instance(s) for {:.0} req/s at {:.0} req/s each{p99}\n",
-                    p.phase, c.instances, c.target_rps, c.per_instance_rps
-                ));
+                md.push_str(&format!("- **{}**: {}\n", p.phase, c.verdict));
             }
+        }
+    }
+    let notes: Vec<String> = s
+        .notes
+        .iter()
+        .cloned()
+        .chain(
+            s.phases
+                .iter()
+                .flat_map(|p| p.notes.iter().map(move |n| format!("{}: {n}", p.phase))),
+        )
+        .collect();
+    if !notes.is_empty() {
+        md.push_str("\n## Notes\n\n");
+        for n in notes {
+            md.push_str(&format!("- {n}\n"));
+        }
+    }
+    let problems: Vec<String> = s
+        .phases
+        .iter()
+        .flat_map(|p| p.problems.iter().map(move |n| format!("{}: {n}", p.phase)))
+        .collect();
+    if !problems.is_empty() {
+        md.push_str("\n## PROBLEMS\n\n");
+        for n in problems {
+            md.push_str(&format!("- {n}\n"));
         }
     }
     md
 }
 
-/// An SVG bar chart: requests/s (bars) and p99 (labels) per phase.
+/// Escapes text for SVG.
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// An SVG with two panels sharing the phase axis: requests/s (bars; the
+/// darker part legitimate tokens) on top, p99 of the legitimate-token
+/// requests (bars, its own ms axis) below.
 pub fn chart(s: &Summary) -> String {
-    let width = 160 * s.phases.len().max(1) + 80;
-    let max_rps = s.phases.iter().map(|p| p.rps).fold(1.0, f64::max);
+    const LEFT: usize = 70;
+    const STEP: usize = 150;
+    const BAR: usize = 90;
+    const PANEL_H: f64 = 170.0;
+    let n = s.phases.len().max(1);
+    let width = LEFT + STEP * n + 30;
     let mut svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="320" font-family="sans-serif" font-size="12"><text x="10" y="20" font-size="14">keyshift /verify throughput (bars) and p99 per phase</text>"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="500" font-family="sans-serif" font-size="12"><text x="10" y="20" font-size="14">keyshift /verify per phase: throughput and p99 latency</text>"#
+    );
+    // One panel: axis at `base` (its bottom), scaled to a round maximum.
+    let mut panel = |title: &str,
+                     base: f64,
+                     max: f64,
+                     color: &str,
+                     values: &[(f64, Option<f64>)]| {
+        let max = nice_max(max);
+        let top = base - PANEL_H;
+        let label = |v: f64| {
+            if max >= 10.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v:.2}")
+            }
+        };
+        svg.push_str(&format!(
+            r##"<text x="10" y="{:.1}" font-size="13">{}</text>"##,
+            top - 12.0,
+            xml(title)
+        ));
+        for i in 0..=4 {
+            let v = max * f64::from(i) / 4.0;
+            let y = base - PANEL_H * f64::from(i) / 4.0;
+            svg.push_str(&format!(
+                r##"<line x1="{LEFT}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+                width - 20,
+                LEFT - 4,
+                y + 4.0,
+                label(v)
+            ));
+        }
+        svg.push_str(&format!(
+            r##"<line x1="{LEFT}" y1="{top:.1}" x2="{LEFT}" y2="{base:.1}" stroke="#333"/><line x1="{LEFT}" y1="{base:.1}" x2="{}" y2="{base:.1}" stroke="#333"/>"##,
+            width - 20
+        ));
+        for (i, (value, inner)) in values.iter().enumerate() {
+            let x = LEFT + 20 + i * STEP;
+            let h = (value / max * PANEL_H).clamp(1.0, PANEL_H);
+            let opacity = if inner.is_some() { 0.45 } else { 1.0 };
+            svg.push_str(&format!(
+                r##"<rect x="{x}" y="{:.1}" width="{BAR}" height="{h:.1}" fill="{color}" fill-opacity="{opacity}"/>"##,
+                base - h
+            ));
+            if let Some(inner) = inner {
+                let hi = (inner / max * PANEL_H).clamp(0.0, h);
+                svg.push_str(&format!(
+                    r##"<rect x="{x}" y="{:.1}" width="{BAR}" height="{hi:.1}" fill="{color}"/>"##,
+                    base - hi
+                ));
+            }
+            svg.push_str(&format!(
+                r#"<text x="{}" y="{:.1}" text-anchor="middle">{}</text>"#,
+                x + BAR / 2,
+                base - h - 4.0,
+                if *value >= 10.0 {
+                    format!("{value:.0}")
+                } else {
+                    format!("{value:.2}")
+                }
+            ));
+        }
+    };
+    let rps: Vec<(f64, Option<f64>)> = s
+        .phases
+        .iter()
+        .map(|p| (p.rps, Some(p.legitimate_rps)))
+        .collect();
+    let p99: Vec<(f64, Option<f64>)> = s.phases.iter().map(|p| (p.p99_ms, None)).collect();
+    let max_rps = rps.iter().map(|v| v.0).fold(0.0, f64::max);
+    let max_p99 = p99.iter().map(|v| v.0).fold(0.0, f64::max);
+    panel(
+        "throughput, requests/s (all requests; darker: legitimate tokens)",
+        240.0,
+        max_rps,
+        "#4a78c2",
+        &rps,
+    );
+    panel(
+        "p99 latency of legitimate-token requests, ms",
+        460.0,
+        max_p99,
+        "#d9822b",
+        &p99,
     );
     for (i, p) in s.phases.iter().enumerate() {
-        let h = (p.rps / max_rps * 220.0).max(1.0);
-        let x = 60 + i * 160;
-        let y = 270.0 - h;
         svg.push_str(&format!(
-            r##"<rect x="{x}" y="{y:.1}" width="100" height="{h:.1}" fill="#4a78c2"/><text x="{x}" y="{:.1}">{:.0} req/s</text><text x="{x}" y="{:.1}">p99 {:.2} ms</text><text x="{x}" y="290">{}</text>"##,
-            y - 18.0,
-            p.rps,
-            y - 4.0,
-            p.p99_ms,
+            r#"<text x="{}" y="480" text-anchor="middle">{}</text>"#,
+            LEFT + 20 + i * STEP + BAR / 2,
             p.phase
         ));
     }
@@ -144,9 +423,24 @@ pub fn chart(s: &Summary) -> String {
     svg
 }
 
+/// The smallest 1, 2 or 5 times a power of ten that is at least `v` (and
+/// leaves room above the tallest bar's label); 1 for nothing to plot.
+fn nice_max(v: f64) -> f64 {
+    if !(v > 0.0 && v.is_finite()) {
+        return 1.0;
+    }
+    let v = v * 1.1;
+    let p = 10f64.powf(v.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * p)
+        .find(|c| *c >= v)
+        .unwrap_or(10.0 * p)
+}
+
 /// Writes summary.json, summary.md and chart.svg into `dir`.
 pub fn write(dir: &Path, s: &Summary) -> anyhow::Result<()> {
-    std::fs::write(dir.join("summary.json"), serde_json::to_vec_pretty(s)?)
+    std::fs::write(dir.join("summary.json"), serde_json::to_string_pretty(s)?)
         .context("summary.json")?;
     std::fs::write(dir.join("summary.md"), markdown(s)).context("summary.md")?;
     std::fs::write(dir.join("chart.svg"), chart(s)).context("chart.svg")?;
@@ -154,34 +448,107 @@ pub fn write(dir: &Path, s: &Summary) -> anyhow::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
+    use crate::pool::Kind;
 
-    fn sample() -> Summary {
+    /// A plausible summary of a clean `dual` phase.
+    pub fn phase(phase: Phase) -> PhaseSummary {
+        PhaseSummary {
+            phase,
+            duration_s: 10.0,
+            window_s: 10.5,
+            users: 4,
+            requests: 1000,
+            rps: 100.0,
+            legitimate_requests: 980,
+            legitimate_rps: 98.0,
+            p50_ms: 0.5,
+            p95_ms: 1.0,
+            p99_ms: 2.0,
+            max_ms: 5.0,
+            sent: [
+                (
+                    Kind::Hs256.name().to_owned(),
+                    SentCount {
+                        sent: 980,
+                        ok: 980,
+                        failed: 0,
+                        server_errors: 0,
+                    },
+                ),
+                (
+                    Kind::Attack.name().to_owned(),
+                    SentCount {
+                        sent: 20,
+                        ok: 20,
+                        failed: 0,
+                        server_errors: 0,
+                    },
+                ),
+            ]
+            .into_iter()
+            .collect(),
+            outcomes: [
+                ("HS256/accepted".to_owned(), 980),
+                ("RS256/unknown_kid".to_owned(), 20),
+            ]
+            .into_iter()
+            .collect(),
+            expected_rejections: 20,
+            unexpected: 0,
+            problems: vec![],
+            key_cache_hit_rate: Some(0.0),
+            token_cache_hit_rate: Some(0.9),
+            jwks_fetches: 11,
+            jwks_fetch_errors: 0,
+            jwks_fetch_bound: 16,
+            verifier_sighups: 1,
+            issuer: IssuerSummary {
+                tokens_issued: [("HS256".to_owned(), 45)].into_iter().collect(),
+                token_requests: [("issued".to_owned(), 45)].into_iter().collect(),
+                harness_mint_attempts: 45,
+                harness_minted: 45,
+            },
+            pool: PoolSummary {
+                slots: 40,
+                stragglers: 0,
+                reuse: Some(50),
+                replacements_requested: 5,
+                replaced: 5,
+                replace_errors: 0,
+            },
+            events: vec!["attack".into()],
+            rotation: None,
+            outage: None,
+            notes: vec![],
+            verifier_rss_kib: Some(10_000),
+            capacity: None,
+        }
+    }
+
+    /// A summary of one dual phase.
+    pub fn sample() -> Summary {
         Summary {
-            version: 1,
+            version: VERSION,
             started_unix: 1,
             cores: 2,
-            phases: vec![PhaseSummary {
-                phase: "dual".into(),
-                duration_s: 10.0,
+            mode: Mode::Managed,
+            planned: vec![Phase::Dual],
+            options: RunOptions {
+                duration_s: 10,
                 users: 4,
-                requests: 1000,
-                rps: 100.0,
-                p50_ms: 0.5,
-                p95_ms: 1.0,
-                p99_ms: 2.0,
-                max_ms: 5.0,
-                outcomes: [("HS256/accepted".to_owned(), 1000)].into_iter().collect(),
-                expected_rejections: 0,
-                unexpected: 0,
-                key_cache_hit_rate: None,
-                token_cache_hit_rate: Some(0.9),
-                jwks_fetches: 0,
-                events: vec![],
-                verifier_rss_kib: Some(10_000),
-                capacity: None,
-            }],
+                pool_size: 40,
+                reuse: Some(50),
+                straggler_share: 0.05,
+                attack_share: 0.02,
+                rotate: true,
+                outage: true,
+                quick: false,
+            },
+            notes: vec!["a note".into()],
+            capacity_assumption: None,
+            phases: vec![phase(Phase::Dual)],
         }
     }
 
@@ -189,8 +556,39 @@ mod tests {
     fn summary_round_trips_and_renders() {
         let s = sample();
         let json = serde_json::to_string(&s).expect("json");
+        assert!(
+            json.contains(r#""phase":"dual""#),
+            "phases serialize as their config value"
+        );
         assert_eq!(serde_json::from_str::<Summary>(&json).expect("parse"), s);
-        assert!(markdown(&s).contains("| dual | 100 |"));
-        assert!(chart(&s).starts_with("<svg"));
+        let md = markdown(&s);
+        assert!(md.contains("| dual | 100 | 98 |"), "{md}");
+        assert!(md.contains("45 HS256"));
+        assert!(md.contains("- a note"));
+        assert!(!md.contains("PROBLEMS"));
+    }
+
+    #[test]
+    fn the_chart_plots_throughput_and_p99_per_phase() {
+        let mut s = sample();
+        let mut second = phase(Phase::Transition);
+        second.p99_ms = 4.0;
+        s.phases.push(second);
+        let svg = chart(&s);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        // Per phase: a throughput bar, its legitimate part, and a p99 bar.
+        assert_eq!(svg.matches("<rect").count(), 3 * s.phases.len());
+        assert!(svg.contains("p99 latency"));
+        assert!(svg.contains(">4.00<"), "the p99 value is labelled");
+        assert!(svg.contains(">transition<"));
+    }
+
+    #[test]
+    fn axes_end_on_round_numbers() {
+        assert_eq!(nice_max(4_398.0), 5_000.0);
+        assert_eq!(nice_max(6.11), 10.0);
+        assert_eq!(nice_max(1.7), 2.0);
+        assert_eq!(nice_max(0.0), 1.0);
+        assert_eq!(nice_max(f64::NAN), 1.0);
     }
 }

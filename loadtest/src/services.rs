@@ -1,4 +1,5 @@
-//! The keyshift processes under test: config file, start, SIGHUP, stop.
+//! The keyshift processes under test: the harness's config file, starting
+//! and stopping `keyshift issuer|verifier`, and signalling processes by id.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -8,26 +9,22 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use keyshift_core::secret::SecretHash;
+use keyshift_core::Phase;
+use nix::sys::signal::Signal;
 
-/// Clients the harness configures; each mints its own tokens.
-pub const CLIENTS: usize = 20;
+use crate::http;
+use crate::token::Credentials;
 
-/// The secret of client `i`.
-pub fn client_secret(i: usize) -> String {
-    format!("loadtest-secret-{i:02}-0123456789")
-}
+/// How long a service may take to print its listening line.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The id of client `i`.
-pub fn client_id(i: usize) -> String {
-    format!("svc-{i:02}")
-}
-
-/// Writes the config for `phase`; the verifier section once its JWKS URL is known.
+/// Writes the harness's config for `phase`; the verifier section once its JWKS URL is known.
 pub fn write_config(
     dir: &Path,
-    phase: &str,
+    phase: Phase,
     issuer_listen: &str,
     jwks_url: Option<&str>,
+    clients: &[Credentials],
 ) -> anyhow::Result<PathBuf> {
     let mut text = format!(
         r#"# Written by keyshift-loadtest.
@@ -47,13 +44,7 @@ key_prepublish = "2s"
 rotate_every = "off"
 "#
     );
-    for i in 0..CLIENTS {
-        let hash = SecretHash::sha256_of(client_secret(i).as_bytes()).to_config_string();
-        text.push_str(&format!(
-            "\n[[issuer.clients]]\nid = \"{}\"\nsecret_hash = \"{hash}\"\nscopes = [\"read\", \"write\"]\n",
-            client_id(i)
-        ));
-    }
+    text.push_str(&clients_toml(clients));
     if let Some(url) = jwks_url {
         text.push_str(&format!(
             r#"
@@ -68,16 +59,89 @@ jwks_min_ttl = "1s"
         ));
     }
     let path = dir.join("keyshift.toml");
-    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    let tmp = dir.join("keyshift.toml.tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
+}
+
+/// `[[issuer.clients]]` entries for `clients` (secrets as sha256 hashes).
+pub fn clients_toml(clients: &[Credentials]) -> String {
+    let mut text = String::new();
+    for c in clients {
+        let hash = SecretHash::sha256_of(c.secret.as_bytes()).to_config_string();
+        text.push_str(&format!(
+            "\n[[issuer.clients]]\nid = \"{}\"\nsecret_hash = \"{hash}\"\nscopes = [\"read\", \"write\"]\n",
+            c.id
+        ));
+    }
+    text
+}
+
+/// A process the harness may signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pid(i32);
+
+impl Pid {
+    /// A pid from a child's id or a flag: refused unless > 1 (0 and negative
+    /// ids address process groups, 1 is init).
+    pub fn new(raw: u32) -> anyhow::Result<Pid> {
+        match i32::try_from(raw) {
+            Ok(p) if p > 1 => Ok(Pid(p)),
+            _ => bail!("{raw} is not a process id the harness may signal"),
+        }
+    }
+
+    /// An external service's pid: it must exist and, where /proc tells,
+    /// run `keyshift <role>` (a wrong pid must not get a SIGHUP, which
+    /// ends most programs).
+    pub fn external(raw: i32, role: &str) -> anyhow::Result<Pid> {
+        let pid = Pid::new(u32::try_from(raw).unwrap_or(0))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid.0), None)
+            .with_context(|| format!("{role} pid {raw}: no such process (or not ours)"))?;
+        if let Ok(cmdline) = std::fs::read(format!("/proc/{raw}/cmdline")) {
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            if !args.contains(&role.as_bytes()) {
+                bail!(
+                    "{role} pid {raw}: its command line is `{}`, not a `keyshift {role}`",
+                    String::from_utf8_lossy(&cmdline).replace('\0', " ").trim()
+                );
+            }
+        }
+        Ok(pid)
+    }
+
+    /// Sends `sig`.
+    pub fn signal(self, sig: Signal) -> anyhow::Result<()> {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0), sig)
+            .with_context(|| format!("sending {sig} to {}", self.0))
+    }
+
+    /// Resident memory in KiB, from /proc.
+    pub fn rss_kib(self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+    }
+}
+
+impl std::fmt::Display for Pid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 /// A running `keyshift issuer|verifier`; stopped on drop.
 #[derive(Debug)]
 pub struct Process {
     child: Child,
-    /// Where it listens.
+    /// Where it listens (loopback, checked).
     pub addr: SocketAddr,
+    /// Its id.
+    pub pid: Pid,
 }
 
 impl Process {
@@ -98,54 +162,60 @@ impl Process {
             .stderr(Stdio::from(log_file))
             .spawn()
             .with_context(|| format!("starting {} {what}", keyshift.display()))?;
-        let stdout = child.stdout.take().context("stdout")?;
+        let stop = |child: &mut Child| {
+            let _ = child.kill();
+            let _ = child.wait();
+        };
+        let pid = match Pid::new(child.id()) {
+            Ok(p) => p,
+            Err(e) => {
+                stop(&mut child);
+                return Err(e);
+            }
+        };
+        let Some(stdout) = child.stdout.take() else {
+            stop(&mut child);
+            bail!("keyshift {what}: no stdout");
+        };
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
+                if let Some(addr) = listening_addr(&line) {
+                    let _ = tx.send(addr);
                 }
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+        let addr = match rx.recv_timeout(START_TIMEOUT) {
             Ok(a) => a,
             Err(_) => {
-                let _ = child.kill();
+                stop(&mut child);
                 bail!("keyshift {what} did not start (see {})", log.display());
             }
         };
-        Ok(Process {
-            child,
-            addr: addr.parse().with_context(|| format!("address {addr}"))?,
-        })
+        let addr: SocketAddr = match addr.parse() {
+            Ok(a) => a,
+            Err(_) => {
+                stop(&mut child);
+                bail!("keyshift {what}: `{addr}` is not an address");
+            }
+        };
+        if let Err(e) = http::ensure_loopback(addr) {
+            stop(&mut child);
+            return Err(e.context(format!("keyshift {what} listens off loopback")));
+        }
+        Ok(Process { child, addr, pid })
     }
+}
 
-    /// Sends `sig`.
-    pub fn signal(&self, sig: nix::sys::signal::Signal) -> anyhow::Result<()> {
-        let pid = i32::try_from(self.child.id()).context("pid")?;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).context("signal")?;
-        Ok(())
-    }
-
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Resident memory in KiB, from /proc.
-    pub fn rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-    }
+/// The address in a `… listening on http://ADDR …` line.
+fn listening_addr(line: &str) -> Option<String> {
+    let rest = line.split("listening on http://").nth(1)?;
+    rest.split_whitespace().next().map(str::to_owned)
 }
 
 impl Drop for Process {
     fn drop(&mut self) {
-        let _ = self.signal(nix::sys::signal::Signal::SIGTERM);
+        let _ = self.pid.signal(Signal::SIGTERM);
         for _ in 0..100 {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
                 return;
@@ -154,5 +224,40 @@ impl Drop for Process {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pids_that_address_groups_or_init_are_refused() {
+        assert!(Pid::new(0).is_err());
+        assert!(Pid::new(1).is_err());
+        assert!(Pid::new(u32::MAX).is_err(), "would be -1: every process");
+        assert!(Pid::new(1234).is_ok());
+    }
+
+    #[test]
+    fn an_external_pid_must_run_the_named_role() {
+        let me = std::process::id() as i32;
+        let e = Pid::external(me, "verifier").expect_err("the test runner is no verifier");
+        assert!(
+            format!("{e:#}").contains("not a `keyshift verifier`"),
+            "{e:#}"
+        );
+        assert!(Pid::external(i32::MAX, "issuer").is_err());
+        assert!(Pid::external(-1, "issuer").is_err());
+    }
+
+    #[test]
+    fn listening_lines_are_read() {
+        assert_eq!(
+            listening_addr("keyshift issuer listening on http://127.0.0.1:4000 (phase dual)")
+                .as_deref(),
+            Some("127.0.0.1:4000")
+        );
+        assert_eq!(listening_addr("starting"), None);
     }
 }

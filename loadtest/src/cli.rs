@@ -1,0 +1,568 @@
+//! Command-line flags, validated once into [`Options`]: nothing past this
+//! module sees a contradiction, a zero pool or a share outside [0, 1].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context};
+use clap::Parser;
+use keyshift_core::duration::HumanDuration;
+use keyshift_core::Phase;
+
+use crate::http;
+
+/// Phases run by default, in order.
+pub const DEFAULT_PHASES: [Phase; 3] = [Phase::Dual, Phase::Transition, Phase::Asymmetric];
+/// Load time per phase. Defaults to 20 s.
+pub const DEFAULT_DURATION: Duration = Duration::from_secs(20);
+/// Goose users. Defaults to 16.
+pub const DEFAULT_USERS: usize = 16;
+/// Legitimate tokens (clients) per pool. Defaults to 400.
+pub const DEFAULT_POOL_SIZE: usize = 400;
+/// Uses of a token before its client replaces it. Defaults to 200.
+pub const DEFAULT_REUSE: u64 = 200;
+/// The binary under test when the harness starts the services.
+pub const DEFAULT_KEYSHIFT: &str = "target/release/keyshift";
+/// Longest phase accepted (every loop of the harness is bounded).
+pub const MAX_DURATION: Duration = Duration::from_secs(3600);
+/// Most goose users accepted.
+pub const MAX_USERS: usize = 4096;
+/// Largest pool accepted.
+pub const MAX_POOL_SIZE: usize = 100_000;
+
+/// `--quick`: the smoke run of `make test` (explicit flags still win).
+const QUICK_DURATION: Duration = Duration::from_secs(6);
+const QUICK_USERS: usize = 4;
+const QUICK_POOL_SIZE: usize = 40;
+const QUICK_REUSE: u64 = 50;
+
+/// Load-test keyshift across the migration phases.
+///
+/// Without --issuer/--verifier the harness starts both services on loopback
+/// and walks them through the phases. With them it targets services already
+/// running on loopback: given --config, --issuer-pid and --verifier-pid it
+/// switches their phase by editing the config and sending SIGHUP (restoring
+/// the file at the end); without, it measures the phase they are in.
+#[derive(Debug, Parser)]
+#[command(version)]
+pub struct Args {
+    /// The keyshift binary: started as issuer and verifier; with --issuer it is only run for `keys rotate`. Defaults to target/release/keyshift.
+    #[arg(long, value_name = "PATH")]
+    pub keyshift: Option<PathBuf>,
+    /// Target a running issuer at this loopback base URL (e.g. http://127.0.0.1:8080) instead of starting one.
+    #[arg(long, value_name = "URL", requires = "verifier")]
+    pub issuer: Option<String>,
+    /// Target a running verifier at this loopback base URL (e.g. http://127.0.0.1:8081).
+    #[arg(long, value_name = "URL", requires = "issuer")]
+    pub verifier: Option<String>,
+    /// With --issuer/--verifier: the config file both services run from (its `phase` is edited to switch phases).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// With --config: the issuer's process id (sent SIGHUP).
+    #[arg(long, value_name = "PID")]
+    pub issuer_pid: Option<i64>,
+    /// With --config: the verifier's process id (sent SIGHUP).
+    #[arg(long, value_name = "PID")]
+    pub verifier_pid: Option<i64>,
+    /// With --issuer: client credentials, one `client_id:client_secret` per line. Defaults to the harness's own clients (see --print-clients).
+    #[arg(long, value_name = "FILE")]
+    pub clients: Option<PathBuf>,
+    /// Print the [[issuer.clients]] entries of the harness's own clients (to add to a config for --issuer) and exit.
+    #[arg(long)]
+    pub print_clients: bool,
+    /// Phases to run, in order. Defaults to dual,transition,asymmetric (not with --issuer unless --config is given).
+    #[arg(long, value_delimiter = ',', value_name = "PHASES")]
+    pub phases: Option<Vec<Phase>>,
+    /// Load time per phase: seconds (`20`) or a duration (`20s`, `2m`). Defaults to 20 s.
+    #[arg(long, value_parser = parse_duration, value_name = "TIME")]
+    pub duration: Option<Duration>,
+    /// Concurrent goose users. Defaults to 16.
+    #[arg(long)]
+    pub users: Option<usize>,
+    /// Legitimate tokens per pool, one per client slot. Defaults to 400.
+    #[arg(long)]
+    pub pool_size: Option<usize>,
+    /// Uses of a token before its client replaces it with a fresh one (minted in the background); 0: only near expiry. Defaults to 200.
+    #[arg(long)]
+    pub reuse: Option<u64>,
+    /// Stale HS256 stragglers in phase asymmetric, as a share of the pool (expected 401).
+    #[arg(long, default_value_t = 0.05)]
+    pub straggler_share: f64,
+    /// Share of requests carrying an attack token with a fresh random kid (expected 401); 0 turns it off.
+    #[arg(long, default_value_t = 0.02)]
+    pub attack_share: f64,
+    /// Rotate the signing key in the RS256 phases.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub rotate: bool,
+    /// Make the JWKS endpoint fail for a window of each RS256 phase.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub outage: bool,
+    /// Target rate of legitimate requests for the capacity line.
+    #[arg(long)]
+    pub target_rps: Option<f64>,
+    /// p99 objective in milliseconds for the capacity line (needs --target-rps).
+    #[arg(long)]
+    pub p99_ms: Option<f64>,
+    /// Where reports go (a timestamped folder is made inside).
+    #[arg(long, default_value = "loadtest/reports")]
+    pub out: PathBuf,
+    /// A short smoke run (6 s per phase, 4 users, 40 tokens, reuse 50) that also checks its own report.
+    #[arg(long)]
+    pub quick: bool,
+}
+
+/// Seconds as a bare number, or a duration with units; at least 1 s.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        Duration::from_secs(s.parse().map_err(|_| format!("`{s}` is too large"))?)
+    } else {
+        s.parse::<HumanDuration>().map_err(|e| e.to_string())?.0
+    };
+    if d < Duration::from_secs(1) {
+        return Err(format!("`{s}`: at least 1 s"));
+    }
+    if d.subsec_nanos() != 0 {
+        return Err(format!("`{s}`: whole seconds only"));
+    }
+    if d > MAX_DURATION {
+        return Err(format!("`{s}`: at most {} s", MAX_DURATION.as_secs()));
+    }
+    Ok(d)
+}
+
+/// What the harness drives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// The harness starts `keyshift issuer` and `keyshift verifier` itself.
+    Managed {
+        /// The binary.
+        keyshift: PathBuf,
+    },
+    /// Services already running on loopback.
+    External {
+        /// Issuer address.
+        issuer: std::net::SocketAddr,
+        /// Verifier address.
+        verifier: std::net::SocketAddr,
+        /// How to switch their phase, if given.
+        control: Option<Control>,
+    },
+}
+
+/// Phase control over external services.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Control {
+    /// The config file both run from.
+    pub config: PathBuf,
+    /// Issuer pid (> 1).
+    pub issuer_pid: i32,
+    /// Verifier pid (> 1).
+    pub verifier_pid: i32,
+    /// For `keyshift keys rotate`, if given.
+    pub keyshift: Option<PathBuf>,
+}
+
+/// Pool settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PoolOptions {
+    /// Legitimate slots (≥ 1).
+    pub size: usize,
+    /// Uses before replacement; `None`: only near expiry.
+    pub reuse: Option<u64>,
+    /// Stragglers as a share of `size`, in [0, 1].
+    pub straggler_share: f64,
+    /// Share of attack requests, in [0, 1].
+    pub attack_share: f64,
+}
+
+/// Validated options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// What to drive.
+    pub target: Target,
+    /// Phases in order; `None`: the one the services are in (external, no control).
+    pub phases: Option<Vec<Phase>>,
+    /// Load per phase.
+    pub duration: Duration,
+    /// Goose users.
+    pub users: usize,
+    /// Token pool.
+    pub pool: PoolOptions,
+    /// Key rotation in RS256 phases.
+    pub rotate: bool,
+    /// JWKS outage window in RS256 phases.
+    pub outage: bool,
+    /// `(target_rps, p99_ms)` of the capacity line.
+    pub capacity: Option<(f64, Option<f64>)>,
+    /// Report root.
+    pub out: PathBuf,
+    /// Smoke run with self-check.
+    pub quick: bool,
+    /// Client credentials file.
+    pub clients: Option<PathBuf>,
+    /// Things the options made the harness skip or ignore, said once.
+    pub notes: Vec<String>,
+}
+
+impl Args {
+    /// Checks every flag and combination; the error names the flag.
+    pub fn validate(self) -> anyhow::Result<Options> {
+        let mut notes = Vec::new();
+        let share = |name: &str, v: f64| -> anyhow::Result<f64> {
+            ensure!(
+                (0.0..=1.0).contains(&v),
+                "--{name} {v}: must be between 0 and 1"
+            );
+            Ok(v)
+        };
+        let straggler_share = share("straggler-share", self.straggler_share)?;
+        let attack_share = share("attack-share", self.attack_share)?;
+
+        let pick = |given: Option<usize>, quick: usize, normal: usize| {
+            given.unwrap_or(if self.quick { quick } else { normal })
+        };
+        let users = pick(self.users, QUICK_USERS, DEFAULT_USERS);
+        ensure!(
+            (1..=MAX_USERS).contains(&users),
+            "--users {users}: must be between 1 and {MAX_USERS}"
+        );
+        let size = pick(self.pool_size, QUICK_POOL_SIZE, DEFAULT_POOL_SIZE);
+        ensure!(
+            (1..=MAX_POOL_SIZE).contains(&size),
+            "--pool-size {size}: must be between 1 and {MAX_POOL_SIZE}"
+        );
+        let reuse = match self.reuse.unwrap_or(if self.quick {
+            QUICK_REUSE
+        } else {
+            DEFAULT_REUSE
+        }) {
+            0 => None,
+            n => Some(n),
+        };
+        let duration = self.duration.unwrap_or(if self.quick {
+            QUICK_DURATION
+        } else {
+            DEFAULT_DURATION
+        });
+
+        let capacity = match (self.target_rps, self.p99_ms) {
+            (None, None) => None,
+            (None, Some(_)) => bail!("--p99-ms needs --target-rps"),
+            (Some(t), p99) => {
+                ensure!(
+                    t > 0.0 && t.is_finite(),
+                    "--target-rps {t}: must be a positive number"
+                );
+                if let Some(p) = p99 {
+                    ensure!(
+                        p > 0.0 && p.is_finite(),
+                        "--p99-ms {p}: must be a positive number"
+                    );
+                }
+                Some((t, p99))
+            }
+        };
+
+        if let Some(phases) = &self.phases {
+            ensure!(!phases.is_empty(), "--phases: name at least one phase");
+            for (i, p) in phases.iter().enumerate() {
+                ensure!(
+                    !phases[..i].contains(p),
+                    "--phases: {p} appears twice (each phase has one report)"
+                );
+            }
+        }
+
+        let control_flags = [
+            self.config.is_some(),
+            self.issuer_pid.is_some(),
+            self.verifier_pid.is_some(),
+        ];
+        let target = match (&self.issuer, &self.verifier) {
+            (None, None) => {
+                ensure!(
+                    !control_flags.iter().any(|f| *f),
+                    "--config, --issuer-pid and --verifier-pid are for services started elsewhere: give --issuer and --verifier too"
+                );
+                ensure!(
+                    self.clients.is_none(),
+                    "--clients is for --issuer: the harness configures its own clients when it starts the services"
+                );
+                Target::Managed {
+                    keyshift: self
+                        .keyshift
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from(DEFAULT_KEYSHIFT)),
+                }
+            }
+            (Some(i), Some(v)) => {
+                let issuer = http::loopback_url(i).context("--issuer")?;
+                let verifier = http::loopback_url(v).context("--verifier")?;
+                ensure!(
+                    issuer != verifier,
+                    "--issuer and --verifier are the same address"
+                );
+                let control = match (&self.config, self.issuer_pid, self.verifier_pid) {
+                    (Some(config), Some(ip), Some(vp)) => {
+                        let issuer_pid = pid("--issuer-pid", ip)?;
+                        let verifier_pid = pid("--verifier-pid", vp)?;
+                        ensure!(
+                            issuer_pid != verifier_pid,
+                            "--issuer-pid and --verifier-pid are the same process"
+                        );
+                        Some(Control {
+                            config: config.clone(),
+                            issuer_pid,
+                            verifier_pid,
+                            keyshift: self.keyshift.clone(),
+                        })
+                    }
+                    (None, None, None) => {
+                        ensure!(
+                            self.phases.is_none(),
+                            "--phases needs --config, --issuer-pid and --verifier-pid to switch the services' phase; without them the harness measures the phase they are in"
+                        );
+                        if self.keyshift.is_some() {
+                            notes.push("--keyshift is not used: without --config the harness does not rotate keys".to_owned());
+                        }
+                        None
+                    }
+                    _ => bail!(
+                        "give --config, --issuer-pid and --verifier-pid together (to switch phases), or none of them (to measure the current phase)"
+                    ),
+                };
+                Target::External {
+                    issuer,
+                    verifier,
+                    control,
+                }
+            }
+            // clap's `requires` makes these unreachable; kept as errors, not panics.
+            _ => bail!("give --issuer and --verifier together"),
+        };
+        let phases = match (&target, self.phases) {
+            (Target::External { control: None, .. }, _) => None,
+            (_, Some(p)) => Some(p),
+            (_, None) => Some(DEFAULT_PHASES.to_vec()),
+        };
+        Ok(Options {
+            target,
+            phases,
+            duration,
+            users,
+            pool: PoolOptions {
+                size,
+                reuse,
+                straggler_share,
+                attack_share,
+            },
+            rotate: self.rotate,
+            outage: self.outage,
+            capacity,
+            out: self.out,
+            quick: self.quick,
+            clients: self.clients,
+            notes,
+        })
+    }
+}
+
+/// A process id that may be signalled: > 1 (0 and negative ids address
+/// process groups, 1 is init).
+fn pid(flag: &str, v: i64) -> anyhow::Result<i32> {
+    match i32::try_from(v) {
+        Ok(p) if p > 1 => Ok(p),
+        _ => bail!("{flag} {v}: not a process id (must be greater than 1)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> anyhow::Result<Options> {
+        let argv = std::iter::once("keyshift-loadtest").chain(args.iter().copied());
+        Args::try_parse_from(argv)?.validate()
+    }
+
+    fn err(args: &[&str]) -> String {
+        format!("{:#}", parse(args).expect_err("must be refused"))
+    }
+
+    #[test]
+    fn defaults_start_the_services_and_run_three_phases() {
+        let o = parse(&[]).expect("defaults");
+        assert_eq!(
+            o.target,
+            Target::Managed {
+                keyshift: PathBuf::from(DEFAULT_KEYSHIFT)
+            }
+        );
+        assert_eq!(o.phases, Some(DEFAULT_PHASES.to_vec()));
+        assert_eq!(o.duration, DEFAULT_DURATION);
+        assert_eq!(o.pool.size, DEFAULT_POOL_SIZE);
+        assert_eq!(o.pool.reuse, Some(DEFAULT_REUSE));
+    }
+
+    #[test]
+    fn quick_sets_small_values_but_explicit_flags_win() {
+        let o = parse(&["--quick", "--users", "2"]).expect("quick");
+        assert_eq!(o.duration, QUICK_DURATION);
+        assert_eq!(o.users, 2);
+        assert_eq!(o.pool.size, QUICK_POOL_SIZE);
+        assert_eq!(o.pool.reuse, Some(QUICK_REUSE));
+    }
+
+    #[test]
+    fn phases_are_parsed_as_phases_and_checked() {
+        let o = parse(&["--phases", "transition,asymmetric"]).expect("phases");
+        assert_eq!(o.phases, Some(vec![Phase::Transition, Phase::Asymmetric]));
+        assert!(err(&["--phases", "dual,final"]).contains("unknown phase"));
+        assert!(err(&["--phases", "dual,dual"]).contains("appears twice"));
+    }
+
+    #[test]
+    fn durations_take_seconds_or_units() {
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("500ms").is_err());
+        assert!(parse_duration("1500ms").is_err());
+        assert!(parse_duration("2h").is_err());
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("99999999999999999999999").is_err());
+    }
+
+    #[test]
+    fn zero_pools_users_and_shares_out_of_range_are_refused() {
+        assert!(err(&["--pool-size", "0"]).contains("--pool-size 0"));
+        assert!(err(&["--users", "0"]).contains("--users 0"));
+        assert!(err(&["--straggler-share", "1.5"]).contains("--straggler-share"));
+        assert!(err(&["--attack-share=-0.1"]).contains("--attack-share"));
+        assert!(err(&["--attack-share", "NaN"]).contains("--attack-share"));
+        assert_eq!(parse(&["--reuse", "0"]).expect("reuse 0").pool.reuse, None);
+    }
+
+    #[test]
+    fn capacity_needs_a_positive_target() {
+        assert!(err(&["--p99-ms", "5"]).contains("needs --target-rps"));
+        assert!(err(&["--target-rps", "0"]).contains("positive"));
+        assert!(err(&["--target-rps", "100", "--p99-ms", "0"]).contains("positive"));
+        assert_eq!(
+            parse(&["--target-rps", "100", "--p99-ms", "5"])
+                .expect("capacity")
+                .capacity,
+            Some((100.0, Some(5.0)))
+        );
+    }
+
+    #[test]
+    fn external_services_without_control_measure_the_current_phase() {
+        let o = parse(&[
+            "--issuer",
+            "http://127.0.0.1:8080",
+            "--verifier",
+            "http://localhost:8081",
+            "--keyshift",
+            "k",
+        ])
+        .expect("external");
+        assert!(matches!(o.target, Target::External { control: None, .. }));
+        assert_eq!(o.phases, None);
+        assert_eq!(o.notes.len(), 1, "--keyshift is noted as unused");
+        assert!(err(&[
+            "--issuer",
+            "http://127.0.0.1:8080",
+            "--verifier",
+            "http://127.0.0.1:8081",
+            "--phases",
+            "dual"
+        ])
+        .contains("--phases needs --config"));
+    }
+
+    #[test]
+    fn external_services_with_control_switch_phases() {
+        let o = parse(&[
+            "--issuer",
+            "http://127.0.0.1:8080",
+            "--verifier",
+            "http://127.0.0.1:8081",
+            "--config",
+            "k.toml",
+            "--issuer-pid",
+            "1234",
+            "--verifier-pid",
+            "1235",
+        ])
+        .expect("controlled");
+        let Target::External {
+            control: Some(c), ..
+        } = o.target
+        else {
+            panic!("control expected");
+        };
+        assert_eq!((c.issuer_pid, c.verifier_pid), (1234, 1235));
+        assert_eq!(c.keyshift, None);
+        assert_eq!(o.phases, Some(DEFAULT_PHASES.to_vec()));
+    }
+
+    #[test]
+    fn external_flags_are_checked_together() {
+        let base = [
+            "--issuer",
+            "http://127.0.0.1:8080",
+            "--verifier",
+            "http://127.0.0.1:8081",
+        ];
+        let with = |extra: &[&str]| {
+            let mut v = base.to_vec();
+            v.extend_from_slice(extra);
+            err(&v)
+        };
+        assert!(with(&["--config", "k.toml"]).contains("together"));
+        assert!(
+            with(&["--config", "k", "--issuer-pid", "0", "--verifier-pid", "9"])
+                .contains("--issuer-pid 0")
+        );
+        assert!(
+            with(&["--config", "k", "--issuer-pid=-5", "--verifier-pid", "9"])
+                .contains("--issuer-pid -5")
+        );
+        assert!(
+            with(&["--config", "k", "--issuer-pid", "1", "--verifier-pid", "9"])
+                .contains("greater than 1")
+        );
+        assert!(with(&[
+            "--config",
+            "k",
+            "--issuer-pid",
+            "4294967297",
+            "--verifier-pid",
+            "9"
+        ])
+        .contains("not a process id"));
+        assert!(
+            with(&["--config", "k", "--issuer-pid", "9", "--verifier-pid", "9"])
+                .contains("same process")
+        );
+        assert!(err(&["--issuer", "http://127.0.0.1:8080"]).contains("--verifier"));
+        assert!(err(&[
+            "--issuer",
+            "http://10.1.2.3:80",
+            "--verifier",
+            "http://127.0.0.1:1"
+        ])
+        .contains("loopback"));
+        assert!(err(&[
+            "--issuer",
+            "http://127.0.0.1:80",
+            "--verifier",
+            "http://127.0.0.1:80"
+        ])
+        .contains("same address"));
+        assert!(err(&["--config", "k.toml"]).contains("give --issuer and --verifier"));
+        assert!(err(&["--clients", "c.txt"]).contains("--clients is for --issuer"));
+    }
+}

@@ -1,0 +1,334 @@
+//! The run: for each phase, switch (when the harness controls the phase),
+//! build the pool, scrape, drive, scrape, summarize and check; then write the
+//! report, read it back and fail on any problem.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use keyshift_core::{Alg, Phase};
+
+use crate::capacity;
+use crate::check;
+use crate::cli::{Options, Target};
+use crate::drive;
+use crate::events::{self, OutagePlan, RotationPlan};
+use crate::http;
+use crate::phase;
+use crate::pool::{self, Pool, SlotInit};
+use crate::report::{self, PoolSummary, RunOptions, Summary};
+use crate::smoke;
+use crate::summarize::{self, PhaseInput};
+use crate::sut::{Mode, Sut};
+use crate::token::{self, Minted, Minter};
+
+/// Runs the load test; an error (or any problem found) fails the run.
+pub async fn run(opts: Options) -> anyhow::Result<()> {
+    let started = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let dir = report_dir(&opts.out, started)?;
+    let work = dir.join("work");
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let http = http::client()?;
+    let clients = match &opts.clients {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--clients {}", path.display()))?;
+            token::parse_clients(&text).with_context(|| format!("--clients {}", path.display()))?
+        }
+        None => token::builtin_clients(),
+    };
+    let sut = match &opts.target {
+        Target::Managed { keyshift } => {
+            // RS256-only plans still start in dual, so HS256 tokens exist before the switch.
+            let first = opts
+                .phases
+                .as_ref()
+                .and_then(|p| p.first().copied())
+                .unwrap_or(Phase::Dual);
+            let start = if first.signs() == Alg::Rs256 {
+                Phase::Dual
+            } else {
+                first
+            };
+            Sut::managed(keyshift, &work, start, clients.clone()).await?
+        }
+        Target::External {
+            issuer,
+            verifier,
+            control,
+        } => Sut::external(*issuer, *verifier, control.as_ref())?,
+    };
+    println!(
+        "keyshift-loadtest: issuer {} verifier {} ({:?}), reports in {}",
+        sut.issuer,
+        sut.verifier,
+        sut.mode,
+        dir.display()
+    );
+    for note in opts.notes.iter().chain(&sut.notes) {
+        println!("note: {note}");
+    }
+    let minter = Arc::new(Minter::new(http.clone(), sut.issuer, clients)?);
+    let mut current = phase::current(&http, sut.issuer, sut.verifier).await?;
+    let planned = opts.phases.clone().unwrap_or_else(|| vec![current]);
+
+    let mut summary = Summary {
+        version: report::VERSION,
+        started_unix: started,
+        cores: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        mode: sut.mode,
+        planned: planned.clone(),
+        options: RunOptions {
+            duration_s: opts.duration.as_secs(),
+            users: opts.users,
+            pool_size: opts.pool.size,
+            reuse: opts.pool.reuse,
+            straggler_share: opts.pool.straggler_share,
+            attack_share: opts.pool.attack_share,
+            rotate: opts.rotate,
+            outage: opts.outage,
+            quick: opts.quick,
+        },
+        notes: opts.notes.iter().chain(&sut.notes).cloned().collect(),
+        capacity_assumption: opts.capacity.map(|_| capacity::ASSUMPTION.to_owned()),
+        phases: Vec::new(),
+    };
+
+    // HS256 tokens minted just before leaving an HS256-signing phase: still
+    // valid in transition, stale stragglers in asymmetric.
+    let mut carried: Vec<Minted> = Vec::new();
+    let mut carried_at = Instant::now();
+    for &ph in &planned {
+        let mut notes = Vec::new();
+        let mut sighups = 0;
+        if sut.controls_phase() {
+            if current.signs() == Alg::Hs256 && ph.signs() == Alg::Rs256 {
+                carried = minter.mint_many(opts.pool.size, 0).await?;
+                carried_at = Instant::now();
+            }
+            // The operator path: edit, then reload one service after the other
+            // in the runbook's order, each reporting the phase before the next.
+            sut.write_phase(ph)?;
+            for role in phase::reload_order(current, ph) {
+                sut.hup(role)?;
+                phase::wait_for_role(&http, role, sut.addr(role), ph).await?;
+            }
+            sighups += 1;
+            current = ph;
+        }
+
+        let issuer_before = http::scrape(&http, sut.issuer).await?;
+        let mints_before = minter.counts();
+        let fresh_at = Instant::now();
+        let mut slots: Vec<SlotInit> = minter
+            .mint_many(opts.pool.size, 0)
+            .await?
+            .into_iter()
+            .map(|minted| SlotInit {
+                minted,
+                straggler: false,
+                minted_at: fresh_at,
+            })
+            .collect();
+        if ph.signs() == Alg::Rs256 {
+            let carry = |t: &Minted, straggler| SlotInit {
+                minted: t.clone(),
+                straggler,
+                minted_at: carried_at,
+            };
+            if ph.accepts(Alg::Hs256) {
+                slots.extend(carried.iter().map(|t| carry(t, false)));
+            } else {
+                let n = (opts.pool.size as f64 * opts.pool.straggler_share).ceil() as usize;
+                slots.extend(carried.iter().take(n).map(|t| carry(t, true)));
+            }
+            if carried.is_empty() && (ph.accepts(Alg::Hs256) || opts.pool.straggler_share > 0.0) {
+                notes.push("no HS256 tokens from before the switch (the services were not in an HS256-signing phase during this run)".to_owned());
+            }
+        }
+        let attack = opts.pool.attack_share > 0.0;
+        let (pool, refill_rx) = Pool::new(slots, opts.pool.reuse, opts.pool.attack_share)?;
+
+        let rs256 = ph.signs() == Alg::Rs256;
+        let rotation = if opts.rotate && rs256 {
+            match (
+                &sut.keyshift,
+                &sut.config_path,
+                sut.issuer_pid,
+                sut.key_prepublish,
+            ) {
+                (Some(keyshift), Some(config), Some(issuer_pid), Some(prepublish)) => Some((
+                    RotationPlan {
+                        keyshift: keyshift.clone(),
+                        config: config.clone(),
+                        issuer: sut.issuer,
+                        issuer_pid,
+                        prepublish,
+                    },
+                    pool.clone(),
+                    minter.clone(),
+                )),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        let outage = match (opts.outage && rs256, &sut.proxy, sut.verifier_pid) {
+            (true, Some(proxy), Some(verifier_pid)) => Some(OutagePlan {
+                proxy: proxy.clone(),
+                verifier_pid,
+            }),
+            _ => None,
+        };
+        sighups += u64::from(outage.is_some());
+
+        let verifier_before = http::scrape(&http, sut.verifier).await?;
+        let window_started = Instant::now();
+        let refill = tokio::spawn(pool::refill(pool.clone(), refill_rx, minter.clone()));
+        println!(
+            "phase {ph}: {} users for {} s, {} tokens ({} stragglers), reuse {}, attack share {}",
+            opts.users,
+            opts.duration.as_secs(),
+            pool.len(),
+            pool.stragglers(),
+            opts.pool
+                .reuse
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "until near expiry".into()),
+            opts.pool.attack_share
+        );
+        let events_task = tokio::spawn(events::run(
+            http.clone(),
+            Instant::now(),
+            opts.duration,
+            rotation,
+            outage,
+        ));
+        let html = dir.join(format!("goose-{ph}.html"));
+        let sent = drive::drive(sut.verifier, ph, opts.users, opts.duration, &html, &pool).await;
+        refill.abort();
+        let sent = match sent {
+            Ok(s) => s,
+            Err(e) => {
+                events_task.abort();
+                return Err(e.context(format!("phase {ph}: goose")));
+            }
+        };
+        let events = events_task.await.context("events task")??;
+        let verifier_after = http::scrape(&http, sut.verifier).await?;
+        let window = window_started.elapsed();
+        let issuer_after = http::scrape(&http, sut.issuer).await?;
+        let mints = minter.counts().since(mints_before);
+
+        let mut phase_summary = summarize::summarize(PhaseInput {
+            phase: ph,
+            users: opts.users,
+            sent: &sent,
+            window,
+            verifier_before: &verifier_before,
+            verifier_after: &verifier_after,
+            issuer_before: &issuer_before,
+            issuer_after: &issuer_after,
+            mints,
+            pool: pool_summary(&pool, opts.pool.reuse),
+            events,
+            attack,
+            verifier_sighups: sighups,
+            unknown_kid_cooldown: sut.unknown_kid_cooldown,
+            notes,
+            rss_kib: sut.verifier_rss_kib(),
+            capacity: opts.capacity,
+        });
+        phase_summary.problems = check::phase_problems(&phase_summary, sut.mode);
+        println!(
+            "phase {ph}: {:.0} req/s ({:.0} legitimate), p99 {:.2} ms, unexpected {}, problems {}",
+            phase_summary.rps,
+            phase_summary.legitimate_rps,
+            phase_summary.p99_ms,
+            phase_summary.unexpected,
+            phase_summary.problems.len()
+        );
+        summary.phases.push(phase_summary);
+    }
+
+    report::write(&dir, &summary)?;
+    print!("\n{}", report::markdown(&summary));
+    println!("\nreport: {}", dir.display());
+
+    let parsed = check::read_report(&dir, &summary).context("reading the report back")?;
+    let mut problems = check::all_problems(&parsed, opts.quick);
+    if opts.quick && sut.mode == Mode::Managed {
+        problems.extend(smoke::external_modes(&dir, &http, &sut, current).await);
+    }
+    drop(sut);
+    if !problems.is_empty() {
+        bail!(
+            "{} problem(s):\n  - {}",
+            problems.len(),
+            problems.join("\n  - ")
+        );
+    }
+    if opts.quick {
+        println!(
+            "self-check passed: report files parse, outcomes match what was sent, events happened"
+        );
+    }
+    Ok(())
+}
+
+fn pool_summary(pool: &Pool, reuse: Option<u64>) -> PoolSummary {
+    use std::sync::atomic::Ordering::Relaxed;
+    PoolSummary {
+        slots: pool.len(),
+        stragglers: pool.stragglers(),
+        reuse,
+        replacements_requested: pool.stats.replacements_requested.load(Relaxed),
+        replaced: pool.stats.replaced.load(Relaxed),
+        replace_errors: pool.stats.replace_errors.load(Relaxed),
+    }
+}
+
+/// A new folder `<out>/<started>`, or `<started>-2`, `-3`, … if taken.
+pub fn report_dir(out: &Path, started: u64) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for n in 1..=100 {
+        let name = if n == 1 {
+            started.to_string()
+        } else {
+            format!("{started}-{n}")
+        };
+        let dir = out.join(name);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
+        }
+    }
+    bail!(
+        "{}: 100 report folders for second {started} already exist",
+        out.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_folders_never_collide() {
+        let out =
+            std::env::temp_dir().join(format!("keyshift-loadtest-dirs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let a = report_dir(&out, 42).expect("first");
+        let b = report_dir(&out, 42).expect("second");
+        let c = report_dir(&out, 42).expect("third");
+        assert_eq!(a, out.join("42"));
+        assert_eq!(b, out.join("42-2"));
+        assert_eq!(c, out.join("42-3"));
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}
