@@ -2,7 +2,10 @@
 //! claims, policy) for RS256 and HS256, a token-cache hit and a JWKS-cache
 //! lookup, beside the references of the same run: raw aws-lc-rs RS256 with
 //! a pre-parsed key (the limit), raw HMAC-SHA256 over the same signing
-//! input, jsonwebtoken's decode, and the `rsa` crate.
+//! input, jsonwebtoken's decode, and the `rsa` crate. The `_metered`
+//! variants run with the Prometheus recorder the binary installs (counters,
+//! the latency histogram, its upkeep), as in production; the others with the
+//! facade's no-op recorder.
 //!
 //! `make bench` or `cargo bench -p keyshift-benches --bench verify`.
 
@@ -91,6 +94,26 @@ fn verify(c: &mut Criterion) {
     let (hs_token, _) = Signer::hs256(&secret).mint(&template, req).expect("hs");
 
     let full = verifier(0, &jwks, &secret);
+    // The same verifier with the binary's Prometheus recorder behind its handles.
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(
+                keyshift_verifier::metrics::VERIFY_DURATION.to_owned(),
+            ),
+            keyshift_verifier::metrics::VERIFY_DURATION_BUCKETS,
+        )
+        .expect("buckets")
+        .build_recorder();
+    let prometheus = recorder.handle();
+    let metered = metrics::with_local_recorder(&recorder, || verifier(0, &jwks, &secret));
+    // The binary drains histogram samples every 5 s; here every 10 000 calls.
+    let calls = std::cell::Cell::new(0u32);
+    let upkeep = || {
+        calls.set(calls.get().wrapping_add(1));
+        if calls.get().is_multiple_of(10_000) {
+            prometheus.run_upkeep();
+        }
+    };
     let cached = verifier(10_000, &jwks, &secret);
     now_or_never(cached.verify(&rs_token)).expect("warm the cache");
 
@@ -118,6 +141,18 @@ fn verify(c: &mut Criterion) {
     });
     g.bench_function("hs256_keyshift_full", |b| {
         b.iter(|| now_or_never(full.verify(&hs_token)).expect("valid"))
+    });
+    g.bench_function("rs256_keyshift_full_metered", |b| {
+        b.iter(|| {
+            upkeep();
+            now_or_never(metered.verify(&rs_token)).expect("valid")
+        })
+    });
+    g.bench_function("hs256_keyshift_full_metered", |b| {
+        b.iter(|| {
+            upkeep();
+            now_or_never(metered.verify(&hs_token)).expect("valid")
+        })
     });
     g.bench_function("hs256_raw_hmac_keyed", |b| {
         b.iter(|| {
