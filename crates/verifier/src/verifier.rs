@@ -383,10 +383,12 @@ impl Verifier {
                 Err(VerifyError::Malformed("token too large")),
             );
         }
-        let jwks = self.jwks.load();
         let verdicts = self.verdicts.load();
-        let generation = match verdicts.as_deref() {
-            Some(_) => generation(policy, jwks.as_deref()),
+        // The key set is read only where it is needed: by the token cache
+        // (its generation) and by RS256; HS256 without a cache never loads it.
+        let mut jwks = verdicts.as_ref().map(|_| self.jwks.load());
+        let generation = match &jwks {
+            Some(j) => generation(policy, j.as_deref()),
             None => 0,
         };
         // The second pass after a refetch was counted by the first.
@@ -395,7 +397,11 @@ impl Verifier {
             match v.cache.get(token, generation, now, policy.rules.leeway) {
                 // Past the maximum staleness RS256 gets 503, cached or not.
                 Some(hit)
-                    if hit.alg == Alg::Hs256 || jwks.as_deref().is_some_and(JwksCache::usable) =>
+                    if hit.alg == Alg::Hs256
+                        || jwks
+                            .as_ref()
+                            .and_then(|j| j.as_deref())
+                            .is_some_and(JwksCache::usable) =>
                 {
                     v.hit.increment(1);
                     return Done(hit.alg.into(), Ok(hit));
@@ -454,7 +460,8 @@ impl Verifier {
                 let Some(kid) = kid else {
                     return Done(label, Err(VerifyError::UnknownKid));
                 };
-                let Some(cache) = jwks.as_ref() else {
+                let jwks = jwks.get_or_insert_with(|| self.jwks.load());
+                let Some(cache) = jwks.as_deref() else {
                     return Done(label, Err(VerifyError::AlgDisabled));
                 };
                 let key = match fetched {
