@@ -372,16 +372,8 @@ fn documented(section: &str) -> BTreeMap<String, Family> {
 /// Starts a real issuer and verifier (phase transition), sends a little
 /// traffic so that lazily created series exist, and returns both scrapes.
 fn scrape_real_services() -> (String, String) {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        tmp.path().join("hs256.secret"),
-        "0123456789abcdef0123456789abcdef\n",
-    )
-    .expect("secret");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let tmp = common::dir_with_secret();
+    let port = common::free_port();
     let config = write_config(
         tmp.path(),
         "transition",

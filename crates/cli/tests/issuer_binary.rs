@@ -4,18 +4,15 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, fetch_token, http, keyshift, token_alg, write_config, Service};
+use common::{
+    eventually, fetch_token, free_port, http, keyshift, token_alg, write_config, Service,
+};
 use keyshift_core::secret::SecretHash;
 use nix::sys::signal::Signal;
 
 #[test]
 fn issuer_binary_serves_reloads_on_sighup_and_drains_on_sigterm() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        tmp.path().join("hs256.secret"),
-        "0123456789abcdef0123456789abcdef\n",
-    )
-    .expect("secret");
+    let tmp = common::dir_with_secret();
     let config = write_config(tmp.path(), "dual", "127.0.0.1:0", None);
     let mut issuer = Service::start("issuer", &config);
 
@@ -112,12 +109,7 @@ fn bad_config_names_the_field_and_exits_2() {
 
 #[test]
 fn corrupt_manifest_at_start_is_one_line_naming_the_path_and_the_problem_once() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        tmp.path().join("hs256.secret"),
-        "0123456789abcdef0123456789abcdef\n",
-    )
-    .expect("secret");
+    let tmp = common::dir_with_secret();
     let config = write_config(tmp.path(), "dual", "127.0.0.1:0", None);
     let manifest = tmp.path().join("keys").join("manifest.json");
     std::fs::create_dir(tmp.path().join("keys")).expect("key dir");
@@ -499,13 +491,6 @@ fn printed_jwks_kids(dev: &Dev) -> Vec<String> {
         .collect()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 fn mode(path: &std::path::Path) -> u32 {
     std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(path).expect("file").permissions())
         & 0o777
@@ -598,12 +583,7 @@ fn read_head(stream: &mut std::net::TcpStream) -> String {
 #[test]
 fn sigterm_drains_a_request_in_flight() {
     use std::io::{Read, Write};
-    let tmp = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        tmp.path().join("hs256.secret"),
-        "0123456789abcdef0123456789abcdef\n",
-    )
-    .expect("secret");
+    let tmp = common::dir_with_secret();
     let config = write_config(tmp.path(), "dual", "127.0.0.1:0", None);
     let mut issuer = Service::start("issuer", &config);
     let body = b"grant_type=client_credentials&client_id=svc-a&client_secret=s3cret";

@@ -23,17 +23,9 @@ fn verify(verifier: std::net::SocketAddr, token: &str) -> common::HttpResponse {
 
 #[test]
 fn phase_switches_by_sighup_fail_no_request() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        tmp.path().join("hs256.secret"),
-        "0123456789abcdef0123456789abcdef\n",
-    )
-    .expect("secret");
+    let tmp = common::dir_with_secret();
     // The issuer needs a fixed port in the verifier's jwks_url: take a free one.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = common::free_port();
     let listen = format!("127.0.0.1:{port}");
     let config = write_config(tmp.path(), "dual", &listen, Some(port));
     let issuer = Service::start("issuer", &config);

@@ -140,13 +140,7 @@ async fn token_cache_is_invalidated_by_key_set_and_accept_changes() {
     // An accept-only change (same phase) drops cached verdicts too.
     let hs = hs256(&claims());
     assert_eq!(f.check(&hs).await.0, StatusCode::OK);
-    let cfg = config(Phase::Dual, &f.server.url(), "accept = [\"RS256\"]");
-    f.verifier
-        .reload(
-            Phase::Dual,
-            cfg.require_verifier().expect("v"),
-            Some(HmacSecret::new(SECRET.to_vec()).expect("secret")),
-        )
+    f.reload(Phase::Dual, &f.server.url(), "accept = [\"RS256\"]")
         .await
         .expect("reload");
     let (s, c) = f.check(&hs).await;
@@ -253,14 +247,8 @@ async fn reload_to_an_unusable_jwks_url_is_refused_and_keys_stay() {
     let f = fixture(Phase::Dual, "").await;
     let dead = JwksServer::start(String::new()).await;
     dead.set(Mode::Status(404));
-    let cfg = config(Phase::Dual, &dead.url(), "");
     let err = f
-        .verifier
-        .reload(
-            Phase::Transition,
-            cfg.require_verifier().expect("v"),
-            Some(HmacSecret::new(SECRET.to_vec()).expect("secret")),
-        )
+        .reload(Phase::Transition, &dead.url(), "")
         .await
         .expect_err("refused");
     assert!(err.to_string().contains("verifier.jwks_url"), "{err}");
@@ -269,13 +257,7 @@ async fn reload_to_an_unusable_jwks_url_is_refused_and_keys_stay() {
 
     // A good new URL replaces the keys, and is fetched before it serves.
     let other = JwksServer::start(jwks_of(&[b])).await;
-    let cfg = config(Phase::Dual, &other.url(), "");
-    f.verifier
-        .reload(
-            Phase::Dual,
-            cfg.require_verifier().expect("v"),
-            Some(HmacSecret::new(SECRET.to_vec()).expect("secret")),
-        )
+    f.reload(Phase::Dual, &other.url(), "")
         .await
         .expect("reload");
     assert_eq!(f.check(&rs256(b, &claims())).await.0, StatusCode::OK);
@@ -287,19 +269,13 @@ async fn reload_to_an_unusable_jwks_url_is_refused_and_keys_stay() {
 async fn reload_applies_cache_settings_and_token_cache_size() {
     let (a, b) = keys();
     let f = fixture(Phase::Dual, "").await;
-    let cfg = config(
+    f.reload(
         Phase::Dual,
         &f.server.url(),
         "unknown_kid_cooldown = \"5m\"\ntoken_cache_size = 0",
-    );
-    f.verifier
-        .reload(
-            Phase::Dual,
-            cfg.require_verifier().expect("v"),
-            Some(HmacSecret::new(SECRET.to_vec()).expect("secret")),
-        )
-        .await
-        .expect("reload");
+    )
+    .await
+    .expect("reload");
     let jwks = f.verifier.jwks().expect("jwks");
     assert_eq!(jwks.settings().cooldown, Duration::from_secs(300));
     // The new cooldown governs: one unknown-kid refetch, then none for 5 min.

@@ -260,3 +260,24 @@ hs256_secret_file = "hs256.secret"
     std::fs::write(&path, text).expect("config");
     path
 }
+
+/// A temporary folder holding `hs256.secret` (32 bytes and a newline), the
+/// shared secret every test config names.
+pub fn dir_with_secret() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        tmp.path().join("hs256.secret"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .expect("secret");
+    tmp
+}
+
+/// A loopback port free right now (for a service whose address another
+/// config must name before it starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}

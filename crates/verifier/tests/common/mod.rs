@@ -351,6 +351,22 @@ impl Fixture {
         (resp.status(), challenge)
     }
 
+    /// Reloads the verifier with the config of `phase`, `jwks_url` and
+    /// `extra`, and the test secret unless the phase is asymmetric.
+    pub async fn reload(
+        &self,
+        phase: Phase,
+        jwks_url: &str,
+        extra: &str,
+    ) -> Result<(), keyshift_verifier::BuildError> {
+        let cfg = config(phase, jwks_url, extra);
+        let secret =
+            (phase != Phase::Asymmetric).then(|| HmacSecret::new(SECRET.to_vec()).expect("secret"));
+        self.verifier
+            .reload(phase, cfg.require_verifier().expect("verifier"), secret)
+            .await
+    }
+
     pub fn fetches(&self) -> u64 {
         self.verifier.jwks().map(|j| j.fetch_count()).unwrap_or(0)
     }
