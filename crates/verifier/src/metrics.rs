@@ -163,10 +163,7 @@ impl VerifyMetrics {
 
     /// Counts one verification and its duration.
     pub fn verified(&self, alg: AlgLabel, outcome: Outcome, seconds: f64) {
-        let i = alg.index() * Outcome::ALL.len() + outcome_index(outcome);
-        if let Some(c) = self.totals.get(i) {
-            c.increment(1);
-        }
+        self.counted(alg, outcome);
         if let Some(h) = self.durations.get(alg.index()) {
             h.record(seconds);
         }

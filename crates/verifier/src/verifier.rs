@@ -225,7 +225,7 @@ impl Verifier {
         } else {
             if let (Some(cache), Some(u)) = (self.jwks.load_full(), &cfg.jwks_url) {
                 let fetcher = Fetcher::new(u, cfg.jwks_connect_timeout, cfg.jwks_timeout)?;
-                cache.reconfigure(JwksSettings::from(cfg), Some(fetcher));
+                cache.reconfigure(JwksSettings::from(cfg), fetcher);
             }
             None
         };
@@ -328,11 +328,14 @@ impl Verifier {
         scopes: &[&str],
     ) -> Result<Arc<Verified>, VerifyError> {
         let started = Instant::now();
-        let policy = self.policy.load_full();
+        // A guard, not an `Arc` clone: the common path never awaits. Only the
+        // refetch path, which does, upgrades it to an owned `Arc` first.
+        let policy = self.policy.load();
         let now = self.clock.now_secs();
         let (label, mut result) = match self.check(&policy, token, now, None) {
             Step::Done(label, result) => (label, result),
             Step::NeedKey(kid) => {
+                let policy = arc_swap::Guard::into_inner(policy);
                 let looked_up = match self.jwks.load_full() {
                     Some(jwks) => jwks.lookup_unknown(&kid).await,
                     None => Err(VerifyError::UnknownKid),

@@ -415,6 +415,22 @@ async fn an_unknown_kid_refetch_counts_each_decision_once() {
         histogram_len(&snap, keyshift_verifier::metrics::VERIFY_DURATION, "other"),
         0
     );
+    // Two Authorization headers over the service: a 400, counted as malformed.
+    let service = keyshift_verifier::VerifierService::new(Arc::new(keyshift_verifier::State {
+        verifier: verifier.clone(),
+        render_metrics: Arc::new(String::new),
+    }));
+    let req = http::Request::get("/verify")
+        .header("authorization", "Bearer a.b.c")
+        .header("authorization", "Bearer d.e.f")
+        .body(())
+        .expect("req");
+    assert_eq!(service.handle(req).await.status(), StatusCode::BAD_REQUEST);
+    let snap = snapshotter.snapshot().into_vec();
+    assert_eq!(
+        counter(&snap, VERIFY, &[("alg", "other"), ("outcome", "malformed")]),
+        Some(1)
+    );
 }
 
 #[tokio::test]

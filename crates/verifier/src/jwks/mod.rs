@@ -143,7 +143,7 @@ struct FetchState {
 
 /// The JWKS cache of one verifier.
 pub struct JwksCache {
-    /// Swapped by [`JwksCache::reconfigure`] when the timeouts change on reload.
+    /// Swapped by [`JwksCache::reconfigure`] on reload.
     fetcher: ArcSwap<Fetcher>,
     /// Swapped by [`JwksCache::reconfigure`]; read lock-free.
     settings: ArcSwap<JwksSettings>,
@@ -186,13 +186,11 @@ impl JwksCache {
         }
     }
 
-    /// Applies new settings (and a new fetcher for the same URL, when the
-    /// timeouts changed) on reload; the cached keys stay.
-    pub fn reconfigure(&self, settings: JwksSettings, fetcher: Option<Fetcher>) {
+    /// Applies new settings and a fetcher with the new timeouts (same URL)
+    /// on reload; the cached keys stay.
+    pub fn reconfigure(&self, settings: JwksSettings, fetcher: Fetcher) {
         self.settings.store(Arc::new(settings));
-        if let Some(f) = fetcher {
-            self.fetcher.store(Arc::new(f));
-        }
+        self.fetcher.store(Arc::new(fetcher));
     }
 
     /// The current settings.

@@ -6,6 +6,8 @@ use http::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
+use keyshift_core::config::is_scope_token;
+
 use crate::error::VerifyError;
 use crate::verifier::{Verified, Verifier};
 
@@ -77,7 +79,7 @@ pub fn required_scopes(query: Option<&str>, headers: &HeaderMap) -> Result<Vec<S
     let mut scopes: Vec<String> = Vec::new();
     let mut add = |list: &str| -> Result<(), Denial> {
         for scope in list.split(' ').filter(|s| !s.is_empty()) {
-            if !scope.bytes().all(is_scope_char) {
+            if !is_scope_token(scope) {
                 return Err(BAD);
             }
             scopes.push(scope.to_owned());
@@ -95,11 +97,6 @@ pub fn required_scopes(query: Option<&str>, headers: &HeaderMap) -> Result<Vec<S
         add(v.to_str().map_err(|_| BAD)?)?;
     }
     Ok(scopes)
-}
-
-/// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
-fn is_scope_char(b: u8) -> bool {
-    matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E)
 }
 
 /// The bearer token of the request, or why there is none.
