@@ -279,10 +279,7 @@ async fn reload_applies_cache_settings_and_token_cache_size() {
     let jwks = f.verifier.jwks().expect("jwks");
     assert_eq!(jwks.settings().cooldown, Duration::from_secs(300));
     // The new cooldown governs: one unknown-kid refetch, then none for 5 min.
-    let stranger = |kid: &str| {
-        let header = json!({"alg":"RS256","kid":kid}).to_string();
-        sign_rs(a, &signing_input(&header, &claims().to_string()))
-    };
+    let stranger = |kid: &str| rs256_with_kid(a, kid);
     let fetches = f.fetches();
     assert_eq!(f.check(&stranger("x1")).await.0, StatusCode::UNAUTHORIZED);
     f.server.set(Mode::Ok {

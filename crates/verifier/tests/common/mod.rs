@@ -124,6 +124,12 @@ pub fn rs256(key: &TestKey, claims: &serde_json::Value) -> String {
     sign_rs(key, &signing_input(&header, &claims.to_string()))
 }
 
+/// An RS256 token signed by `key` whose header names `kid` (known or not).
+pub fn rs256_with_kid(key: &TestKey, kid: &str) -> String {
+    let header = serde_json::json!({"alg":"RS256","kid":kid}).to_string();
+    sign_rs(key, &signing_input(&header, &claims().to_string()))
+}
+
 /// An HS256 token with the shared secret.
 pub fn hs256(claims: &serde_json::Value) -> String {
     let header = r#"{"alg":"HS256","typ":"JWT"}"#;
