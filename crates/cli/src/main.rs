@@ -93,7 +93,7 @@ fn main() -> ExitCode {
 /// fields) already print their cause and also return it as `source()`;
 /// anyhow's `{:#}` would then print it twice. A cause whose text the line
 /// already holds is skipped.
-fn one_line(err: &anyhow::Error) -> String {
+pub(crate) fn one_line(err: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in err.chain() {
         let text = cause.to_string();

@@ -130,9 +130,16 @@ fn phase_switches_by_sighup_fail_no_request() {
             .unwrap_or(0)
     };
     let before = fetches();
+    let logged = verifier.log_len();
     let config = write_config(tmp.path(), "asymmetric", &listen, Some(port));
     std::fs::write(&config, "phase = \"sideways\"\n").expect("bad config");
     verifier.signal(Signal::SIGHUP);
+    assert!(
+        verifier
+            .wait_for_log("config reload failed", logged, Duration::from_secs(10))
+            .is_some(),
+        "the bad config was not refused"
+    );
     assert!(
         eventually(Duration::from_secs(10), || fetches() > before),
         "SIGHUP did not refetch the JWKS"

@@ -79,8 +79,6 @@ pub struct Live {
     pub metadata: Bytes,
     /// Failed-authentication limiter (kept across reloads with the same limits).
     pub limiter: Arc<FailureLimiter>,
-    /// Whether an HS256 secret is configured.
-    pub secret_configured: bool,
 }
 
 impl fmt::Debug for Live {
@@ -178,7 +176,6 @@ impl Live {
             jwks_etag,
             metadata: Bytes::from(metadata),
             limiter,
-            secret_configured: secret.is_some(),
         })
     }
 }
@@ -251,7 +248,7 @@ impl Issuer {
         ));
         let now = clock.now().as_secs();
         let foreign_files = ForeignFileLog::default();
-        let (mut live, steps) = build_live(phase, config, &clock, limiter, &foreign_files).await?;
+        let (mut live, steps) = build_live(phase, config, now, limiter, &foreign_files).await?;
         // A brand-new key directory has no verifier that could hold a stale
         // JWKS; an existing key that was never served is worth a warning.
         if !steps.contains(&Step::CreateInitialActive) && live.keys.adopted.is_none() {
@@ -313,20 +310,18 @@ impl Issuer {
         if config.listen != current.config.listen {
             tracing::warn!(old = %current.config.listen, new = %config.listen, "issuer.listen changed; a restart is needed to move the listener");
         }
-        let now = self.clock.now().as_secs();
-        let (mut live, _) =
-            build_live(phase, config, &self.clock, limiter, &self.foreign_files).await?;
         // From a phase whose JWKS lists no RSA key straight to signing RS256:
-        // no verifier can have the key yet.
-        if !current.phase.publishes_rsa_keys() {
-            if let Some(why) = signs_unpublished_key(&live, now) {
-                return Err(StartError::Refused(format!(
-                    "{why}; reload with phase dual first and wait issuer.key_prepublish ({}) before phase {}",
-                    keyshift_core::duration::HumanDuration(live.config.key_prepublish),
-                    live.phase
-                )));
-            }
+        // no verifier can have the key yet (leaving `legacy` clears every
+        // `published_at`). Refused before anything, rotation included, is applied.
+        if !current.phase.publishes_rsa_keys() && phase.signs() == keyshift_core::Alg::Rs256 {
+            return Err(StartError::Refused(format!(
+                "phase {} serves no RSA key, so no verifier has the key phase {phase} would sign with; reload with phase dual first and wait issuer.key_prepublish ({}) before phase {phase}",
+                current.phase,
+                keyshift_core::duration::HumanDuration(config.key_prepublish),
+            )));
         }
+        let now = self.clock.now().as_secs();
+        let (mut live, _) = build_live(phase, config, now, limiter, &self.foreign_files).await?;
         record_served(&mut live, now).await;
         tracing::info!(phase = %live.phase, signs = %live.signer.alg(), kid = live.signer.kid(), "issuer config reloaded");
         publish_gauges(&live);
@@ -350,7 +345,7 @@ impl Issuer {
         {
             return Ok(false);
         }
-        let secret = current.config.load_secret()?;
+        let secret = current.config.load_secret(current.phase)?;
         let mut live = Live::build(
             current.phase,
             current.config.clone(),
@@ -432,13 +427,13 @@ async fn record_served(live: &mut Live, now: u64) {
     let store = KeyStore::new(live.config.key_dir.clone());
     match tokio::task::spawn_blocking(move || store.record_served(&served, now)).await {
         Ok(Ok(())) => live.keys.manifest = manifest,
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "cannot record which keys the JWKS serves; retrying on the next key tick")
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot record which keys the JWKS serves; retrying on the next key tick")
-        }
+        Ok(Err(e)) => record_served_failed(&e),
+        Err(e) => record_served_failed(&e),
     }
+}
+
+fn record_served_failed(e: &dyn std::fmt::Display) {
+    tracing::error!(error = %e, "cannot record which keys the JWKS serves; retrying on the next key tick");
 }
 
 /// Why the snapshot's RS256 signing key may be unknown to verifiers: it has
@@ -453,19 +448,27 @@ fn signs_unpublished_key(live: &Live, now: u64) -> Option<String> {
         .manifest
         .keys_in(crate::keystore::KeyState::Active)
         .next()?;
-    let prepublish = live.config.key_prepublish.as_secs();
+    unpublished_for(live.phase, entry, live.config.key_prepublish.as_secs(), now)
+}
+
+/// Why `entry`, signing in `phase`, has not been in the JWKS for `prepublish`
+/// seconds at `now`; `None` when it has.
+fn unpublished_for(
+    phase: Phase,
+    entry: &crate::keystore::KeyEntry,
+    prepublish: u64,
+    now: u64,
+) -> Option<String> {
     match entry.published_at {
         Some(at) if at.saturating_add(prepublish) <= now => None,
         Some(at) => Some(format!(
-            "phase {} signs RS256 with key {}, which has been in the JWKS for only {}s of issuer.key_prepublish ({}s)",
-            live.phase,
+            "phase {phase} signs RS256 with key {}, which has been in the JWKS for only {}s of issuer.key_prepublish ({prepublish}s)",
             entry.kid,
             now.saturating_sub(at),
-            prepublish
         )),
         None => Some(format!(
-            "phase {} signs RS256 with key {}, which this issuer has never served in its JWKS",
-            live.phase, entry.kid
+            "phase {phase} signs RS256 with key {}, which this issuer has never served in its JWKS",
+            entry.kid
         )),
     }
 }
@@ -473,22 +476,22 @@ fn signs_unpublished_key(live: &Live, now: u64) -> Option<String> {
 async fn build_live(
     phase: Phase,
     config: IssuerConfig,
-    clock: &SharedClock,
+    now: u64,
     limiter: Arc<FailureLimiter>,
     foreign_files: &ForeignFileLog,
 ) -> Result<(Live, Vec<Step>), StartError> {
-    let secret = config.load_secret()?;
-    if phase == Phase::Asymmetric && secret.is_some() {
+    let secret = config.load_secret(phase)?;
+    if phase == Phase::Asymmetric && config.hs256_secret_file.is_some() {
         tracing::warn!(
             "issuer.hs256_secret_file is still set in phase asymmetric; remove the shared secret"
         );
     }
-    let (keys, steps) = maintain(&config, clock.now().as_secs(), foreign_files).await?;
+    let (keys, steps) = maintain(&config, now, foreign_files).await?;
     Ok((Live::build(phase, config, secret, keys, limiter)?, steps))
 }
 
 fn publish_gauges(live: &Live) {
-    metrics::set_phase(live.phase, live.secret_configured);
+    metrics::set_phase(live.phase, live.config.hs256_secret_file.is_some());
     metrics::set_key_counts(|s| live.keys.count(s));
     metrics::set_next_rotation(crate::rotation::next_rotation(
         &live.keys.manifest,
@@ -511,6 +514,32 @@ mod tests {
     fn argon2(m: u32, t: u32, p: u32) -> String {
         // Only the parameters matter here; salt and hash are placeholders.
         format!("$argon2id$v=19$m={m},t={t},p={p}$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA")
+    }
+
+    #[test]
+    fn a_key_served_for_less_than_prepublish_is_named_with_how_long() {
+        let mut entry = crate::keystore::KeyEntry {
+            kid: "k1".into(),
+            state: crate::keystore::KeyState::Active,
+            bits: 2048,
+            created_at: 1_000,
+            published_at: None,
+            activate_at: None,
+            activated_at: Some(1_000),
+            max_token_ttl: None,
+            retiring_at: None,
+            retire_at: None,
+            retired_at: None,
+        };
+        let why = unpublished_for(Phase::Transition, &entry, 900, 2_000).expect("never served");
+        assert!(why.contains("never served") && why.contains("k1"), "{why}");
+        entry.published_at = Some(1_900);
+        let why = unpublished_for(Phase::Transition, &entry, 900, 2_000).expect("too short");
+        assert!(
+            why.contains("only 100s of issuer.key_prepublish (900s)"),
+            "{why}"
+        );
+        assert_eq!(unpublished_for(Phase::Transition, &entry, 900, 2_800), None);
     }
 
     #[test]

@@ -309,6 +309,11 @@ async fn argon2_verifications_are_bounded_and_the_overflow_gets_429() {
     // sha256 clients need no slot.
     assert_eq!(f.token_post(GOOD).await.0, StatusCode::OK);
     // Being busy is not a failed authentication: nothing was counted.
+    assert_eq!(
+        f.issuer.live().limiter.tracked(),
+        0,
+        "a 429 for busy is no failure"
+    );
     drop(held);
     assert_eq!(f.token_post(slow).await.0, StatusCode::OK);
     assert_eq!(
@@ -460,11 +465,33 @@ async fn legacy_phase_issues_hs256_and_publishes_no_key() {
 }
 
 #[tokio::test]
+async fn asymmetric_phase_never_reads_a_leftover_secret_file() {
+    let f = fixture("transition").await;
+    // The operator destroyed the secret but left its path in the config.
+    std::fs::remove_file(f.dir.path().join("hs256.secret")).expect("destroy secret");
+    f.try_reload_edited("asymmetric", |text| {
+        text.replace(
+            "[issuer]\n",
+            "[issuer]\nhs256_secret_file = \"hs256.secret\"\n",
+        )
+    })
+    .await
+    .expect("asymmetric needs no secret: the file is not read");
+    let (s, _, body) = f.token_post(GOOD).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    // Back to transition the secret is needed again: refused, with the field named.
+    let err = f
+        .try_reload("transition")
+        .await
+        .expect_err("secret missing");
+    assert!(err.to_string().contains("hs256_secret_file"), "{err}");
+}
+
+#[tokio::test]
 async fn asymmetric_phase_issues_rs256_with_no_secret_configured() {
     let f = fixture("asymmetric").await;
     let live = f.issuer.live();
     assert!(live.config.hs256_secret_file.is_none());
-    assert!(!live.secret_configured);
     let (s, _, body) = f.token_post(GOOD).await;
     assert_eq!(s, StatusCode::OK, "{body}");
     let token = body["access_token"].as_str().expect("token");

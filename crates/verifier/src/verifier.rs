@@ -182,7 +182,7 @@ impl Verifier {
             Some(url) => Some(Arc::new(new_cache(url, cfg, clock.clone())?)),
             None => None,
         };
-        report_secret(phase, secret_configured(cfg, secret.as_ref()));
+        report_secret(phase, cfg.hs256_secret_file.is_some());
         metrics::set_max_staleness(cfg.jwks_max_staleness);
         let now = clock.now_secs();
         Ok(Verifier {
@@ -247,7 +247,7 @@ impl Verifier {
         }
         self.stats
             .phase_changed(Some(old.phase), phase, self.clock.now_secs());
-        report_secret(phase, secret_configured(cfg, secret.as_ref()));
+        report_secret(phase, cfg.hs256_secret_file.is_some());
         metrics::set_max_staleness(cfg.jwks_max_staleness);
         tracing::info!(%phase, accept = %cfg.accept, "verifier config reloaded");
         Ok(())
@@ -544,12 +544,6 @@ fn new_cache(
 ) -> Result<JwksCache, BuildError> {
     let fetcher = Fetcher::new(url, cfg.jwks_connect_timeout, cfg.jwks_timeout)?;
     Ok(JwksCache::new(fetcher, JwksSettings::from(cfg), clock))
-}
-
-/// Whether a shared secret is configured: a loaded one, or a path that is
-/// still set (in phase `asymmetric` the file is not even read).
-fn secret_configured(cfg: &VerifierConfig, secret: Option<&HmacSecret>) -> bool {
-    secret.is_some() || cfg.hs256_secret_file.is_some()
 }
 
 fn report_secret(phase: Phase, configured: bool) {

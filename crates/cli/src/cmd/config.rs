@@ -11,7 +11,12 @@ use super::load_config;
 pub fn check(path: &Path) -> anyhow::Result<()> {
     let config = load_config(path)?;
     if let Some(issuer) = &config.issuer {
-        issuer.load_secret().context(path.display().to_string())?;
+        issuer
+            .load_secret(config.phase)
+            .context(path.display().to_string())?;
+        if config.phase == keyshift_core::Phase::Asymmetric && issuer.hs256_secret_file.is_some() {
+            println!("# warning: issuer.hs256_secret_file is set in phase asymmetric; remove the shared secret");
+        }
         if issuer
             .key_dir
             .join(keyshift_issuer::keystore::MANIFEST)

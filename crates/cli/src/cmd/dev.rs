@@ -216,6 +216,13 @@ fn ensure_files(
     if config_path.exists() {
         return Ok(config_path);
     }
+    // The addresses go into URLs (the issuer, the JWKS): a wildcard or port 0
+    // would make a config that never works, and it is kept on every rerun.
+    for (flag, addr) in [("--issuer-listen", issuer), ("--verifier-listen", verifier)] {
+        if !addr.ip().is_loopback() || addr.port() == 0 {
+            bail!("{flag}: {addr} is not a loopback address with a fixed port (keyshift dev runs on loopback, e.g. 127.0.0.1:8080)");
+        }
+    }
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -312,6 +319,25 @@ mod tests {
     }
 
     #[test]
+    fn wildcard_or_port_0_addresses_are_refused_before_any_file_is_written() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join(".keyshift");
+        let good: SocketAddr = "127.0.0.1:18081".parse().expect("addr");
+        for bad in ["0.0.0.0:8080", "127.0.0.1:0", "192.0.2.1:8080"] {
+            let bad: SocketAddr = bad.parse().expect("addr");
+            let err = ensure_files(&dir, keyshift_core::Phase::Dual, bad, good)
+                .expect_err("refused")
+                .to_string();
+            assert!(err.contains("--issuer-listen"), "{err}");
+            let err = ensure_files(&dir, keyshift_core::Phase::Dual, good, bad)
+                .expect_err("refused")
+                .to_string();
+            assert!(err.contains("--verifier-listen"), "{err}");
+            assert!(!dir.exists(), "nothing written for {bad}");
+        }
+    }
+
+    #[test]
     fn files_are_generated_once_with_private_modes() {
         use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::tempdir().expect("tempdir");
@@ -343,7 +369,7 @@ mod tests {
         assert_eq!(cfg.require_verifier().expect("verifier").listen, v);
         cfg.require_issuer()
             .expect("issuer")
-            .load_secret()
+            .load_secret(cfg.phase)
             .expect("secret loads");
     }
 }

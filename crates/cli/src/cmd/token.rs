@@ -46,7 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let signer = match config.phase.signs() {
         Alg::Hs256 => {
             let secret = issuer
-                .load_secret()?
+                .load_secret(config.phase)?
                 .context("issuer.hs256_secret_file is not set")?;
             Signer::hs256(&secret)
         }

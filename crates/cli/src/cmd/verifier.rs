@@ -59,22 +59,13 @@ fn effective(path: &Path, accept: Option<&[Alg]>) -> anyhow::Result<(Phase, Veri
     Ok((config.phase, section))
 }
 
-/// The shared secret, read only when HS256 is accepted: in phase
-/// `asymmetric` a leftover `hs256_secret_file` is reported, never read, so a
-/// secret file already destroyed cannot stop the verifier.
-fn secret_for(section: &VerifierConfig) -> Result<Option<HmacSecret>, ConfigError> {
-    if section.accept.contains(Alg::Hs256) {
-        section.load_secret()
-    } else {
-        Ok(None)
-    }
-}
-
 /// Runs the verifier until SIGTERM/SIGINT.
 pub fn run(args: Args) -> anyhow::Result<()> {
     telemetry::init_logging();
     let (phase, section) = effective(&args.config, args.accept.as_deref())?;
-    let secret = secret_for(&section).with_context(|| args.config.display().to_string())?;
+    let secret = section
+        .load_secret()
+        .with_context(|| args.config.display().to_string())?;
     runtime()?.block_on(serve(args, phase, section, secret))
 }
 
@@ -107,7 +98,7 @@ async fn serve(
         while hup.recv().await.is_some() {
             tracing::info!(config = %args.config.display(), "SIGHUP: reloading config and refetching the JWKS");
             let loaded = effective(&args.config, args.accept.as_deref())
-                .and_then(|(phase, section)| Ok((phase, secret_for(&section)?, section)));
+                .and_then(|(phase, section)| Ok((phase, section.load_secret()?, section)));
             let reloaded = match loaded {
                 Ok((phase, secret, section)) => background
                     .reload(phase, &section, secret)
@@ -116,7 +107,7 @@ async fn serve(
                 Err(e) => Err(e),
             };
             if let Err(e) = reloaded {
-                tracing::error!(error = %format!("{e:#}"), "config reload failed; keeping the running config");
+                tracing::error!(error = %crate::one_line(&e), "config reload failed; keeping the running config");
             }
             if let Some(jwks) = background.jwks() {
                 jwks.force_refresh().await;

@@ -516,8 +516,14 @@ impl IssuerConfig {
         })
     }
 
-    /// Loads the HS256 secret, if configured; the error names the field.
-    pub fn load_secret(&self) -> Result<Option<HmacSecret>, ConfigError> {
+    /// Loads the HS256 secret if `phase` needs one and it is configured; the
+    /// error names the field. In phase `asymmetric` the file is never read, so
+    /// a leftover path to a destroyed secret cannot stop the issuer (it is
+    /// reported instead: [`IssuerConfig::hs256_secret_file`] is still set).
+    pub fn load_secret(&self, phase: Phase) -> Result<Option<HmacSecret>, ConfigError> {
+        if !phase.needs_shared_secret() {
+            return Ok(None);
+        }
         load_secret(
             "issuer.hs256_secret_file",
             self.hs256_secret_file.as_deref(),
@@ -663,8 +669,14 @@ impl VerifierConfig {
         })
     }
 
-    /// Loads the HS256 secret, if configured; the error names the field.
+    /// Loads the HS256 secret if HS256 is accepted and a secret is
+    /// configured; the error names the field. Otherwise (phase `asymmetric`)
+    /// the file is never read, so a leftover path to a destroyed secret
+    /// cannot stop the verifier (it is reported instead).
     pub fn load_secret(&self) -> Result<Option<HmacSecret>, ConfigError> {
+        if !self.accept.contains(Alg::Hs256) {
+            return Ok(None);
+        }
         load_secret(
             "verifier.hs256_secret_file",
             self.hs256_secret_file.as_deref(),
