@@ -518,19 +518,8 @@ mod tests {
 
     #[test]
     fn a_key_served_for_less_than_prepublish_is_named_with_how_long() {
-        let mut entry = crate::keystore::KeyEntry {
-            kid: "k1".into(),
-            state: crate::keystore::KeyState::Active,
-            bits: 2048,
-            created_at: 1_000,
-            published_at: None,
-            activate_at: None,
-            activated_at: Some(1_000),
-            max_token_ttl: None,
-            retiring_at: None,
-            retire_at: None,
-            retired_at: None,
-        };
+        let mut entry = crate::keystore::KeyEntry::new_next("k1".into(), 2048, 1_000);
+        entry.activate(1_000);
         let why = unpublished_for(Phase::Transition, &entry, 900, 2_000).expect("never served");
         assert!(why.contains("never served") && why.contains("k1"), "{why}");
         entry.published_at = Some(1_900);

@@ -103,6 +103,30 @@ pub struct KeyEntry {
 }
 
 impl KeyEntry {
+    /// A `next` key made at `now`, with nothing scheduled yet.
+    pub fn new_next(kid: String, bits: u32, now: u64) -> KeyEntry {
+        KeyEntry {
+            kid,
+            state: KeyState::Next,
+            bits,
+            created_at: now,
+            published_at: None,
+            activate_at: None,
+            activated_at: None,
+            max_token_ttl: None,
+            retiring_at: None,
+            retire_at: None,
+            retired_at: None,
+        }
+    }
+
+    /// Makes it the signing key from `now`.
+    pub fn activate(&mut self, now: u64) {
+        self.state = KeyState::Active;
+        self.activate_at = None;
+        self.activated_at = Some(now);
+    }
+
     fn file_name(&self) -> String {
         format!("{}.pem", self.kid)
     }
@@ -544,19 +568,8 @@ impl KeyStore {
         let [kid] = pems.as_slice() else {
             return Ok(None);
         };
-        let mut entry = KeyEntry {
-            kid: kid.clone(),
-            state: KeyState::Active,
-            bits: 0,
-            created_at: now,
-            published_at: None,
-            activate_at: None,
-            activated_at: Some(now),
-            max_token_ttl: None,
-            retiring_at: None,
-            retire_at: None,
-            retired_at: None,
-        };
+        let mut entry = KeyEntry::new_next(kid.clone(), 0, now);
+        entry.activate(now);
         // Parses it and checks its mode and that its thumbprint is its name.
         let key = self.read_key(&entry)?;
         entry.bits = u32::try_from(key.pair.public_modulus_len() * 8).unwrap_or(u32::MAX);
@@ -593,8 +606,7 @@ impl KeyStore {
         match step {
             Step::CreateInitialActive => {
                 let mut entry = self.generate(bits, now)?;
-                entry.state = KeyState::Active;
-                entry.activated_at = Some(now);
+                entry.activate(now);
                 manifest.keys.push(entry);
             }
             Step::CreateNext { activate_at } => {
@@ -615,9 +627,7 @@ impl KeyStore {
                 let next = manifest
                     .key_mut(kid)
                     .ok_or_else(|| KeyStoreError::NoSuchKey(kid.clone()))?;
-                next.state = KeyState::Active;
-                next.activate_at = None;
-                next.activated_at = Some(now);
+                next.activate(now);
             }
             Step::Retire { kid } => {
                 let key = manifest
@@ -662,19 +672,7 @@ impl KeyStore {
             .map_err(|e| KeyStoreError::Crypto(e.to_string()))?;
         let jwk = public_jwk(&pair);
         let pem_text = pem::encode(&pem::Pem::new(PEM_TAG, der.as_ref().to_vec()));
-        let entry = KeyEntry {
-            kid: jwk.kid,
-            state: KeyState::Next,
-            bits,
-            created_at: now,
-            published_at: None,
-            activate_at: None,
-            activated_at: None,
-            max_token_ttl: None,
-            retiring_at: None,
-            retire_at: None,
-            retired_at: None,
-        };
+        let entry = KeyEntry::new_next(jwk.kid, bits, now);
         atomic_write(&self.dir, &entry.file_name(), pem_text.as_bytes(), 0o600)?;
         Ok(entry)
     }
@@ -691,8 +689,7 @@ impl KeyStore {
         }
         let mut entry = self.generate(bits, now)?;
         if manifest.keys_in(KeyState::Active).next().is_none() {
-            entry.state = KeyState::Active;
-            entry.activated_at = Some(now);
+            entry.activate(now);
         }
         manifest.keys.push(entry.clone());
         self.write_manifest(&manifest)?;

@@ -79,22 +79,8 @@ pub fn due_steps(manifest: &Manifest, now: u64, policy: &RotationPolicy) -> Vec<
     }
 
     if let Some(next) = next {
-        // Safe once verifiers have had `prepublish` to fetch a JWKS listing it;
-        // never while the issuer has not served it (offline, or phase legacy).
-        let safe = next
-            .published_at
-            .is_some_and(|p| p.saturating_add(secs(policy.prepublish)) <= now);
-        let due = match (next.activate_at, active) {
-            (Some(at), _) => at <= now && safe,
-            // No active key (it was retired by hand): promote as soon as safe.
-            (None, None) => safe,
-            // Unscheduled (`keyshift keys generate`): it replaces the active key
-            // at the active key's rotation date, or once safe if that is later.
-            // Without a schedule it waits for `keyshift keys rotate`.
-            (None, Some(active)) => {
-                rotation_date(active, policy).is_some_and(|at| at <= now) && safe
-            }
-        };
+        let due = promotion(next, active, policy)
+            .is_some_and(|p| p.date <= now && p.safe_from.is_some_and(|s| s <= now));
         if due {
             steps.push(Step::Promote {
                 kid: next.kid.clone(),
@@ -135,18 +121,44 @@ pub fn retire_date(active: Option<&KeyEntry>, now: u64, policy: &RotationPolicy)
 /// its date (it will wait `prepublish` once served). `None` when nothing is
 /// scheduled: `rotate_every` off and no dated `next` key, or no key at all.
 pub fn next_rotation(manifest: &Manifest, policy: &RotationPolicy) -> Option<u64> {
-    let scheduled = manifest
-        .keys_in(KeyState::Active)
-        .next()
-        .and_then(|a| rotation_date(a, policy));
-    let Some(next) = manifest.keys_in(KeyState::Next).next() else {
-        return scheduled;
+    let active = manifest.keys_in(KeyState::Active).next();
+    match manifest.keys_in(KeyState::Next).next() {
+        Some(next) => promotion(next, active, policy).map(|p| p.date.max(p.safe_from.unwrap_or(0))),
+        None => active.and_then(|a| rotation_date(a, policy)),
+    }
+}
+
+/// When a `next` key may replace the active one.
+struct Promotion {
+    /// The date asked for: its `activate_at`; with no active key (retired by
+    /// hand) at once; else, unscheduled (`keyshift keys generate`), the
+    /// active key's rotation date.
+    date: u64,
+    /// `prepublish` after the issuer first served it (verifiers have had
+    /// time to fetch a JWKS listing it); `None` while never served (made
+    /// offline, or in phase `legacy`).
+    safe_from: Option<u64>,
+}
+
+/// The one promotion rule, for the schedule and for the gauge. `None` when
+/// nothing asks for it: no date and no schedule (it waits for `keyshift keys
+/// rotate`).
+fn promotion(
+    next: &KeyEntry,
+    active: Option<&KeyEntry>,
+    policy: &RotationPolicy,
+) -> Option<Promotion> {
+    let date = match (next.activate_at, active) {
+        (Some(at), _) => at,
+        (None, None) => 0,
+        (None, Some(active)) => rotation_date(active, policy)?,
     };
-    let date = next.activate_at.or(scheduled)?;
-    let safe = next
-        .published_at
-        .map_or(0, |p| p.saturating_add(policy.prepublish.as_secs()));
-    Some(date.max(safe))
+    Some(Promotion {
+        date,
+        safe_from: next
+            .published_at
+            .map(|p| p.saturating_add(policy.prepublish.as_secs())),
+    })
 }
 
 /// When the automatic schedule replaces `active`: `rotate_every` after it
@@ -341,6 +353,23 @@ mod tests {
             ..policy()
         };
         assert_eq!(retire_date(m.keys.first(), T0, &long), T0 + 100_000 + 900);
+    }
+
+    #[test]
+    fn gauge_and_schedule_agree_when_the_active_key_was_retired_by_hand() {
+        let mut next = key("b", KeyState::Next, T0);
+        next.published_at = Some(T0 + 100);
+        let m = Manifest {
+            keys: vec![next],
+            ..Manifest::default()
+        };
+        let at = next_rotation(&m, &policy()).expect("promoted once safe");
+        assert_eq!(at, T0 + 100 + 900);
+        assert_eq!(due_steps(&m, at - 1, &policy()), []);
+        assert!(matches!(
+            due_steps(&m, at, &policy()).as_slice(),
+            [Step::Promote { kid, .. }] if kid == "b"
+        ));
     }
 
     #[test]
