@@ -49,9 +49,10 @@ pub fn plan(
     if !(legit_rps > 0.0 && legit_rps.is_finite() && target > 0.0 && target.is_finite()) {
         return None;
     }
-    let p99_met = objective_ms.map(|o| p99_ms <= o);
-    let (instances, verdict) = match (p99_met, objective_ms) {
-        (Some(false), Some(o)) => (
+    let meets = |o: f64| p99_ms <= o;
+    let p99_met = objective_ms.map(meets);
+    let (instances, verdict) = match objective_ms {
+        Some(o) if !meets(o) => (
             None,
             format!(
                 "n/a at p99 <= {o} ms: the measured load ({legit_rps:.0} legitimate req/s from {users} users, p99 {p99_ms:.2} ms) is above one instance's capacity at that objective; re-run with fewer --users to find the rate that meets it"

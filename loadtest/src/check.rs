@@ -7,13 +7,16 @@
 //!   straggler an `HS256/alg_disabled`); the issuer issued only the phase's
 //!   algorithm and (managed) exactly what the harness minted; a rotation put
 //!   a new kid into tokens the verifier accepted; an outage served 503s and
-//!   the verifier counted a failed fetch; JWKS fetches stayed within the bound.
+//!   the verifier counted a failed fetch; the harness's JWKS proxy served no
+//!   502; JWKS fetches stayed within the bound. Run on the live summary; its
+//!   result is stored in the phase's `problems`.
 //! - [`run_problems`], for every run: the planned phases ran, hit rates are
 //!   in [0, 1]; with `--quick` also: requests, token-cache and (RS256 phases)
 //!   key-cache rates present, expected rejections counted, the events ran,
 //!   and the pool replaced tokens when its reuse count was surely reached.
 //! - [`read_report`]: the files on disk exist and parse, and
-//!   `summary.json` is the summary the run computed.
+//!   `summary.json` is the summary the run computed (so the problems it
+//!   stores are the ones [`phase_problems`] found).
 
 use std::path::Path;
 
@@ -140,11 +143,11 @@ pub fn phase_problems(p: &PhaseSummary, mode: Mode) -> Vec<String> {
             problems.push("rotation: no new kid appeared in the issuer's JWKS".into());
         }
         if r.signing_expected {
+            // `new_kid` is only ever set to a kid outside `old_kids` (the
+            // pool's first kids), and summaries are never re-checked from
+            // disk, so there is no "kid is not new" case to look for.
             match &r.new_kid {
                 None => problems.push("rotation: no token carried a new kid".into()),
-                Some(k) if r.old_kids.contains(k) => {
-                    problems.push(format!("rotation: kid {k} is not new"))
-                }
                 Some(k) if r.published_kid.as_ref() != Some(k) => problems.push(format!(
                     "rotation: tokens carry kid {k}, the JWKS published {:?}",
                     r.published_kid
@@ -175,6 +178,14 @@ pub fn phase_problems(p: &PhaseSummary, mode: Mode) -> Vec<String> {
         }
         if p.jwks_fetch_errors == 0 {
             problems.push("JWKS outage: the verifier counted no failed fetch".into());
+        }
+    }
+    if let Some(px) = &p.jwks_proxy {
+        if px.served_502 > 0 {
+            problems.push(format!(
+                "the harness's JWKS proxy answered {} fetch(es) with 502 (issuer unreachable through it, or its body cut): the harness broke the verifier's JWKS path",
+                px.served_502
+            ));
         }
     }
     if p.jwks_fetches > p.jwks_fetch_bound {
@@ -250,8 +261,10 @@ pub fn run_problems(s: &Summary, quick: bool) -> Vec<String> {
                 .map(|c| c.sent)
                 .sum();
             let rotated = p.rotation.as_ref().map(|r| r.new_kid_tokens).unwrap_or(0);
-            let capacity = (p.pool.slots - p.pool.stragglers) as u64 + rotated;
-            if legit_sent > capacity * (n - 1) && p.pool.replacements_requested == 0 {
+            let capacity =
+                (p.pool.slots.saturating_sub(p.pool.stragglers) as u64).saturating_add(rotated);
+            let most_without_replacement = capacity.saturating_mul(n.saturating_sub(1));
+            if legit_sent > most_without_replacement && p.pool.replacements_requested == 0 {
                 problems.push(format!(
                     "{ph}: {legit_sent} legitimate requests over {capacity} tokens reused up to {n} times, yet no token was replaced"
                 ));
@@ -308,21 +321,15 @@ pub fn read_report(dir: &Path, expected: &Summary) -> anyhow::Result<Summary> {
     Ok(parsed)
 }
 
-/// Every problem of a parsed summary: those it recorded, those its figures
-/// show again, and the run-wide ones.
+/// Every problem of a summary [`read_report`] returned: the phases' stored
+/// [`phase_problems`] (the file equals the computed summary) and the
+/// run-wide ones.
 pub fn all_problems(s: &Summary, quick: bool) -> Vec<String> {
-    let mut out = Vec::new();
-    for p in &s.phases {
-        let mut seen: Vec<String> = p.problems.clone();
-        for again in phase_problems(p, s.mode) {
-            if !seen.contains(&again) {
-                seen.push(again);
-            }
-        }
-        out.extend(seen.into_iter().map(|x| format!("{}: {x}", p.phase)));
-    }
-    out.extend(run_problems(s, quick));
-    out
+    s.phases
+        .iter()
+        .flat_map(|p| p.problems.iter().map(move |x| format!("{}: {x}", p.phase)))
+        .chain(run_problems(s, quick))
+        .collect()
 }
 
 #[cfg(test)]
@@ -330,6 +337,7 @@ mod tests {
     use super::*;
     use crate::drive::SentCount;
     use crate::events::{OutageReport, RotationReport};
+    use crate::proxy::ProxyCounts;
     use crate::report::tests::{phase, sample};
 
     fn sent(sent: u64, ok: u64, failed: u64) -> SentCount {
@@ -339,6 +347,19 @@ mod tests {
             failed,
             server_errors: 0,
         }
+    }
+
+    /// Asserts that one of `problems` contains `needle`.
+    fn assert_any(problems: &[String], needle: &str) {
+        assert!(
+            problems.iter().any(|x| x.contains(needle)),
+            "no problem contains `{needle}`: {problems:?}"
+        );
+    }
+
+    /// Asserts that a managed run's check of `p` finds a problem containing `needle`.
+    fn assert_flagged(p: &PhaseSummary, needle: &str) {
+        assert_any(&phase_problems(p, Mode::Managed), needle);
     }
 
     fn asymmetric() -> PhaseSummary {
@@ -398,43 +419,27 @@ mod tests {
     fn hs256_accepted_in_asymmetric_fails() {
         let mut p = asymmetric();
         p.outcomes.insert("HS256/accepted".into(), 3);
-        let problems = phase_problems(&p, Mode::Managed);
-        assert!(
-            problems
-                .iter()
-                .any(|x| x.contains("HS256 accepted in phase asymmetric")),
-            "{problems:?}"
-        );
+        assert_flagged(&p, "HS256 accepted in phase asymmetric");
     }
 
     #[test]
     fn a_rejected_legitimate_token_fails_even_if_goose_missed_it() {
         let mut p = asymmetric();
         p.outcomes.insert("RS256/expired".into(), 1);
-        assert!(phase_problems(&p, Mode::Managed)
-            .iter()
-            .any(|x| x.starts_with("RS256/expired 1")));
+        assert_flagged(&p, "RS256/expired 1");
         let mut p = asymmetric();
         // A new-kid token rejected as unknown_kid shows as more unknown_kid than attacks sent.
         p.outcomes.insert("RS256/unknown_kid".into(), 21);
-        assert!(phase_problems(&p, Mode::Managed)
-            .iter()
-            .any(|x| x.starts_with("RS256/unknown_kid: the verifier counted 21")));
+        assert_flagged(&p, "RS256/unknown_kid: the verifier counted 21");
     }
 
     #[test]
     fn straggler_counts_must_match_what_was_sent() {
         let mut p = asymmetric();
         p.outcomes.insert("HS256/alg_disabled".into(), 40);
-        assert!(phase_problems(&p, Mode::Managed)
-            .iter()
-            .any(|x| x.starts_with("HS256/alg_disabled: the verifier counted 40")));
+        assert_flagged(&p, "HS256/alg_disabled: the verifier counted 40");
         p.outcomes.remove("HS256/alg_disabled");
-        let problems = phase_problems(&p, Mode::Managed);
-        assert!(
-            problems.iter().any(|x| x.contains("no HS256/alg_disabled")),
-            "{problems:?}"
-        );
+        assert_flagged(&p, "no HS256/alg_disabled");
     }
 
     #[test]
@@ -448,13 +453,8 @@ mod tests {
     fn the_issuer_must_issue_the_phases_alg_and_what_the_harness_minted() {
         let mut p = phase(Phase::Dual);
         p.issuer.tokens_issued.insert("RS256".into(), 1);
-        let problems = phase_problems(&p, Mode::Managed);
-        assert!(problems
-            .iter()
-            .any(|x| x.contains("issued 1 RS256 tokens in phase dual")));
-        assert!(problems
-            .iter()
-            .any(|x| x.contains("counted 46 tokens issued")));
+        assert_flagged(&p, "issued 1 RS256 tokens in phase dual");
+        assert_flagged(&p, "counted 46 tokens issued");
         assert!(
             !phase_problems(&p, Mode::ExternalObserved)
                 .iter()
@@ -463,9 +463,7 @@ mod tests {
         );
         let mut p = phase(Phase::Dual);
         p.issuer.token_requests.insert("invalid_client".into(), 2);
-        assert!(phase_problems(&p, Mode::Managed)
-            .iter()
-            .any(|x| x.contains("2 token requests refused")));
+        assert_flagged(&p, "2 token requests refused");
     }
 
     #[test]
@@ -479,22 +477,14 @@ mod tests {
             signing_expected: true,
             note: None,
         });
-        let problems = phase_problems(&p, Mode::Managed);
-        assert!(
-            problems
-                .iter()
-                .any(|x| x.contains("20 new-kid tokens pooled, 0 accepted")),
-            "{problems:?}"
-        );
+        assert_flagged(&p, "20 new-kid tokens pooled, 0 accepted");
         p.sent.insert(Kind::NewKid.name().into(), sent(30, 30, 0));
         p.outcomes.insert("RS256/accepted".into(), 930);
         assert_eq!(phase_problems(&p, Mode::Managed), Vec::<String>::new());
         if let Some(r) = p.rotation.as_mut() {
-            r.new_kid = Some("k1".into());
+            r.new_kid = Some("k3".into());
         }
-        assert!(phase_problems(&p, Mode::Managed)
-            .iter()
-            .any(|x| x.contains("kid k1 is not new")));
+        assert_flagged(&p, "tokens carry kid k3, the JWKS published Some(\"k2\")");
     }
 
     #[test]
@@ -502,7 +492,6 @@ mod tests {
         let mut p = asymmetric();
         p.outage = Some(OutageReport {
             proxy_503s: 0,
-            forced_fetches: 1,
             forced_fetch_answered: false,
             seconds: 1.5,
         });
@@ -510,11 +499,23 @@ mod tests {
         assert_eq!(problems.len(), 3, "{problems:?}");
         p.outage = Some(OutageReport {
             proxy_503s: 2,
-            forced_fetches: 1,
             forced_fetch_answered: true,
             seconds: 1.5,
         });
         p.jwks_fetch_errors = 1;
+        assert_eq!(phase_problems(&p, Mode::Managed), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_502_from_the_harness_proxy_fails() {
+        let mut p = phase(Phase::Dual);
+        p.jwks_proxy = Some(ProxyCounts {
+            requests: 12,
+            served_503: 0,
+            served_502: 1,
+        });
+        assert_flagged(&p, "JWKS proxy answered 1 fetch(es) with 502");
+        p.jwks_proxy = None;
         assert_eq!(phase_problems(&p, Mode::Managed), Vec::<String>::new());
     }
 
@@ -541,9 +542,7 @@ mod tests {
         assert!(run_problems(&bad_rate, false)[0].contains("outside [0, 1]"));
         let mut no_rejections = s.clone();
         no_rejections.phases[0].expected_rejections = 0;
-        assert!(run_problems(&no_rejections, true)
-            .iter()
-            .any(|x| x.contains("no expected rejection")));
+        assert_any(&run_problems(&no_rejections, true), "no expected rejection");
     }
 
     #[test]
@@ -554,18 +553,19 @@ mod tests {
         s.planned = vec![Phase::Asymmetric];
         s.phases = vec![p];
         let problems = run_problems(&s, true);
-        assert!(problems.iter().any(|x| x.contains("no key-cache rate")));
-        assert!(problems.iter().any(|x| x.contains("rotation did not run")));
-        assert!(problems.iter().any(|x| x.contains("outage did not run")));
+        assert_any(&problems, "no key-cache rate");
+        assert_any(&problems, "rotation did not run");
+        assert_any(&problems, "outage did not run");
         s.phases[0].rotation = Some(RotationReport {
             old_kids: vec!["k1".into()],
             published_kid: Some("k2".into()),
             note: Some("cannot sign within the phase".into()),
             ..RotationReport::default()
         });
-        assert!(run_problems(&s, true)
-            .iter()
-            .any(|x| x.contains("no token with a new kid (cannot sign")));
+        assert_any(
+            &run_problems(&s, true),
+            "no token with a new kid (cannot sign",
+        );
     }
 
     #[test]
@@ -581,14 +581,38 @@ mod tests {
     }
 
     #[test]
+    fn a_huge_reuse_or_odd_pool_does_not_overflow_the_replacement_check() {
+        let mut s = sample();
+        s.phases[0].pool.replacements_requested = 0;
+        // capacity × (reuse − 1) overflows u64: nothing sent can reach it.
+        s.phases[0].pool.reuse = Some(u64::MAX);
+        assert_eq!(run_problems(&s, true), Vec::<String>::new());
+        // A summary from elsewhere: more stragglers than slots, a reuse of 0.
+        s.phases[0].pool.stragglers = s.phases[0].pool.slots + 1;
+        s.phases[0].pool.reuse = Some(0);
+        assert!(run_problems(&s, true)[0].contains("no token was replaced"));
+    }
+
+    #[test]
+    fn all_problems_are_the_stored_ones_and_the_run_wide_ones() {
+        let mut s = sample();
+        s.phases[0].problems = vec!["stored".into()];
+        // Figures that would fail the phase check are not re-checked: the
+        // stored problems are what the run found.
+        s.phases[0].unexpected = 3;
+        s.planned.push(Phase::Transition);
+        assert_eq!(
+            all_problems(&s, false),
+            vec![
+                "dual: stored".to_owned(),
+                "phases [Dual] ran, [Dual, Transition] were planned".to_owned()
+            ]
+        );
+    }
+
+    #[test]
     fn the_report_on_disk_must_match_and_parse() {
-        let dir = std::env::temp_dir().join(format!(
-            "keyshift-loadtest-check-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
+        let dir = crate::testutil::scratch_dir("check");
         let s = sample();
         crate::report::write(&dir, &s).expect("write");
         let e = read_report(&dir, &s).expect_err("no goose report yet");

@@ -10,6 +10,7 @@ use keyshift_core::duration::HumanDuration;
 use keyshift_core::Phase;
 
 use crate::http;
+use crate::services::Pid;
 
 /// Phases run by default, in order.
 pub const DEFAULT_PHASES: [Phase; 3] = [Phase::Dual, Phase::Transition, Phase::Asymmetric];
@@ -154,10 +155,10 @@ pub enum Target {
 pub struct Control {
     /// The config file both run from.
     pub config: PathBuf,
-    /// Issuer pid (> 1).
-    pub issuer_pid: i32,
-    /// Verifier pid (> 1).
-    pub verifier_pid: i32,
+    /// Issuer pid.
+    pub issuer_pid: Pid,
+    /// Verifier pid.
+    pub verifier_pid: Pid,
     /// For `keyshift keys rotate`, if given.
     pub keyshift: Option<PathBuf>,
 }
@@ -367,13 +368,9 @@ impl Args {
     }
 }
 
-/// A process id that may be signalled: > 1 (0 and negative ids address
-/// process groups, 1 is init).
-fn pid(flag: &str, v: i64) -> anyhow::Result<i32> {
-    match i32::try_from(v) {
-        Ok(p) if p > 1 => Ok(p),
-        _ => bail!("{flag} {v}: not a process id (must be greater than 1)"),
-    }
+/// The pid `flag` gives (see [`Pid`] for what may be signalled).
+fn pid(flag: &str, v: i64) -> anyhow::Result<Pid> {
+    Pid::try_from(v).map_err(|e| anyhow::anyhow!("{flag} {e}"))
 }
 
 #[cfg(test)]
@@ -503,7 +500,13 @@ mod tests {
         else {
             panic!("control expected");
         };
-        assert_eq!((c.issuer_pid, c.verifier_pid), (1234, 1235));
+        assert_eq!(
+            (c.issuer_pid, c.verifier_pid),
+            (
+                Pid::try_from(1234).expect("pid"),
+                Pid::try_from(1235).expect("pid")
+            )
+        );
         assert_eq!(c.keyshift, None);
         assert_eq!(o.phases, Some(DEFAULT_PHASES.to_vec()));
     }

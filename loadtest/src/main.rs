@@ -29,6 +29,8 @@ mod services;
 mod smoke;
 mod summarize;
 mod sut;
+#[cfg(test)]
+mod testutil;
 mod token;
 
 use std::process::ExitCode;

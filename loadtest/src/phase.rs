@@ -117,32 +117,6 @@ pub async fn wait_for_role(
     )
 }
 
-/// Waits (≤ [`SWITCH_TIMEOUT`]) until both services report `phase`.
-pub async fn wait_for(
-    http: &reqwest::Client,
-    issuer: SocketAddr,
-    verifier: SocketAddr,
-    phase: Phase,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + SWITCH_TIMEOUT;
-    let mut last = String::from("no answer yet");
-    while Instant::now() < deadline {
-        let seen = (
-            verifier_phase(http, verifier).await,
-            issuer_phase(http, issuer).await,
-        );
-        match seen {
-            (Ok(v), Ok(Some(i))) if v == phase && i == phase => return Ok(()),
-            (v, i) => last = format!("verifier {v:?}, issuer {i:?}"),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!(
-        "the services did not switch to phase {phase} within {} s ({last})",
-        SWITCH_TIMEOUT.as_secs()
-    )
-}
-
 /// `text` with its top-level `phase = …` line set to `phase` (added at the
 /// top if missing). Comments after the value are kept; tables are untouched.
 pub fn set_phase_line(text: &str, phase: Phase) -> anyhow::Result<String> {

@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use keyshift_core::clock::{Clock, SystemClock};
+use keyshift_core::Alg;
 use tokio::sync::mpsc;
 
 use crate::token::{self, Minted, Minter};
@@ -324,34 +326,39 @@ impl Pool {
     /// Replaces the first `tokens.len()` replaceable slots (clients that
     /// renewed right after a rotation); returns how many were replaced.
     pub fn replace_first(&self, tokens: &[Minted], minted_at: Instant) -> usize {
-        let targets: Vec<usize> = (0..self.slots.len())
-            .filter(|&i| self.slots.get(i).is_some_and(|s| s.replaceable))
-            .take(tokens.len())
-            .collect();
-        for (i, t) in targets.iter().zip(tokens) {
-            self.replace(*i, t, minted_at);
+        let targets = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.replaceable)
+            .map(|(i, _)| i);
+        let mut replaced = 0;
+        for (i, t) in targets.zip(tokens) {
+            self.replace(i, t, minted_at);
+            replaced += 1;
         }
-        targets.len().min(tokens.len())
+        replaced
     }
 }
 
 fn seed() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0x9e37_79b9_7f4a_7c15)
+    SystemClock.now().as_nanos() as u64
 }
 
+/// Milliseconds after `epoch` at which a token minted at `minted_at` is due;
+/// a lifetime too long for an `Instant` makes it due never (by age).
 fn refresh_at_ms(epoch: Instant, minted_at: Instant, expires_in: Duration) -> u64 {
-    let due = minted_at + expires_in.mul_f64(REFRESH_AT_SHARE);
-    due.saturating_duration_since(epoch).as_millis() as u64
+    match minted_at.checked_add(expires_in.mul_f64(REFRESH_AT_SHARE)) {
+        Some(due) => due.saturating_duration_since(epoch).as_millis() as u64,
+        None => u64::MAX,
+    }
 }
 
 /// The kind of a legitimate token: by `alg`, and for RS256 whether its kid
 /// was among the pool's first kids.
 pub fn classify(token: &str, base_kids: &HashSet<String>) -> Kind {
     match token::header(token) {
-        Some(h) if h.alg == "HS256" => Kind::Hs256,
+        Some(h) if h.alg == Alg::Hs256 => Kind::Hs256,
         Some(h) if h.kid.as_ref().is_some_and(|k| !base_kids.contains(k)) => Kind::NewKid,
         _ => Kind::Rs256,
     }
@@ -507,6 +514,48 @@ mod tests {
         };
         pool.replace(0, &fresh, Instant::now());
         assert_eq!(pool.stats.replaced.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn replace_first_skips_stragglers_and_stops_at_the_tokens_given() {
+        let (pool, _rx) = Pool::new(
+            vec![
+                init(jwt("HS256", "h", 1), true),
+                init(jwt("RS256", "k1", 2), false),
+                init(jwt("RS256", "k1", 3), false),
+            ],
+            None,
+            0.0,
+        )
+        .expect("pool");
+        let fresh = |n| Minted {
+            token: jwt("RS256", "k2", n),
+            expires_in: Duration::from_secs(900),
+            client: 0,
+        };
+        assert_eq!(pool.replace_first(&[fresh(4)], Instant::now()), 1);
+        assert_eq!(pool.stats.replaced.load(Ordering::Relaxed), 1);
+        let kinds = |pool: &Pool| -> Vec<Kind> {
+            pool.slots
+                .iter()
+                .map(|s| s.tok.lock().expect("slot").kind)
+                .collect()
+        };
+        assert_eq!(
+            kinds(&pool),
+            [Kind::Straggler, Kind::NewKid, Kind::Rs256],
+            "the straggler is skipped, the first legitimate slot replaced"
+        );
+        let many: Vec<Minted> = (5..10).map(fresh).collect();
+        assert_eq!(pool.replace_first(&many, Instant::now()), 2);
+        assert_eq!(kinds(&pool), [Kind::Straggler, Kind::NewKid, Kind::NewKid]);
+    }
+
+    #[test]
+    fn a_lifetime_too_long_for_an_instant_is_never_due_by_age() {
+        let now = Instant::now();
+        assert_eq!(refresh_at_ms(now, now, Duration::MAX), u64::MAX);
+        assert_eq!(refresh_at_ms(now, now, Duration::from_secs(10)), 9_000);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! A loopback HTTP proxy between the verifier and the issuer's JWKS, which
 //! the harness can switch into an outage (503) to prove the verifier keeps
 //! serving from its cache. Its client has the harness's timeouts, so a stuck
-//! issuer answers 502 instead of holding the verifier's fetch.
+//! issuer answers 502 instead of holding the verifier's fetch; a 502 means
+//! the harness broke the verifier's JWKS path, and fails the phase.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -10,8 +11,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
 
 /// The proxy's switch and counters.
 #[derive(Debug, Default)]
@@ -24,6 +27,39 @@ pub struct ProxyControl {
     pub served_503: AtomicU64,
     /// 502s served (upstream unreachable or its body failed).
     pub served_502: AtomicU64,
+}
+
+/// What the proxy served over a phase (`summary.json`'s `jwks_proxy`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProxyCounts {
+    /// Requests received: the verifier's JWKS fetches.
+    pub requests: u64,
+    /// 503s served during the outage.
+    pub served_503: u64,
+    /// 502s served (the issuer unreachable or its body cut); must be 0.
+    pub served_502: u64,
+}
+
+impl ProxyCounts {
+    /// `self - earlier`.
+    pub fn since(self, earlier: ProxyCounts) -> ProxyCounts {
+        ProxyCounts {
+            requests: self.requests.saturating_sub(earlier.requests),
+            served_503: self.served_503.saturating_sub(earlier.served_503),
+            served_502: self.served_502.saturating_sub(earlier.served_502),
+        }
+    }
+}
+
+impl ProxyControl {
+    /// Counts so far.
+    pub fn counts(&self) -> ProxyCounts {
+        ProxyCounts {
+            requests: self.requests.load(Ordering::Relaxed),
+            served_503: self.served_503.load(Ordering::Relaxed),
+            served_502: self.served_502.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// Starts the proxy on 127.0.0.1:0 in front of `upstream`; returns its address.
@@ -75,25 +111,21 @@ async fn forward(
     };
     let url = format!("http://{upstream}{}", req.uri().path());
     let mut upstream_req = client.get(url);
-    if let Some(tag) = req
-        .headers()
-        .get("if-none-match")
-        .and_then(|v| v.to_str().ok())
-    {
-        upstream_req = upstream_req.header("if-none-match", tag);
+    // reqwest and hyper share the `http` crate: statuses and header values
+    // pass through as they are.
+    if let Some(tag) = req.headers().get(IF_NONE_MATCH) {
+        upstream_req = upstream_req.header(IF_NONE_MATCH, tag.clone());
     }
     drop(req.into_body().collect().await);
     let Ok(resp) = upstream_req.send().await else {
         return bad_gateway();
     };
-    let code = resp.status().as_u16();
-    let headers: Vec<(String, String)> = ["cache-control", "etag", "content-type"]
-        .iter()
-        .filter_map(|h| {
-            resp.headers()
-                .get(*h)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| ((*h).to_owned(), v.to_owned()))
+    let code = resp.status();
+    let headers: Vec<_> = [CACHE_CONTROL, ETAG, CONTENT_TYPE]
+        .into_iter()
+        .filter_map(|name| {
+            let value = resp.headers().get(&name)?.clone();
+            Some((name, value))
         })
         .collect();
     // A body that fails half-way must not reach the verifier as an empty
@@ -101,45 +133,16 @@ async fn forward(
     let Ok(body) = resp.bytes().await else {
         return bad_gateway();
     };
-    let Ok(code) = StatusCode::from_u16(code) else {
-        return bad_gateway();
-    };
     let mut out = Response::new(Full::new(body));
     *out.status_mut() = code;
-    for (k, v) in headers {
-        if let (Ok(k), Ok(v)) = (
-            hyper::header::HeaderName::try_from(k),
-            hyper::header::HeaderValue::try_from(v),
-        ) {
-            out.headers_mut().insert(k, v);
-        }
-    }
+    out.headers_mut().extend(headers);
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    /// An upstream that answers every connection with `response` and closes.
-    async fn upstream(response: &'static str) -> SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            for _ in 0..8 {
-                let Ok((mut s, _)) = listener.accept().await else {
-                    return;
-                };
-                let mut buf = [0u8; 1024];
-                let _ = s.read(&mut buf).await;
-                let _ = s.write_all(response.as_bytes()).await;
-            }
-        });
-        addr
-    }
+    use crate::testutil::upstream;
 
     async fn status_via(proxy: SocketAddr) -> u16 {
         crate::http::client()
@@ -154,14 +157,35 @@ mod tests {
 
     #[tokio::test]
     async fn passes_answers_through_and_serves_503_during_an_outage() {
-        let up = upstream("HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncache-control: max-age=1\r\nconnection: close\r\n\r\n{}").await;
+        let up = upstream("HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncache-control: max-age=1\r\netag: \"v1\"\r\nx-other: 1\r\nconnection: close\r\n\r\n{}").await;
         let control = Arc::new(ProxyControl::default());
         let proxy = start(up, control.clone()).await.expect("proxy");
-        assert_eq!(status_via(proxy).await, 200);
+        let resp = crate::http::client()
+            .expect("client")
+            .get(format!("http://{proxy}/.well-known/jwks.json"))
+            .send()
+            .await
+            .expect("proxy answers");
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()[CACHE_CONTROL], "max-age=1");
+        assert_eq!(resp.headers()[ETAG], "\"v1\"");
+        assert!(
+            resp.headers().get("x-other").is_none(),
+            "only the JWKS headers pass"
+        );
+        let before = control.counts();
         control.outage.store(true, Ordering::Relaxed);
         assert_eq!(status_via(proxy).await, 503);
         assert_eq!(control.served_503.load(Ordering::Relaxed), 1);
         assert_eq!(control.requests.load(Ordering::Relaxed), 2);
+        assert_eq!(
+            control.counts().since(before),
+            ProxyCounts {
+                requests: 1,
+                served_503: 1,
+                served_502: 0
+            }
+        );
     }
 
     #[tokio::test]

@@ -11,10 +11,12 @@ use serde::{Deserialize, Serialize};
 use crate::capacity::Capacity;
 use crate::drive::SentCount;
 use crate::events::{OutageReport, RotationReport};
+use crate::proxy::ProxyCounts;
 use crate::sut::Mode;
 
-/// Format version of `summary.json`.
-pub const VERSION: u32 = 2;
+/// Format version of `summary.json` (3: `phases[].jwks_proxy` added,
+/// `phases[].outage.forced_fetches` removed).
+pub const VERSION: u32 = 3;
 
 /// The issuer's side of a phase, from its `/metrics` deltas and the harness's own counts.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -95,6 +97,8 @@ pub struct PhaseSummary {
     pub jwks_fetch_bound: u64,
     /// SIGHUPs the verifier got in or just before the window.
     pub verifier_sighups: u64,
+    /// What the harness's JWKS proxy served in the window (managed mode).
+    pub jwks_proxy: Option<ProxyCounts>,
     /// The issuer's side.
     pub issuer: IssuerSummary,
     /// The token pool.
@@ -169,10 +173,7 @@ pub fn markdown(s: &Summary) -> String {
     let mut md = format!(
         "# keyshift load test\n\n{} cores, load generator and services on the same machine; mode {}.\n\n| phase | req/s | legit req/s | p50 ms | p95 ms | p99 ms | max ms | accepted | expected rejections | unexpected | key cache | token cache | JWKS fetches (errors) | tokens issued | events |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         s.cores,
-        serde_json::to_value(s.mode)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default()
+        s.mode.as_str()
     );
     for p in &s.phases {
         let accepted: u64 = p
@@ -256,8 +257,12 @@ pub fn markdown(s: &Summary) -> String {
             });
             let outage = p.outage.as_ref().map(|o| {
                 format!(
-                    "- **{}** JWKS outage: {:.1} s, {} 503s served, {} forced fetch(es), {} failed fetch(es) counted by the verifier\n",
-                    p.phase, o.seconds, o.proxy_503s, o.forced_fetches, p.jwks_fetch_errors
+                    "- **{}** JWKS outage: {:.1} s, {} 503s served, forced fetch {}, {} failed fetch(es) counted by the verifier\n",
+                    p.phase,
+                    o.seconds,
+                    o.proxy_503s,
+                    if o.forced_fetch_answered { "answered" } else { "not answered" },
+                    p.jwks_fetch_errors
                 )
             });
             rotation.into_iter().chain(outage)
@@ -504,6 +509,11 @@ pub mod tests {
             jwks_fetch_errors: 0,
             jwks_fetch_bound: 16,
             verifier_sighups: 1,
+            jwks_proxy: Some(ProxyCounts {
+                requests: 11,
+                served_503: 0,
+                served_502: 0,
+            }),
             issuer: IssuerSummary {
                 tokens_issued: [("HS256".to_owned(), 45)].into_iter().collect(),
                 token_requests: [("issued".to_owned(), 45)].into_iter().collect(),
@@ -565,7 +575,22 @@ pub mod tests {
         assert!(md.contains("| dual | 100 | 98 |"), "{md}");
         assert!(md.contains("45 HS256"));
         assert!(md.contains("- a note"));
+        assert!(md.contains("mode managed."));
         assert!(!md.contains("PROBLEMS"));
+    }
+
+    #[test]
+    fn modes_are_named_as_they_serialize() {
+        for mode in [
+            Mode::Managed,
+            Mode::ExternalControlled,
+            Mode::ExternalObserved,
+        ] {
+            assert_eq!(
+                serde_json::to_value(mode).expect("json"),
+                serde_json::Value::from(mode.as_str())
+            );
+        }
     }
 
     #[test]

@@ -5,9 +5,10 @@
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use anyhow::{bail, Context};
+use keyshift_core::clock::{Clock, SystemClock};
 use keyshift_core::{Alg, Phase};
 
 use crate::capacity;
@@ -26,7 +27,7 @@ use crate::token::{self, Minted, Minter};
 
 /// Runs the load test; an error (or any problem found) fails the run.
 pub async fn run(opts: Options) -> anyhow::Result<()> {
-    let started = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let started = SystemClock.now_secs();
     let dir = report_dir(&opts.out, started)?;
     let work = dir.join("work");
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
@@ -186,6 +187,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         };
         sighups += u64::from(outage.is_some());
 
+        let proxy_before = sut.proxy.as_ref().map(|p| p.counts());
         let verifier_before = http::scrape(&http, sut.verifier).await?;
         let window_started = Instant::now();
         let refill = tokio::spawn(pool::refill(pool.clone(), refill_rx, minter.clone()));
@@ -221,6 +223,11 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         let events = events_task.await.context("events task")??;
         let verifier_after = http::scrape(&http, sut.verifier).await?;
         let window = window_started.elapsed();
+        let proxy = sut
+            .proxy
+            .as_ref()
+            .zip(proxy_before)
+            .map(|(p, before)| p.counts().since(before));
         let issuer_after = http::scrape(&http, sut.issuer).await?;
         let mints = minter.counts().since(mints_before);
 
@@ -238,6 +245,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             events,
             attack,
             verifier_sighups: sighups,
+            proxy,
             unknown_kid_cooldown: sut.unknown_kid_cooldown,
             notes,
             rss_kib: sut.verifier_rss_kib(),

@@ -59,10 +59,35 @@ jwks_min_ttl = "1s"
         ));
     }
     let path = dir.join("keyshift.toml");
-    let tmp = dir.join("keyshift.toml.tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    replace_file(&path, &text, false)?;
     Ok(path)
+}
+
+/// Writes `path` atomically (a temp file beside it, renamed over it; the temp
+/// file removed if that fails), with the old file's permissions if `keep_mode`.
+pub fn replace_file(path: &Path, text: &str, keep_mode: bool) -> anyhow::Result<()> {
+    let perms = if keep_mode {
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+        Some(meta.permissions())
+    } else {
+        None
+    };
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".keyshift-loadtest.tmp");
+    let tmp = PathBuf::from(tmp);
+    let written = (|| {
+        std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+        if let Some(perms) = perms {
+            std::fs::set_permissions(&tmp, perms)
+                .with_context(|| format!("chmod {}", tmp.display()))?;
+        }
+        std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// `[[issuer.clients]]` entries for `clients` (secrets as sha256 hashes).
@@ -78,26 +103,42 @@ pub fn clients_toml(clients: &[Credentials]) -> String {
     text
 }
 
-/// A process the harness may signal.
+/// A process the harness may signal: its id is > 1 (0 and negative ids
+/// address process groups, 1 is init). Made only through `TryFrom<i64>`,
+/// from a child's id or a flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pid(i32);
 
-impl Pid {
-    /// A pid from a child's id or a flag: refused unless > 1 (0 and negative
-    /// ids address process groups, 1 is init).
-    pub fn new(raw: u32) -> anyhow::Result<Pid> {
+/// A number that is not a process id the harness may signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotAPid(i64);
+
+impl std::fmt::Display for NotAPid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: not a process id (must be greater than 1)", self.0)
+    }
+}
+
+impl std::error::Error for NotAPid {}
+
+impl TryFrom<i64> for Pid {
+    type Error = NotAPid;
+
+    fn try_from(raw: i64) -> Result<Pid, NotAPid> {
         match i32::try_from(raw) {
             Ok(p) if p > 1 => Ok(Pid(p)),
-            _ => bail!("{raw} is not a process id the harness may signal"),
+            _ => Err(NotAPid(raw)),
         }
     }
+}
 
-    /// An external service's pid: it must exist and, where /proc tells,
-    /// run `keyshift <role>` (a wrong pid must not get a SIGHUP, which
-    /// ends most programs).
-    pub fn external(raw: i32, role: &str) -> anyhow::Result<Pid> {
-        let pid = Pid::new(u32::try_from(raw).unwrap_or(0))?;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid.0), None)
+impl Pid {
+    /// An external service's pid, checked: it must exist and, where /proc
+    /// tells, run `keyshift <role>` (a wrong pid must not get a SIGHUP,
+    /// which ends most programs).
+    pub fn ensure_role(self, role: &str) -> anyhow::Result<Pid> {
+        let raw = self.0;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None)
             .with_context(|| format!("{role} pid {raw}: no such process (or not ours)"))?;
         if let Ok(cmdline) = std::fs::read(format!("/proc/{raw}/cmdline")) {
             let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
@@ -108,7 +149,7 @@ impl Pid {
                 );
             }
         }
-        Ok(pid)
+        Ok(self)
     }
 
     /// Sends `sig`.
@@ -166,11 +207,11 @@ impl Process {
             let _ = child.kill();
             let _ = child.wait();
         };
-        let pid = match Pid::new(child.id()) {
+        let pid = match Pid::try_from(i64::from(child.id())) {
             Ok(p) => p,
             Err(e) => {
                 stop(&mut child);
-                return Err(e);
+                return Err(anyhow::Error::new(e).context(format!("keyshift {what}")));
             }
         };
         let Some(stdout) = child.stdout.take() else {
@@ -230,25 +271,93 @@ impl Drop for Process {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::scratch_dir;
+    use crate::token::builtin_clients;
+    use keyshift_core::Config;
+
+    #[test]
+    fn generated_config_is_valid_in_every_phase() {
+        let dir = scratch_dir("services-config");
+        let clients = builtin_clients();
+        let jwks = "http://127.0.0.1:4001/.well-known/jwks.json";
+        for phase in Phase::ALL {
+            // As the harness writes it: the issuer's part first, then both.
+            for jwks_url in [None, Some(jwks)] {
+                let path =
+                    write_config(&dir, phase, "127.0.0.1:4000", jwks_url, &clients).expect("write");
+                let cfg = Config::load(&path)
+                    .unwrap_or_else(|e| panic!("{phase} (jwks {jwks_url:?}): {e}"));
+                assert_eq!(cfg.phase, phase);
+                let issuer = cfg.issuer.as_ref().expect("[issuer]");
+                assert_eq!(issuer.listen, "127.0.0.1:4000".parse().expect("addr"));
+                assert_eq!(issuer.clients.len(), clients.len());
+                assert_eq!(issuer.key_prepublish, Duration::from_secs(2));
+                assert_eq!(
+                    cfg.verifier
+                        .as_ref()
+                        .and_then(|v| v.jwks_url.as_ref())
+                        .map(|u| u.to_string()),
+                    jwks_url.map(str::to_owned)
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn files_are_replaced_whole_or_not_at_all() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = scratch_dir("services-replace");
+        let path = dir.join("k.toml");
+        std::fs::write(&path, "old").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        replace_file(&path, "new", true).expect("replace");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "new");
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o640, "the mode is kept");
+        // A rename over a folder fails: the temp file goes, the folder stays.
+        let folder = dir.join("taken");
+        std::fs::create_dir_all(folder.join("inside")).expect("mkdir");
+        assert!(replace_file(&folder, "x", false).is_err());
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .expect("ls")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        assert!(folder.join("inside").is_dir());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn pids_that_address_groups_or_init_are_refused() {
-        assert!(Pid::new(0).is_err());
-        assert!(Pid::new(1).is_err());
-        assert!(Pid::new(u32::MAX).is_err(), "would be -1: every process");
-        assert!(Pid::new(1234).is_ok());
+        assert!(Pid::try_from(0).is_err());
+        assert!(Pid::try_from(1).is_err());
+        assert!(Pid::try_from(-1).is_err());
+        assert!(
+            Pid::try_from(i64::from(u32::MAX)).is_err(),
+            "would be -1: every process"
+        );
+        assert_eq!(
+            Pid::try_from(4_294_967_297).map_err(|e| e.to_string()),
+            Err("4294967297: not a process id (must be greater than 1)".to_owned())
+        );
+        assert!(Pid::try_from(1234).is_ok());
     }
 
     #[test]
     fn an_external_pid_must_run_the_named_role() {
-        let me = std::process::id() as i32;
-        let e = Pid::external(me, "verifier").expect_err("the test runner is no verifier");
+        let me = Pid::try_from(i64::from(std::process::id())).expect("pid");
+        let e = me
+            .ensure_role("verifier")
+            .expect_err("the test runner is no verifier");
         assert!(
             format!("{e:#}").contains("not a `keyshift verifier`"),
             "{e:#}"
         );
-        assert!(Pid::external(i32::MAX, "issuer").is_err());
-        assert!(Pid::external(-1, "issuer").is_err());
+        let gone = Pid::try_from(i64::from(i32::MAX)).expect("pid");
+        assert!(gone.ensure_role("issuer").is_err());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use keyshift_core::Phase;
 
-use crate::phase;
+use crate::phase::{self, Role};
 use crate::report::Summary;
 use crate::sut::{Mode, Sut};
 
@@ -78,10 +78,12 @@ pub async fn external_modes(
         "controlled",
     ));
     // The child restored the config and sent SIGHUP: the services are back.
-    if let Err(e) = phase::wait_for(http, sut.issuer, sut.verifier, current).await {
-        problems.push(format!(
-            "external smoke: services not back in {current} after the controlled run: {e:#}"
-        ));
+    for role in [Role::Verifier, Role::Issuer] {
+        if let Err(e) = phase::wait_for_role(http, role, sut.addr(role), current).await {
+            problems.push(format!(
+                "external smoke: services not back in {current} after the controlled run: {e:#}"
+            ));
+        }
     }
     if problems.is_empty() {
         println!("external modes passed: an observed and a controlled run against the quick run's services");

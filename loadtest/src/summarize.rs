@@ -10,6 +10,7 @@ use crate::drive::Sent;
 use crate::events::EventsReport;
 use crate::pool::Kind;
 use crate::prom::{self, Samples};
+use crate::proxy::ProxyCounts;
 use crate::report::{IssuerSummary, PhaseSummary, PoolSummary};
 use crate::token::MintCounts;
 
@@ -49,6 +50,8 @@ pub struct PhaseInput<'a> {
     pub attack: bool,
     /// SIGHUPs to the verifier since just before the window.
     pub verifier_sighups: u64,
+    /// What the JWKS proxy served in the window (managed mode).
+    pub proxy: Option<ProxyCounts>,
     /// The verifier's unknown-kid cooldown.
     pub unknown_kid_cooldown: Duration,
     /// Notes.
@@ -90,6 +93,7 @@ pub fn summarize(input: PhaseInput<'_>) -> PhaseSummary {
         events,
         attack,
         verifier_sighups,
+        proxy,
         unknown_kid_cooldown,
         notes,
         rss_kib,
@@ -162,6 +166,7 @@ pub fn summarize(input: PhaseInput<'_>) -> PhaseSummary {
             verifier_sighups,
         ),
         verifier_sighups,
+        jwks_proxy: proxy,
         issuer: IssuerSummary {
             tokens_issued: prom::deltas_by(ib, ia, prom::TOKENS_ISSUED, &["alg"]),
             token_requests: prom::deltas_by(ib, ia, prom::TOKEN_REQUESTS, &["outcome"]),
@@ -234,6 +239,11 @@ mod tests {
             events: EventsReport::default(),
             attack: true,
             verifier_sighups: 1,
+            proxy: Some(ProxyCounts {
+                requests: 12,
+                served_503: 0,
+                served_502: 1,
+            }),
             unknown_kid_cooldown: Duration::from_secs(30),
             notes: vec![],
             rss_kib: None,
@@ -290,6 +300,7 @@ mod tests {
             "unused kinds left out"
         );
         assert_eq!(p.events, vec!["attack".to_owned()]);
+        assert_eq!(p.jwks_proxy.map(|c| c.served_502), Some(1));
     }
 
     #[test]

@@ -33,6 +33,17 @@ pub enum Mode {
     ExternalObserved,
 }
 
+impl Mode {
+    /// The name in `summary.json` and the report.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Mode::Managed => "managed",
+            Mode::ExternalControlled => "external_controlled",
+            Mode::ExternalObserved => "external_observed",
+        }
+    }
+}
+
 /// Where the phase is written.
 #[derive(Debug)]
 enum ConfigFile {
@@ -102,6 +113,11 @@ impl Sut {
         let issuer_listen = issuer.addr.to_string();
         let config =
             services::write_config(work, start, &issuer_listen, Some(&jwks_url), &clients)?;
+        // The timings come from the file the services run from, as in external mode.
+        let timings = Timings::of(
+            &Config::load(&config)
+                .with_context(|| format!("the harness's {}", config.display()))?,
+        );
         let verifier = Process::start(keyshift, "verifier", &config, &work.join("verifier.log"))?;
         Ok(Sut {
             mode: Mode::Managed,
@@ -112,8 +128,8 @@ impl Sut {
             proxy: Some(control),
             keyshift: Some(keyshift.to_owned()),
             config_path: Some(config),
-            unknown_kid_cooldown: DEFAULT_UNKNOWN_KID_COOLDOWN,
-            key_prepublish: Some(Duration::from_secs(2)),
+            unknown_kid_cooldown: timings.unknown_kid_cooldown,
+            key_prepublish: timings.key_prepublish,
             notes: vec![format!(
                 "JWKS fetched through the harness's proxy at {proxy_addr}"
             )],
@@ -163,18 +179,13 @@ impl Sut {
                 _processes: Vec::new(),
             });
         };
-        let issuer_pid = Pid::external(c.issuer_pid, "issuer")?;
-        let verifier_pid = Pid::external(c.verifier_pid, "verifier")?;
+        let issuer_pid = c.issuer_pid.ensure_role("issuer")?;
+        let verifier_pid = c.verifier_pid.ensure_role("verifier")?;
         let original = std::fs::read_to_string(&c.config)
             .with_context(|| format!("--config {}", c.config.display()))?;
-        let parsed =
-            Config::load(&c.config).with_context(|| format!("--config {}", c.config.display()))?;
-        let cooldown = parsed
-            .verifier
-            .as_ref()
-            .map(|v| v.unknown_kid_cooldown)
-            .unwrap_or(DEFAULT_UNKNOWN_KID_COOLDOWN);
-        let prepublish = parsed.issuer.as_ref().map(|i| i.key_prepublish);
+        let parsed = Config::from_toml_str(&original, &config_base_dir(&c.config))
+            .with_context(|| format!("--config {}", c.config.display()))?;
+        let timings = Timings::of(&parsed);
         for (name, listen, addr) in [
             ("issuer", parsed.issuer.as_ref().map(|i| i.listen), issuer),
             (
@@ -203,8 +214,8 @@ impl Sut {
             proxy: None,
             keyshift: c.keyshift.clone(),
             config_path: Some(c.config.clone()),
-            unknown_kid_cooldown: cooldown,
-            key_prepublish: prepublish,
+            unknown_kid_cooldown: timings.unknown_kid_cooldown,
+            key_prepublish: timings.key_prepublish,
             notes,
             config: ConfigFile::External {
                 path: c.config.clone(),
@@ -235,11 +246,10 @@ impl Sut {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading {}", path.display()))?;
                 let edited = phase::set_phase_line(&text, phase)?;
-                let base = path.parent().unwrap_or(Path::new("."));
-                Config::from_toml_str(&edited, base).with_context(|| {
+                Config::from_toml_str(&edited, &config_base_dir(path)).with_context(|| {
                     format!("{} with phase {phase} would not be valid", path.display())
                 })?;
-                write_keeping_permissions(path, &edited)?;
+                services::replace_file(path, &edited, true)?;
                 self.modified.store(true, Ordering::Relaxed);
             }
             ConfigFile::None => bail!("the harness does not control the services' phase"),
@@ -284,7 +294,7 @@ impl Drop for Sut {
     fn drop(&mut self) {
         if let ConfigFile::External { path, original } = &self.config {
             if self.modified.load(Ordering::Relaxed) {
-                match write_keeping_permissions(path, original) {
+                match services::replace_file(path, original, true) {
                     Ok(()) => {
                         let _ = self.hup_both();
                         println!("restored {} and sent SIGHUP", path.display());
@@ -296,16 +306,94 @@ impl Drop for Sut {
     }
 }
 
-/// Replaces `path` atomically (temp file, rename) with its permissions kept.
-fn write_keeping_permissions(path: &Path, text: &str) -> anyhow::Result<()> {
-    let perms = std::fs::metadata(path)
-        .with_context(|| format!("reading {}", path.display()))?
-        .permissions();
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".keyshift-loadtest.tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::set_permissions(&tmp, perms).with_context(|| format!("chmod {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
-    Ok(())
+/// The services' timings the harness plans with, from their config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Timings {
+    /// The verifier's `unknown_kid_cooldown` (the default without a `[verifier]`).
+    unknown_kid_cooldown: Duration,
+    /// The issuer's `key_prepublish`, with an `[issuer]`.
+    key_prepublish: Option<Duration>,
+}
+
+impl Timings {
+    fn of(config: &Config) -> Timings {
+        Timings {
+            unknown_kid_cooldown: config
+                .verifier
+                .as_ref()
+                .map(|v| v.unknown_kid_cooldown)
+                .unwrap_or(DEFAULT_UNKNOWN_KID_COOLDOWN),
+            key_prepublish: config.issuer.as_ref().map(|i| i.key_prepublish),
+        }
+    }
+}
+
+/// The folder relative paths in the config at `path` resolve against,
+/// computed as `Config::load` does (its parent, `.` if none, made absolute).
+fn config_base_dir(path: &Path) -> PathBuf {
+    let base = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::path::absolute(&base).unwrap_or(base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::builtin_clients;
+
+    #[test]
+    fn the_base_dir_is_the_one_config_load_uses() {
+        let dir = crate::testutil::scratch_dir("sut-base");
+        let path = services::write_config(
+            &dir,
+            Phase::Dual,
+            "127.0.0.1:0",
+            Some("http://127.0.0.1:1/.well-known/jwks.json"),
+            &builtin_clients(),
+        )
+        .expect("write");
+        let text = std::fs::read_to_string(&path).expect("read");
+        let parsed = Config::from_toml_str(&text, &config_base_dir(&path)).expect("parse");
+        let loaded = Config::load(&path).expect("load");
+        let key_dir = |c: &Config| c.issuer.as_ref().map(|i| i.key_dir.clone());
+        assert_eq!(key_dir(&parsed), key_dir(&loaded));
+        assert_eq!(
+            key_dir(&parsed),
+            Some(std::path::absolute(dir.join("keys")).expect("absolute"))
+        );
+        assert_eq!(
+            config_base_dir(Path::new("keyshift.toml")),
+            std::path::absolute(".").expect("cwd")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn timings_come_from_the_config_the_harness_writes() {
+        let dir = crate::testutil::scratch_dir("sut-timings");
+        let issuer_only =
+            services::write_config(&dir, Phase::Dual, "127.0.0.1:0", None, &builtin_clients())
+                .expect("write");
+        assert_eq!(
+            Timings::of(&Config::load(&issuer_only).expect("load")),
+            Timings {
+                unknown_kid_cooldown: DEFAULT_UNKNOWN_KID_COOLDOWN,
+                key_prepublish: Some(Duration::from_secs(2)),
+            }
+        );
+        let both = services::write_config(
+            &dir,
+            Phase::Dual,
+            "127.0.0.1:4000",
+            Some("http://127.0.0.1:1/.well-known/jwks.json"),
+            &builtin_clients(),
+        )
+        .expect("write");
+        let t = Timings::of(&Config::load(&both).expect("load"));
+        assert_eq!(t.key_prepublish, Some(Duration::from_secs(2)));
+        assert_eq!(t.unknown_kid_cooldown, DEFAULT_UNKNOWN_KID_COOLDOWN);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use keyshift_core::b64;
+use keyshift_core::claims::ACCESS_TOKEN_TYP;
+use keyshift_core::config::MAX_TOKEN_TTL;
+use keyshift_core::Alg;
 
 /// Clients the harness configures when it starts the services.
 pub const BUILTIN_CLIENTS: usize = 20;
@@ -73,7 +76,8 @@ pub fn parse_clients(text: &str) -> anyhow::Result<Vec<Credentials>> {
 pub struct Minted {
     /// The JWT.
     pub token: String,
-    /// Its `expires_in`.
+    /// Its `expires_in`, at most [`MAX_TOKEN_TTL`] (a larger answer is clamped,
+    /// so adding it to an `Instant` cannot overflow).
     pub expires_in: Duration,
     /// Index of the client that minted it.
     pub client: usize,
@@ -135,7 +139,9 @@ impl Minter {
         }
     }
 
-    /// One token for client `client % clients` (bounded by the client's timeouts).
+    /// One token for client `client % clients` (bounded by the client's
+    /// timeouts). An `expires_in` above [`MAX_TOKEN_TTL`], which no keyshift
+    /// issuer answers, is clamped to it.
     pub async fn mint(&self, client: usize) -> anyhow::Result<Minted> {
         let client = client % self.clients.len();
         let creds = self
@@ -172,7 +178,7 @@ impl Minter {
         self.issued.fetch_add(1, Ordering::Relaxed);
         Ok(Minted {
             token: token.to_owned(),
-            expires_in: Duration::from_secs(expires_in),
+            expires_in: Duration::from_secs(expires_in).min(MAX_TOKEN_TTL),
             client,
         })
     }
@@ -213,17 +219,18 @@ fn form_encode(s: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
     /// `alg`.
-    pub alg: String,
+    pub alg: Alg,
     /// `kid`, if any.
     pub kid: Option<String>,
 }
 
-/// Decodes a JWT's header (no signature check); `None` if it is not a JWT.
+/// Decodes a JWT's header (no signature check); `None` if it is not a JWT
+/// or its `alg` is not one keyshift signs (`HS256`, `RS256`).
 pub fn header(token: &str) -> Option<Header> {
     let h = token.split('.').next()?;
     let json: serde_json::Value = serde_json::from_slice(&b64::decode(h).ok()?).ok()?;
     Some(Header {
-        alg: json["alg"].as_str()?.to_owned(),
+        alg: Alg::from_jose(json["alg"].as_str()?)?,
         kid: json["kid"].as_str().map(str::to_owned),
     })
 }
@@ -231,7 +238,10 @@ pub fn header(token: &str) -> Option<Header> {
 /// An RS256-looking token with kid `attack-<seed>` and a junk signature, the
 /// claims borrowed from a real token so only the kid is wrong.
 pub fn attack_token(seed: u64, payload_b64: &str) -> String {
-    let header = format!(r#"{{"alg":"RS256","typ":"at+jwt","kid":"attack-{seed:016x}"}}"#);
+    let header = format!(
+        r#"{{"alg":"{}","typ":"{ACCESS_TOKEN_TYP}","kid":"attack-{seed:016x}"}}"#,
+        Alg::Rs256
+    );
     format!(
         "{}.{payload_b64}.{}",
         b64::encode(header),
@@ -247,12 +257,13 @@ pub fn payload_b64(token: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil;
 
     #[test]
     fn attack_tokens_are_rs256_with_a_kid_per_seed() {
         let a = attack_token(7, "eyJzdWIiOiJhIn0");
         let h = header(&a).expect("header");
-        assert_eq!(h.alg, "RS256");
+        assert_eq!(h.alg, Alg::Rs256);
         assert_eq!(h.kid.as_deref(), Some("attack-0000000000000007"));
         assert_ne!(a, attack_token(8, "eyJzdWIiOiJhIn0"));
         assert_eq!(payload_b64(&a), "eyJzdWIiOiJhIn0");
@@ -264,11 +275,13 @@ mod tests {
         assert_eq!(header(""), None);
         let no_alg = format!("{}.e30.x", b64::encode(r#"{"kid":"k"}"#));
         assert_eq!(header(&no_alg), None);
+        let unknown_alg = format!("{}.e30.x", b64::encode(r#"{"alg":"none","kid":"k"}"#));
+        assert_eq!(header(&unknown_alg), None);
         let no_kid = format!("{}.e30.x", b64::encode(r#"{"alg":"HS256"}"#));
         assert_eq!(
             header(&no_kid),
             Some(Header {
-                alg: "HS256".into(),
+                alg: Alg::Hs256,
                 kid: None
             })
         );
@@ -294,5 +307,88 @@ mod tests {
     fn form_values_are_percent_encoded() {
         assert_eq!(form_encode("svc-00_a.b~"), "svc-00_a.b~");
         assert_eq!(form_encode("a b&c=d+é"), "a%20b%26c%3Dd%2B%C3%A9");
+    }
+
+    /// A minter for the stub at `addr` with one client.
+    fn minter(addr: SocketAddr) -> Minter {
+        let http = crate::http::client().expect("client");
+        Minter::new(http, addr, builtin_clients()[..1].to_vec()).expect("minter")
+    }
+
+    /// What `mint` makes of a token endpoint answering `status` and `body`.
+    async fn mint_from(status: &str, body: &str) -> (anyhow::Result<Minted>, MintCounts) {
+        let m = minter(testutil::upstream(testutil::response(status, body)).await);
+        let got = m.mint(0).await;
+        (got, m.counts())
+    }
+
+    #[tokio::test]
+    async fn a_huge_expires_in_is_clamped_to_the_longest_ttl() {
+        let (got, counts) = mint_from(
+            "200 OK",
+            r#"{"access_token":"a.b.c","expires_in":18446744073709551615}"#,
+        )
+        .await;
+        let minted = got.expect("minted");
+        assert_eq!(minted.token, "a.b.c");
+        assert_eq!(minted.expires_in, MAX_TOKEN_TTL);
+        assert_eq!(
+            counts,
+            MintCounts {
+                attempts: 1,
+                issued: 1
+            }
+        );
+        // What used to panic: the lifetime added to an Instant (the pool's refresh time).
+        let (pool, _rx) = crate::pool::Pool::new(
+            vec![crate::pool::SlotInit {
+                minted,
+                straggler: false,
+                minted_at: Instant::now(),
+            }],
+            None,
+            0.0,
+        )
+        .expect("pool");
+        assert_eq!(pool.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn mint_failures_are_errors_and_not_counted_as_issued() {
+        for (status, body, expected) in [
+            (
+                "401 Unauthorized",
+                "",
+                "token endpoint answered 401 Unauthorized for client svc-00",
+            ),
+            ("200 OK", "not json!", "token response is not JSON"),
+            (
+                "200 OK",
+                r#"{"expires_in":60}"#,
+                "token response without access_token",
+            ),
+            (
+                "200 OK",
+                r#"{"access_token":"a.b"}"#,
+                "token response without expires_in",
+            ),
+            (
+                "200 OK",
+                r#"{"access_token":"a.b","expires_in":-1}"#,
+                "token response without expires_in",
+            ),
+        ] {
+            let (got, counts) = mint_from(status, body).await;
+            let e = format!("{:#}", got.expect_err(expected));
+            assert!(e.contains(expected), "{e}");
+            assert_eq!(
+                counts,
+                MintCounts {
+                    attempts: 1,
+                    issued: 0
+                },
+                "{expected}"
+            );
+        }
     }
 }
