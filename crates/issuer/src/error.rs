@@ -162,3 +162,16 @@ impl IssuerError {
         resp
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::IssuerError;
+
+    #[test]
+    fn a_stalled_body_and_a_busy_issuer_count_under_the_contract_outcomes() {
+        // The two errors no request-level metric test reaches cheaply.
+        assert_eq!(IssuerError::RequestTimeout.outcome(), "invalid_request");
+        assert_eq!(IssuerError::Busy.outcome(), "rate_limited");
+        assert_eq!(IssuerError::PayloadTooLarge.outcome(), "invalid_request");
+    }
+}

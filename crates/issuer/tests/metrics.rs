@@ -83,7 +83,7 @@ fn every_token_request_is_counted_under_its_outcome() {
         assert_eq!(outcomes(&snap), vec![("invalid_client".to_owned(), 3)]);
         f.token_post(GOOD).await;
         assert_eq!(outcomes(&snap), one("rate_limited"));
-        // 413 and 408 are malformed requests too.
+        // 413 is a malformed request too (408 and busy: error.rs unit test).
         f.clock.advance(Duration::from_secs(61));
         f.token_post(&format!("{GOOD}&pad={}", "x".repeat(17 * 1024)))
             .await;
