@@ -256,22 +256,14 @@ fn keys_commands_generate_list_rotate_and_retire_offline() {
     .expect("secret");
     let mut issuer = Service::start("issuer", &config);
     let token = fetch_token(issuer.addr, "svc-a", "s3cret");
-    let header = token.split('.').next().expect("header");
-    let header: serde_json::Value =
-        serde_json::from_slice(&keyshift_core::b64::decode(header).expect("b64")).expect("json");
-    assert_eq!(header["kid"], second.as_str());
+    assert_eq!(common::token_header(&token)["kid"], second.as_str());
     issuer.signal(Signal::SIGTERM);
     assert!(issuer.wait_exit().success());
 }
 
 #[test]
 fn config_check_prints_effective_settings() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        tmp.path().join("hs256.secret"),
-        "0123456789abcdef0123456789abcdef",
-    )
-    .expect("secret");
+    let tmp = common::dir_with_secret();
     let path = write_config(tmp.path(), "dual", "127.0.0.1:0", None);
     let out = keyshift()
         .args(["config", "check"])

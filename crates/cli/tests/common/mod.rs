@@ -200,12 +200,16 @@ pub fn fetch_token(issuer: SocketAddr, client: &str, secret: &str) -> String {
         .to_owned()
 }
 
-/// The `alg` of a compact JWS.
-pub fn token_alg(token: &str) -> String {
+/// The decoded JOSE header of a compact JWS.
+pub fn token_header(token: &str) -> serde_json::Value {
     let header = token.split('.').next().expect("header");
     let json = keyshift_core::b64::decode(header).expect("b64");
-    let v: serde_json::Value = serde_json::from_slice(&json).expect("json");
-    v["alg"].as_str().expect("alg").to_owned()
+    serde_json::from_slice(&json).expect("json")
+}
+
+/// The `alg` of a compact JWS.
+pub fn token_alg(token: &str) -> String {
+    token_header(token)["alg"].as_str().expect("alg").to_owned()
 }
 
 /// Polls `check` every 50 ms for at most `limit`.
