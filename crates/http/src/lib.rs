@@ -15,6 +15,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod body;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;

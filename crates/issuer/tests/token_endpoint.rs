@@ -546,3 +546,56 @@ async fn form_content_type_with_parameters_is_accepted() {
         .expect("request");
     assert_eq!(f.send(req).await.0, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn guesses_in_flight_at_once_get_no_more_tries_than_the_limit() {
+    // The fixture allows 3 failures per key. An argon2 client: every guess
+    // waits for a hashing slot, so all 200 are in flight together.
+    let f = fixture_with("dual", &argon2_client("svc-slow", b"slow-secret", 64, 1, 1)).await;
+    let storm = |from_one_address: bool, body: fn(u32) -> String| {
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..200u32 {
+            let ip: std::net::IpAddr = if from_one_address {
+                [192, 0, 2, 1].into()
+            } else {
+                [
+                    10,
+                    1,
+                    u8::try_from(i / 200).expect("small"),
+                    u8::try_from(i % 200 + 1).expect("small"),
+                ]
+                .into()
+            };
+            let svc = f.service_from(ip);
+            let req = form(&body(i));
+            set.spawn(async move { into_parts(svc.handle(req).await).await.0 });
+        }
+        set
+    };
+    let count =
+        |answers: &[StatusCode], want: StatusCode| answers.iter().filter(|s| **s == want).count();
+
+    // One client id guessed from 200 addresses: the id's limit holds.
+    let answers = storm(false, |_| {
+        "grant_type=client_credentials&client_id=svc-slow&client_secret=wrong".to_owned()
+    })
+    .join_all()
+    .await;
+    assert_eq!(count(&answers, StatusCode::UNAUTHORIZED), 3, "{answers:?}");
+    assert_eq!(count(&answers, StatusCode::TOO_MANY_REQUESTS), 197);
+
+    // 200 ids sprayed from one address: the address's limit holds.
+    f.clock.advance(Duration::from_secs(61));
+    let answers = storm(true, |i| {
+        format!("grant_type=client_credentials&client_id=ghost-{i}&client_secret=wrong")
+    })
+    .join_all()
+    .await;
+    assert_eq!(count(&answers, StatusCode::UNAUTHORIZED), 3, "{answers:?}");
+    assert_eq!(count(&answers, StatusCode::TOO_MANY_REQUESTS), 197);
+
+    // The right secret still gets in once the window has passed.
+    f.clock.advance(Duration::from_secs(61));
+    let right = "grant_type=client_credentials&client_id=svc-slow&client_secret=slow-secret";
+    assert_eq!(f.token_post(right).await.0, StatusCode::OK);
+}

@@ -6,9 +6,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, PRAGMA};
 use http::{HeaderMap, HeaderValue, Response};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Body;
 use keyshift_core::config::{is_scope_token, MAX_CLIENT_ID_BYTES};
+use keyshift_http::body::{read_capped, BodyError};
 use metrics::counter;
 use serde::Serialize;
 
@@ -91,7 +92,7 @@ pub async fn handle<B>(
 ) -> Response<Full<Bytes>>
 where
     B: Body,
-    B::Error: std::error::Error + Send + Sync + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let result = issue(issuer, headers, body, peer).await;
     let outcome = match &result {
@@ -110,7 +111,7 @@ async fn issue<B>(
 ) -> Result<Response<Full<Bytes>>, IssuerError>
 where
     B: Body,
-    B::Error: std::error::Error + Send + Sync + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let content_type = headers
         .get(CONTENT_TYPE)
@@ -126,23 +127,14 @@ where
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(IssuerError::PayloadTooLarge);
-    }
-    let body = tokio::time::timeout(
-        BODY_READ_TIMEOUT,
-        Limited::new(body, MAX_BODY_BYTES).collect(),
-    )
-    .await
-    .map_err(|_elapsed| IssuerError::RequestTimeout)?
-    .map_err(|e| {
-        if e.is::<http_body_util::LengthLimitError>() {
-            IssuerError::PayloadTooLarge
-        } else {
-            IssuerError::InvalidRequest("could not read the request body")
-        }
-    })?
-    .to_bytes();
+    // Copied chunk by chunk, never collected: see keyshift_http::body.
+    let body = read_capped(body, declared, MAX_BODY_BYTES, BODY_READ_TIMEOUT)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge { .. } => IssuerError::PayloadTooLarge,
+            BodyError::TimedOut(_) => IssuerError::RequestTimeout,
+            _ => IssuerError::InvalidRequest("could not read the request body"),
+        })?;
     let form = TokenForm::parse(&body)?;
     let grant_type = form
         .grant_type
@@ -154,19 +146,20 @@ where
     let now = issuer.now();
     let limiter = &live.limiter;
     let ip_key = LimitKey::peer(peer);
-    if let Some(wait) = limiter.blocked(&ip_key, now) {
-        return Err(IssuerError::RateLimited(wait));
-    }
     // No configured client has a longer id (the config refuses them), so it
     // needs no lookup, and never becomes a limiter key of up to 16 KiB.
     if creds.id.len() > MAX_CLIENT_ID_BYTES {
+        if let Some(wait) = limiter.blocked(&ip_key, now) {
+            return Err(IssuerError::RateLimited(wait));
+        }
         limiter.record_failure(ip_key, now);
         return Err(IssuerError::InvalidClient { basic: creds.basic });
     }
-    let client_key = LimitKey::Client(creds.id.clone());
-    if let Some(wait) = limiter.blocked(&client_key, now) {
-        return Err(IssuerError::RateLimited(wait));
-    }
+    // Charged before the hash, refunded only on success: a burst of guesses
+    // in flight at once gets no more tries than a sequence of them.
+    let attempt = limiter
+        .begin([ip_key, LimitKey::Client(creds.id.clone())], now)
+        .map_err(IssuerError::RateLimited)?;
 
     let client = live.clients.get(&creds.id).cloned();
     // An unknown client costs the same work as a known one with a wrong secret.
@@ -178,26 +171,40 @@ where
         let slots = issuer.argon2_slots().clone();
         let permit = match tokio::time::timeout(ARGON2_QUEUE_WAIT, slots.acquire_owned()).await {
             Ok(Ok(permit)) => permit,
-            Ok(Err(closed)) => return Err(IssuerError::Internal(closed.to_string())),
-            Err(_elapsed) => return Err(IssuerError::Busy),
+            Ok(Err(closed)) => {
+                attempt.abandoned();
+                return Err(IssuerError::Internal(closed.to_string()));
+            }
+            Err(_elapsed) => {
+                attempt.abandoned();
+                return Err(IssuerError::Busy);
+            }
         };
         let secret = creds.secret.clone();
         // The permit moves into the blocking task: it is released when the
         // work ends, even if this request is dropped meanwhile.
-        tokio::task::spawn_blocking(move || {
+        let verified = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             hash.verify(secret.as_bytes())
         })
-        .await
-        .map_err(|e| IssuerError::Internal(e.to_string()))?
+        .await;
+        match verified {
+            Ok(v) => v,
+            Err(e) => {
+                attempt.abandoned();
+                return Err(IssuerError::Internal(e.to_string()));
+            }
+        }
     } else {
         hash.verify(creds.secret.as_bytes())
     };
     let client = match client {
-        Some(c) if authenticated => c,
+        Some(c) if authenticated => {
+            attempt.succeeded();
+            c
+        }
         _ => {
-            limiter.record_failure(ip_key, now);
-            limiter.record_failure(client_key, now);
+            attempt.failed();
             tracing::debug!(client = %creds.id.escape_debug(), %peer, "client authentication failed");
             return Err(IssuerError::InvalidClient { basic: creds.basic });
         }
