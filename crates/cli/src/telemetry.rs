@@ -22,7 +22,7 @@ pub fn init_logging() {
 /// histogram (so `histogram_quantile` works), and returns a render function.
 pub fn install_prometheus(
     histograms: &[(&str, &[f64])],
-) -> anyhow::Result<(PrometheusHandle, Arc<dyn Fn() -> String + Send + Sync>)> {
+) -> anyhow::Result<(PrometheusHandle, keyshift_verifier::RenderMetrics)> {
     let mut builder = PrometheusBuilder::new();
     for (name, buckets) in histograms {
         builder = builder

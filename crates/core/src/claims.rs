@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::phase::Alg;
+
 /// The `typ` header value of an RFC 9068 access token.
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 
@@ -15,6 +17,23 @@ pub struct JwsHeader {
     /// The signing key's id: the RFC 7638 thumbprint for RSA keys, a
     /// secret-derived id for the HS256 secret.
     pub kid: String,
+}
+
+impl JwsHeader {
+    /// The header keyshift writes for a key: `alg`, `typ: at+jwt`, `kid`.
+    pub fn new(alg: Alg, kid: &str) -> JwsHeader {
+        JwsHeader {
+            alg: alg.as_str().to_owned(),
+            typ: ACCESS_TOKEN_TYP.to_owned(),
+            kid: kid.to_owned(),
+        }
+    }
+
+    /// The header's base64url segment, as the issuer writes it into every
+    /// token of the key and the verifier recognises it byte for byte.
+    pub fn encode(&self) -> String {
+        crate::b64::encode(serde_json::to_vec(self).expect("a struct of three strings serialises"))
+    }
 }
 
 /// The claims of an access token as the issuer mints them.

@@ -31,6 +31,11 @@ impl Alg {
         }
     }
 
+    /// The position in [`Alg::ALL`], for per-algorithm arrays.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     /// Parses the exact, case-sensitive JOSE `alg` header value (RFC 7515 §4.1.1).
     pub fn from_jose(s: &str) -> Option<Alg> {
         match s {

@@ -16,6 +16,7 @@
 //! ```
 
 pub mod body;
+pub mod ops;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -15,6 +15,7 @@ use keyshift_core::config::{ClientConfig, IssuerConfig};
 use keyshift_core::jwk::RsaPublicJwkSet;
 use keyshift_core::secret::{HmacSecret, SecretHash};
 use keyshift_core::{Phase, SharedClock};
+use keyshift_http::ops::RenderMetrics;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -23,9 +24,6 @@ use crate::metrics;
 use crate::mint::{Signer, TokenTemplate};
 use crate::ratelimit::FailureLimiter;
 use crate::rotation::{RotationPolicy, Step};
-
-/// Renders the Prometheus text exposition; supplied by the binary, which owns the exporter.
-pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// Why the issuer could not start or reload.
 #[derive(Debug, thiserror::Error)]
@@ -289,8 +287,8 @@ impl Issuer {
     }
 
     /// The Prometheus text exposition.
-    pub fn render_metrics(&self) -> String {
-        (self.render_metrics)()
+    pub fn render_metrics(&self) -> &RenderMetrics {
+        &self.render_metrics
     }
 
     /// Replaces phase and config (SIGHUP). On error the running snapshot stays.

@@ -38,5 +38,6 @@ pub mod routes;
 pub mod service;
 
 pub use error::IssuerError;
-pub use issuer::{Issuer, Live, RenderMetrics, StartError};
+pub use issuer::{Issuer, Live, StartError};
+pub use keyshift_http::ops::RenderMetrics;
 pub use service::{run, IssuerService};

@@ -10,7 +10,7 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::RSA_PKCS1_SHA256;
 use hmac::{Hmac, Mac};
 use keyshift_core::b64;
-use keyshift_core::claims::{AccessTokenClaims, JwsHeader, ACCESS_TOKEN_TYP};
+use keyshift_core::claims::{AccessTokenClaims, JwsHeader};
 use keyshift_core::secret::HmacSecret;
 use keyshift_core::Alg;
 use sha2::Sha256;
@@ -75,15 +75,6 @@ impl fmt::Debug for Signer {
     }
 }
 
-fn encoded_header(alg: Alg, kid: &str) -> String {
-    let header = JwsHeader {
-        alg: alg.as_str().to_owned(),
-        typ: ACCESS_TOKEN_TYP.to_owned(),
-        kid: kid.to_owned(),
-    };
-    b64::encode(serde_json::to_vec(&header).expect("a struct of three strings serialises"))
-}
-
 impl Signer {
     /// An HS256 signer; the HMAC state is keyed once and cloned per token.
     pub fn hs256(secret: &HmacSecret) -> Signer {
@@ -92,7 +83,7 @@ impl Signer {
         Signer {
             alg: Alg::Hs256,
             kid: secret.kid().to_owned(),
-            header_b64: encoded_header(Alg::Hs256, secret.kid()),
+            header_b64: JwsHeader::new(Alg::Hs256, secret.kid()).encode(),
             key: SignerKey::Hs256(mac),
         }
     }
@@ -102,7 +93,7 @@ impl Signer {
         Signer {
             alg: Alg::Rs256,
             kid: key.kid.clone(),
-            header_b64: encoded_header(Alg::Rs256, &key.kid),
+            header_b64: JwsHeader::new(Alg::Rs256, &key.kid).encode(),
             key: SignerKey::Rs256(key, SystemRandom::new()),
         }
     }

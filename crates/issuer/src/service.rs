@@ -19,6 +19,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use keyshift_http::ops;
 use tokio::net::TcpListener;
 
 use crate::error::IssuerError;
@@ -58,8 +59,8 @@ impl IssuerService {
                 _,
                 "/.well-known/oauth-authorization-server" | "/.well-known/openid-configuration",
             ) if get => routes::metadata::handle(&self.issuer.live()),
-            (_, "/healthz") if get => routes::ops::healthz(),
-            (_, "/metrics") if get => routes::ops::metrics(&self.issuer),
+            (_, "/healthz") if get => ops::healthz(),
+            (_, "/metrics") if get => ops::metrics(self.issuer.render_metrics()),
             (
                 _,
                 "/.well-known/jwks.json"

@@ -159,8 +159,14 @@ impl AlgLabel {
         }
     }
 
+    /// The position in [`AlgLabel::ALL`]: an algorithm's [`Alg::index`],
+    /// `other` after them.
     pub(crate) const fn index(self) -> usize {
-        self as usize
+        match self {
+            AlgLabel::Hs256 => Alg::Hs256.index(),
+            AlgLabel::Rs256 => Alg::Rs256.index(),
+            AlgLabel::Other => Alg::ALL.len(),
+        }
     }
 }
 

@@ -38,5 +38,6 @@ pub mod token_cache;
 pub mod verifier;
 
 pub use error::VerifyError;
-pub use service::{run, RenderMetrics, State, VerifierService};
+pub use keyshift_http::ops::RenderMetrics;
+pub use service::{run, State, VerifierService};
 pub use verifier::{BuildError, Verified, Verifier};

@@ -179,11 +179,7 @@ impl VerifyMetrics {
 
     /// Records when a token of `alg` was last accepted.
     pub fn accepted_at(&self, alg: Alg, unix: u64) {
-        let i = match alg {
-            Alg::Hs256 => 0,
-            Alg::Rs256 => 1,
-        };
-        self.last_accepted[i].set(unix as f64);
+        self.last_accepted[alg.index()].set(unix as f64);
     }
 
     /// Counts a JWKS cache lookup.

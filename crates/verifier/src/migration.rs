@@ -4,6 +4,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use keyshift_core::{AcceptSet, Alg, Phase};
+
+use crate::error::AlgLabel;
 use serde::Serialize;
 
 /// Counters updated on every verification (relaxed atomics, no locks).
@@ -22,13 +24,9 @@ pub struct MigrationStats {
     rs256_since: AtomicU64,
 }
 
-/// Index 0 HS256, 1 RS256, 2 other.
+/// The counter slot of an algorithm: its [`AlgLabel`] position.
 pub(crate) fn slot(alg: Option<Alg>) -> usize {
-    match alg {
-        Some(Alg::Hs256) => 0,
-        Some(Alg::Rs256) => 1,
-        None => 2,
-    }
+    alg.map_or(AlgLabel::Other, AlgLabel::from).index()
 }
 
 impl MigrationStats {

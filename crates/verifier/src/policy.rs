@@ -2,6 +2,7 @@
 //! reload), immutable, swapped atomically.
 
 use hmac::{Hmac, Mac};
+use keyshift_core::claims::JwsHeader;
 use keyshift_core::config::{TypPolicy, VerifierConfig};
 use keyshift_core::secret::HmacSecret;
 use keyshift_core::{AcceptSet, Alg, Phase};
@@ -62,10 +63,7 @@ impl Policy {
             phase,
             accept: cfg.accept,
             hmac: secret.map(|s| HmacKey {
-                header_b64: keyshift_core::b64::encode(format!(
-                    r#"{{"alg":"HS256","typ":"at+jwt","kid":"{}"}}"#,
-                    s.kid()
-                )),
+                header_b64: JwsHeader::new(Alg::Hs256, s.kid()).encode(),
                 kid: s.kid().to_owned(),
                 mac: <Hmac<Sha256> as Mac>::new_from_slice(s.expose())
                     .expect("HMAC accepts keys of any length"),
@@ -98,6 +96,12 @@ impl Policy {
         } else {
             Err(VerifyError::BadClaims("typ not accepted"))
         }
+    }
+
+    /// The HS256 key whose exact issuer header is `header_b64`, if any: such
+    /// a token needs no header decoding (its alg, typ and kid pass every check).
+    pub fn issuer_hs256_header(&self, header_b64: &str) -> Option<&HmacKey> {
+        self.hmac.as_ref().filter(|k| k.header_b64 == header_b64)
     }
 
     /// Whether `alg` is accepted.

@@ -20,11 +20,10 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
+use keyshift_http::ops::{self, RenderMetrics};
+
 use crate::routes;
 use crate::verifier::Verifier;
-
-/// Renders the Prometheus exposition; supplied by the binary, which owns the exporter.
-pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// What every request of the service shares.
 pub struct State {
@@ -64,9 +63,13 @@ impl VerifierService {
             }
             "/migration" if get => routes::ops::migration(s),
             "/keys" if get => routes::ops::keys(s),
-            "/healthz" if get => routes::ops::healthz(),
+            "/healthz" if get => ops::healthz(),
             "/readyz" if get => routes::ops::readyz(s),
-            "/metrics" if get => routes::ops::metrics(s),
+            "/metrics" if get => {
+                // Time-derived gauges are brought up to date at scrape time.
+                s.verifier.publish_gauges();
+                ops::metrics(&s.render_metrics)
+            }
             "/migration" | "/keys" | "/healthz" | "/readyz" | "/metrics" => {
                 status(StatusCode::METHOD_NOT_ALLOWED)
             }

@@ -420,7 +420,7 @@ impl Verifier {
         let mut header_heap = Vec::new();
         // Headers are constant per key: the issuer's exact HS256 header skips
         // decoding (its alg, typ and kid are known to pass every check).
-        let known = policy.hmac.as_ref().filter(|k| k.header_b64 == header_b64);
+        let known = policy.issuer_hs256_header(header_b64);
         let (alg, kid) = if let Some(key) = known {
             (
                 Alg::Hs256,

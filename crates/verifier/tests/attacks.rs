@@ -532,8 +532,21 @@ async fn the_issuers_exact_hs256_header_takes_the_fast_path_and_still_is_checked
         .expect("secret")
         .kid()
         .to_owned();
-    let header = format!(r#"{{"alg":"HS256","typ":"at+jwt","kid":"{kid}"}}"#);
+    // The header the issuer writes (core's one encoding of it)...
+    let header_b64 =
+        keyshift_core::claims::JwsHeader::new(keyshift_core::Alg::Hs256, &kid).encode();
+    let header =
+        String::from_utf8(keyshift_core::b64::decode(&header_b64).expect("b64")).expect("utf8");
+    // ...is the one the policy recognises without decoding.
+    assert_eq!(
+        f.verifier
+            .policy()
+            .issuer_hs256_header(&header_b64)
+            .map(|k| k.kid.as_str()),
+        Some(kid.as_str())
+    );
     let good = sign_hs(SECRET, &signing_input(&header, &claims().to_string()));
+    assert!(good.starts_with(&format!("{header_b64}.")), "{good}");
     let req = http::Request::get("/verify")
         .header("authorization", format!("Bearer {good}"))
         .body(())

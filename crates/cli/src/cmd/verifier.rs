@@ -7,7 +7,7 @@ use anyhow::Context;
 use keyshift_core::clock::system_clock;
 use keyshift_core::config::VerifierConfig;
 use keyshift_core::secret::HmacSecret;
-use keyshift_core::{AcceptSet, Alg, Config, ConfigError, Phase};
+use keyshift_core::{Alg, Config, Phase};
 use keyshift_verifier::{State, Verifier};
 use tokio::net::TcpListener;
 
@@ -26,35 +26,12 @@ pub struct Args {
     accept: Option<Vec<Alg>>,
 }
 
-/// Loads the config and applies the `--accept` override, refusing HS256 in phase asymmetric.
+/// Loads the config and applies the `--accept` override (core's rules).
 fn effective(path: &Path, accept: Option<&[Alg]>) -> anyhow::Result<(Phase, VerifierConfig)> {
     let config: Config = load_config(path)?;
     let mut section = config.require_verifier()?.clone();
     if let Some(list) = accept {
-        let set: AcceptSet = list.iter().copied().collect();
-        if config.phase == Phase::Asymmetric && set.contains(Alg::Hs256) {
-            return Err(ConfigError::Invalid {
-                field: "--accept".into(),
-                message: "HS256 cannot be accepted in phase asymmetric".into(),
-            }
-            .into());
-        }
-        if set.contains(Alg::Rs256) && section.jwks_url.is_none() {
-            return Err(ConfigError::Invalid {
-                field: "verifier.jwks_url".into(),
-                message: "missing; --accept includes RS256".into(),
-            }
-            .into());
-        }
-        if set.contains(Alg::Hs256) && section.hs256_secret_file.is_none() {
-            return Err(ConfigError::Invalid {
-                field: "verifier.hs256_secret_file".into(),
-                message: "missing; --accept includes HS256".into(),
-            }
-            .into());
-        }
-        section.accept = set;
-        section.accept_overridden = true;
+        section.override_accept(config.phase, list.iter().copied().collect(), "--accept")?;
     }
     Ok((config.phase, section))
 }

@@ -563,23 +563,8 @@ impl VerifierConfig {
         let accept_overridden = raw.accept.is_some();
         let accept = match raw.accept {
             None => phase.default_accept(),
-            Some(list) => {
-                let set: AcceptSet = list.into_iter().collect();
-                if set.is_empty() {
-                    return Err(ConfigError::invalid(
-                        "verifier.accept",
-                        "accepts no algorithm",
-                    ));
-                }
-                set
-            }
+            Some(list) => list.into_iter().collect(),
         };
-        if phase == Phase::Asymmetric && accept.contains(Alg::Hs256) {
-            return Err(ConfigError::invalid(
-                "verifier.accept",
-                "HS256 cannot be accepted in phase asymmetric; remove HS256 or go back to phase transition",
-            ));
-        }
         let allow_insecure_jwks_http = raw.allow_insecure_jwks_http.unwrap_or(false);
         let jwks_url = match raw.jwks_url {
             Some(text) => {
@@ -589,21 +574,16 @@ impl VerifierConfig {
                 check_jwks_url(&url, allow_insecure_jwks_http)?;
                 Some(url)
             }
-            None if accept.contains(Alg::Rs256) => {
-                return Err(ConfigError::invalid(
-                    "verifier.jwks_url",
-                    format!("missing; RS256 is accepted ({accept})"),
-                ))
-            }
             None => None,
         };
         let hs256_secret_file = raw.hs256_secret_file.map(|p| resolve(base, p));
-        if accept.contains(Alg::Hs256) && hs256_secret_file.is_none() {
-            return Err(ConfigError::invalid(
-                "verifier.hs256_secret_file",
-                format!("missing; HS256 is accepted ({accept})"),
-            ));
-        }
+        check_accept(
+            phase,
+            accept,
+            "verifier.accept",
+            jwks_url.is_some(),
+            hs256_secret_file.is_some(),
+        )?;
         let leeway = duration(raw.leeway, DEFAULT_LEEWAY);
         if leeway > Duration::from_secs(300) {
             return Err(ConfigError::invalid(
@@ -669,6 +649,27 @@ impl VerifierConfig {
         })
     }
 
+    /// Replaces the accepted algorithms with an override from outside the
+    /// file (`field` names it, e.g. `--accept`), under the same rules as
+    /// `verifier.accept`.
+    pub fn override_accept(
+        &mut self,
+        phase: Phase,
+        accept: AcceptSet,
+        field: &str,
+    ) -> Result<(), ConfigError> {
+        check_accept(
+            phase,
+            accept,
+            field,
+            self.jwks_url.is_some(),
+            self.hs256_secret_file.is_some(),
+        )?;
+        self.accept = accept;
+        self.accept_overridden = true;
+        Ok(())
+    }
+
     /// Loads the HS256 secret if HS256 is accepted and a secret is
     /// configured; the error names the field. Otherwise (phase `asymmetric`)
     /// the file is never read, so a leftover path to a destroyed secret
@@ -682,6 +683,40 @@ impl VerifierConfig {
             self.hs256_secret_file.as_deref(),
         )
     }
+}
+
+/// The rules of an accepted-algorithm set, wherever it comes from (`field`):
+/// not empty, no HS256 in phase `asymmetric`, and the key source of each
+/// accepted algorithm configured.
+fn check_accept(
+    phase: Phase,
+    accept: AcceptSet,
+    field: &str,
+    has_jwks_url: bool,
+    has_secret_file: bool,
+) -> Result<(), ConfigError> {
+    if accept.is_empty() {
+        return Err(ConfigError::invalid(field, "accepts no algorithm"));
+    }
+    if phase == Phase::Asymmetric && accept.contains(Alg::Hs256) {
+        return Err(ConfigError::invalid(
+            field,
+            "HS256 cannot be accepted in phase asymmetric; remove HS256 or go back to phase transition",
+        ));
+    }
+    if accept.contains(Alg::Rs256) && !has_jwks_url {
+        return Err(ConfigError::invalid(
+            "verifier.jwks_url",
+            format!("missing; RS256 is accepted ({accept}, from {field})"),
+        ));
+    }
+    if accept.contains(Alg::Hs256) && !has_secret_file {
+        return Err(ConfigError::invalid(
+            "verifier.hs256_secret_file",
+            format!("missing; HS256 is accepted ({accept}, from {field})"),
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses a JWKS URL that is not https, unless its host is loopback or

@@ -2,5 +2,4 @@
 
 pub mod jwks;
 pub mod metadata;
-pub mod ops;
 pub mod token;

@@ -1,0 +1,69 @@
+//! The operational answers every keyshift service gives the same way:
+//! `GET /healthz` and `GET /metrics`, and the plain and JSON responses the
+//! other operational routes are built from.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+
+/// Renders the Prometheus exposition; supplied by the binary, which owns the
+/// exporter (libraries only record through the `metrics` facade).
+pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// The content type of the Prometheus text exposition format 0.0.4.
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A `text/plain` response.
+pub fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    resp
+}
+
+/// A pretty-printed JSON response that no cache keeps (state, not content).
+pub fn json(value: &impl serde::Serialize) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec_pretty(value).unwrap_or_else(|_| b"{}".to_vec());
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// Liveness: the process answers.
+pub fn healthz() -> Response<Full<Bytes>> {
+    text(StatusCode::OK, "ok\n")
+}
+
+/// The Prometheus text exposition.
+pub fn metrics(render: &RenderMetrics) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(render())));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(PROMETHEUS_TEXT));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn metrics_answer_the_rendered_text_with_prometheus_content_type() {
+        let render: RenderMetrics = Arc::new(|| "up 1\n".to_owned());
+        let resp = metrics(&render);
+        assert_eq!(resp.headers()[CONTENT_TYPE], PROMETHEUS_TEXT);
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(body, "up 1\n");
+        let resp = json(&serde_json::json!({"a": 1}));
+        assert_eq!(resp.headers()[CACHE_CONTROL], "no-store");
+        assert_eq!(healthz().status(), StatusCode::OK);
+    }
+}
