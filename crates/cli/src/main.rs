@@ -3,6 +3,7 @@
 //! exporter and the signal handling.
 
 mod cmd;
+mod effective;
 mod signals;
 mod telemetry;
 
@@ -94,19 +95,7 @@ fn main() -> ExitCode {
 /// anyhow's `{:#}` would then print it twice. A cause whose text the line
 /// already holds is skipped.
 pub(crate) fn one_line(err: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        let text = text.trim();
-        if text.is_empty() || line.contains(text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(text);
-    }
-    line.replace(['\n', '\r'], " ")
+    keyshift_core::error::chain(err.as_ref())
 }
 
 #[cfg(test)]

@@ -6,8 +6,9 @@
 //! - [`jwk`]: RSA public JWKs, JWK Sets and RFC 7638 thumbprints;
 //! - [`secret`]: the shared HS256 secret and client secret hashes;
 //! - [`clock`]: wall-clock time behind a trait, so tests can move it;
+//! - [`fs`]: atomic file replacement;
 //! - [`phase_metrics`]: the phase gauges both services export (via the `metrics` facade);
-//! - [`duration`] and [`b64`]: small codecs.
+//! - [`duration`] and [`b64`]: small codecs; [`error::chain`]: an error and its causes on one line.
 //!
 //! No async runtime, no HTTP, no metrics exporter lives here (only the `metrics` facade).
 //!
@@ -23,6 +24,8 @@ pub mod claims;
 pub mod clock;
 pub mod config;
 pub mod duration;
+pub mod error;
+pub mod fs;
 pub mod jwk;
 pub mod phase;
 pub mod phase_metrics;

@@ -34,6 +34,7 @@ pub enum SecretError {
         /// The file.
         path: String,
         /// The I/O error.
+        #[source]
         source: std::io::Error,
     },
     /// The secret is shorter than [`MIN_HS256_SECRET_BYTES`].

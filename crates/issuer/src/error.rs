@@ -49,9 +49,30 @@ pub enum IssuerError {
     /// The route exists but not for this method (405).
     #[error("method not allowed")]
     MethodNotAllowed(&'static str),
-    /// A fault of ours (500); the detail is logged, never sent.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// A fault of ours (500); the cause is logged, never sent.
+    #[error("internal error")]
+    Internal(#[source] Internal),
+}
+
+/// The causes of a 500.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Internal {
+    /// Signing the token failed.
+    #[error(transparent)]
+    Mint(#[from] crate::mint::MintError),
+    /// The argon2 verification task panicked.
+    #[error("the secret verification task failed")]
+    Task(#[from] tokio::task::JoinError),
+    /// The response body could not be serialised.
+    #[error("serialising the response failed")]
+    Json(#[from] serde_json::Error),
+}
+
+impl<E: Into<Internal>> From<E> for IssuerError {
+    fn from(e: E) -> IssuerError {
+        IssuerError::Internal(e.into())
+    }
 }
 
 impl IssuerError {
@@ -126,8 +147,8 @@ impl IssuerError {
     /// The HTTP response: RFC 6749 §5.2 JSON, `Cache-Control: no-store`.
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let (status, code, description) = self.parts();
-        if let IssuerError::Internal(detail) = &self {
-            tracing::error!(%detail, "token endpoint failed");
+        if let IssuerError::Internal(_) = &self {
+            tracing::error!(error = %keyshift_core::error::chain(&self), "token endpoint failed");
         }
         let body = serde_json::json!({ "error": code, "error_description": description });
         let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));

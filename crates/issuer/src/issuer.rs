@@ -48,9 +48,12 @@ pub enum StartError {
     /// why and what to do instead. The running config stays.
     #[error("refused: {0}")]
     Refused(String),
-    /// A background task failed.
-    #[error("internal: {0}")]
-    Internal(String),
+    /// A published document (JWKS, metadata) could not be serialised.
+    #[error("serialising a published document failed")]
+    Json(#[from] serde_json::Error),
+    /// The blocking key-store task panicked or was cancelled.
+    #[error("the key store task failed")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// Everything a request needs, immutable once built.
@@ -130,8 +133,7 @@ impl Live {
         } else {
             Vec::new()
         };
-        let jwks = serde_json::to_vec(&RsaPublicJwkSet { keys: published })
-            .map_err(|e| StartError::Internal(e.to_string()))?;
+        let jwks = serde_json::to_vec(&RsaPublicJwkSet { keys: published })?;
         let jwks_etag = format!("\"{}\"", b64::encode(&Sha256::digest(&jwks)[..16]));
 
         let mut scopes: Vec<&str> = config
@@ -149,8 +151,7 @@ impl Live {
             token_endpoint_auth_methods_supported: ["client_secret_basic", "client_secret_post"],
             response_types_supported: [],
             scopes_supported: scopes,
-        })
-        .map_err(|e| StartError::Internal(e.to_string()))?;
+        })?;
 
         let dummy_hash = dummy_hash(&config.clients);
         let clients = config
@@ -393,9 +394,8 @@ async fn maintain(
     let store = KeyStore::new(config.key_dir.clone());
     let policy = policy(config);
     let bits = config.key_bits;
-    let (keys, steps) = tokio::task::spawn_blocking(move || store.maintain(now, &policy, bits))
-        .await
-        .map_err(|e| StartError::Internal(e.to_string()))??;
+    let (keys, steps) =
+        tokio::task::spawn_blocking(move || store.maintain(now, &policy, bits)).await??;
     foreign_files.report(&keys.foreign_files);
     if let Some(path) = &keys.adopted {
         tracing::warn!(path = %path.display(), "the key directory had this key file but no manifest.json, as a first start interrupted between the two writes leaves it: adopted it as the active key");

@@ -19,7 +19,7 @@
 
 use std::time::Duration;
 
-use crate::keystore::{KeyEntry, KeyState, Manifest};
+use crate::keystore::manifest::{KeyEntry, KeyState, Manifest};
 
 /// The settings rotation depends on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,7 +176,7 @@ pub fn rotation_date(active: &KeyEntry, policy: &RotationPolicy) -> Option<u64> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keystore::{KeyEntry, Manifest};
+    use crate::keystore::manifest::{KeyEntry, Manifest};
 
     const T0: u64 = 1_800_000_000;
 

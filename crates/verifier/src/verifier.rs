@@ -14,7 +14,9 @@ use keyshift_core::{Alg, Phase, SharedClock};
 
 use crate::claims;
 use crate::error::{AlgLabel, Outcome, VerifyError};
-use crate::jwks::{FetchError, FetchOutcome, Fetcher, JwksCache, JwksSettings, RsaKey};
+use crate::jwks::{
+    FetchError, FetchOutcome, Fetcher, JwksCache, JwksSettings, RefreshError, RsaKey,
+};
 use crate::jws;
 use crate::metrics::{self, VerifyMetrics};
 use crate::migration::{MigrationReport, MigrationStats};
@@ -108,8 +110,8 @@ pub enum BuildError {
     Jwks(#[from] FetchError),
     /// On reload, a changed `jwks_url` served no usable JWK Set, so the
     /// running URL and its keys stay.
-    #[error("verifier.jwks_url: the new URL served no usable keys ({0}); keeping the old one")]
-    NewJwksUnusable(String),
+    #[error("verifier.jwks_url: the new URL served no usable keys; keeping the old one")]
+    NewJwksUnusable(#[source] Option<Arc<RefreshError>>),
 }
 
 /// The verified-token cache with its hit and miss counters, which exist only
@@ -215,8 +217,7 @@ impl Verifier {
                 Some(u) => {
                     let cache = Arc::new(new_cache(u, cfg, self.clock.clone())?);
                     if cache.force_refresh().await == FetchOutcome::Error {
-                        let why = cache.status().last_error.unwrap_or_default();
-                        return Err(BuildError::NewJwksUnusable(why));
+                        return Err(BuildError::NewJwksUnusable(cache.last_error()));
                     }
                     Some(Some(cache))
                 }

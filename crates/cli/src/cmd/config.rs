@@ -43,7 +43,7 @@ pub fn check(path: &Path) -> anyhow::Result<()> {
             println!("# warning: verifier.hs256_secret_file is set in phase asymmetric; remove the shared secret");
         }
     }
-    print!("{config}");
+    print!("{}", crate::effective::Effective(&config));
     println!("# {}: OK", path.display());
     Ok(())
 }

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use keyshift_core::b64;
+use keyshift_core::fs::write_atomic;
 use keyshift_core::secret::SecretHash;
-use keyshift_issuer::keystore::atomic_write;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
@@ -259,8 +259,7 @@ fn random_b64(bytes: usize) -> anyhow::Result<String> {
 /// fsync, rename, fsync of the folder; a crash leaves the old file or the
 /// new one, never a truncated secret.
 fn write_new(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
-    atomic_write(dir, name, bytes, mode)
-        .with_context(|| format!("cannot write {}", dir.join(name).display()))
+    write_atomic(dir, name, bytes, mode).context("cannot write")
 }
 
 fn dev_config(

@@ -23,7 +23,6 @@ mod raw;
 #[cfg(test)]
 mod tests;
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -32,7 +31,7 @@ pub use raw::{RawClient, RawConfig, RawIssuer, RawVerifier};
 
 use crate::duration::HumanDuration;
 use crate::phase::{AcceptSet, Alg, Phase};
-use crate::secret::{HmacSecret, SecretHash};
+use crate::secret::{HmacSecret, SecretError, SecretHash};
 
 /// Default issuer listen address. Defaults to `127.0.0.1:8080`.
 pub const DEFAULT_ISSUER_LISTEN: &str = "127.0.0.1:8080";
@@ -223,6 +222,16 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// The HS256 secret file a field names cannot be read, or holds an
+    /// unusable secret.
+    #[error("{field}: {source}")]
+    Secret {
+        /// Dotted path of the field.
+        field: String,
+        /// What is wrong with the file.
+        #[source]
+        source: SecretError,
+    },
 }
 
 impl ConfigError {
@@ -237,7 +246,9 @@ impl ConfigError {
     pub fn field(&self) -> Option<&str> {
         match self {
             ConfigError::Read { .. } => None,
-            ConfigError::Parse { field, .. } | ConfigError::Invalid { field, .. } => Some(field),
+            ConfigError::Parse { field, .. }
+            | ConfigError::Invalid { field, .. }
+            | ConfigError::Secret { field, .. } => Some(field),
         }
     }
 }
@@ -545,8 +556,13 @@ impl IssuerConfig {
 }
 
 fn load_secret(field: &str, path: Option<&Path>) -> Result<Option<HmacSecret>, ConfigError> {
-    path.map(|p| HmacSecret::load(p).map_err(|e| ConfigError::invalid(field, e.to_string())))
-        .transpose()
+    path.map(|p| {
+        HmacSecret::load(p).map_err(|source| ConfigError::Secret {
+            field: field.to_owned(),
+            source,
+        })
+    })
+    .transpose()
 }
 
 // === impl VerifierConfig ===
@@ -740,114 +756,5 @@ fn is_loopback_host(url: &url::Url) -> bool {
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         None => false,
-    }
-}
-
-// === Display of the effective settings (`keyshift config check`) ===
-
-impl fmt::Display for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "phase = \"{}\"   # signs {}, accepts {} by default",
-            self.phase,
-            self.phase.signs(),
-            self.phase.default_accept()
-        )?;
-        if let Some(i) = &self.issuer {
-            writeln!(f, "\n[issuer]")?;
-            writeln!(f, "listen = \"{}\"", i.listen)?;
-            writeln!(f, "issuer = \"{}\"", i.issuer)?;
-            writeln!(f, "audience = \"{}\"", i.audience)?;
-            writeln!(f, "token_ttl = \"{}\"", HumanDuration(i.token_ttl))?;
-            writeln!(f, "key_dir = \"{}\"", i.key_dir.display())?;
-            match &i.hs256_secret_file {
-                Some(p) => writeln!(f, "hs256_secret_file = \"{}\"", p.display())?,
-                None => writeln!(f, "# hs256_secret_file: not set")?,
-            }
-            writeln!(f, "key_bits = {}", i.key_bits)?;
-            match i.rotate_every {
-                Some(d) => writeln!(f, "rotate_every = \"{}\"", HumanDuration(d))?,
-                None => writeln!(f, "rotate_every = \"off\"")?,
-            }
-            writeln!(f, "jwks_max_age = \"{}\"", HumanDuration(i.jwks_max_age))?;
-            writeln!(
-                f,
-                "key_prepublish = \"{}\"",
-                HumanDuration(i.key_prepublish)
-            )?;
-            writeln!(f, "failed_auth_limit = {}", i.failed_auth_limit)?;
-            writeln!(
-                f,
-                "failed_auth_window = \"{}\"",
-                HumanDuration(i.failed_auth_window)
-            )?;
-            for c in &i.clients {
-                writeln!(f, "# client `{}`: scopes [{}]", c.id, c.scopes.join(" "))?;
-            }
-        }
-        if let Some(v) = &self.verifier {
-            writeln!(f, "\n[verifier]")?;
-            writeln!(f, "listen = \"{}\"", v.listen)?;
-            writeln!(f, "issuer = \"{}\"", v.issuer)?;
-            writeln!(f, "audience = \"{}\"", v.audience)?;
-            match &v.jwks_url {
-                Some(u) => writeln!(f, "jwks_url = \"{u}\"")?,
-                None => writeln!(f, "# jwks_url: not set")?,
-            }
-            match &v.hs256_secret_file {
-                Some(p) => writeln!(f, "hs256_secret_file = \"{}\"", p.display())?,
-                None => writeln!(f, "# hs256_secret_file: not set")?,
-            }
-            let accepted: Vec<String> = v.accept.iter().map(|a| format!("\"{a}\"")).collect();
-            writeln!(
-                f,
-                "accept = [{}]   # {}",
-                accepted.join(", "),
-                if v.accept_overridden {
-                    "override"
-                } else {
-                    "phase default"
-                }
-            )?;
-            writeln!(
-                f,
-                "allow_insecure_jwks_http = {}",
-                v.allow_insecure_jwks_http
-            )?;
-            writeln!(f, "leeway = \"{}\"", HumanDuration(v.leeway))?;
-            writeln!(
-                f,
-                "max_token_lifetime = \"{}\"",
-                HumanDuration(v.max_token_lifetime)
-            )?;
-            writeln!(f, "max_token_bytes = {}", v.max_token_bytes)?;
-            writeln!(f, "strict_typ = {}", v.typ == TypPolicy::Strict)?;
-            writeln!(f, "jwks_min_ttl = \"{}\"", HumanDuration(v.jwks_min_ttl))?;
-            writeln!(f, "jwks_max_ttl = \"{}\"", HumanDuration(v.jwks_max_ttl))?;
-            writeln!(
-                f,
-                "unknown_kid_cooldown = \"{}\"",
-                HumanDuration(v.unknown_kid_cooldown)
-            )?;
-            writeln!(
-                f,
-                "negative_cache_ttl = \"{}\"",
-                HumanDuration(v.negative_cache_ttl)
-            )?;
-            writeln!(
-                f,
-                "jwks_max_staleness = \"{}\"",
-                HumanDuration(v.jwks_max_staleness)
-            )?;
-            writeln!(
-                f,
-                "jwks_connect_timeout = \"{}\"",
-                HumanDuration(v.jwks_connect_timeout)
-            )?;
-            writeln!(f, "jwks_timeout = \"{}\"", HumanDuration(v.jwks_timeout))?;
-            writeln!(f, "token_cache_size = {}", v.token_cache_size)?;
-        }
-        Ok(())
     }
 }

@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::rotation::{RotationPolicy, Step};
 
 const T0: u64 = 1_800_000_000;
 

@@ -171,11 +171,8 @@ where
         let slots = issuer.argon2_slots().clone();
         let permit = match tokio::time::timeout(ARGON2_QUEUE_WAIT, slots.acquire_owned()).await {
             Ok(Ok(permit)) => permit,
-            Ok(Err(closed)) => {
-                attempt.abandoned();
-                return Err(IssuerError::Internal(closed.to_string()));
-            }
-            Err(_elapsed) => {
+            // The semaphore is never closed; were it, no slot is to be had.
+            Ok(Err(_)) | Err(_) => {
                 attempt.abandoned();
                 return Err(IssuerError::Busy);
             }
@@ -192,7 +189,7 @@ where
             Ok(v) => v,
             Err(e) => {
                 attempt.abandoned();
-                return Err(IssuerError::Internal(e.to_string()));
+                return Err(e.into());
             }
         }
     } else {
@@ -215,17 +212,14 @@ where
     }
     let scope = grant_scope(form.scope.as_deref(), &client.scopes)?;
 
-    let (token, claims) = live
-        .signer
-        .mint(
-            &live.template,
-            TokenRequest {
-                client_id: &client.id,
-                scope: &scope,
-                now: now.as_secs(),
-            },
-        )
-        .map_err(|e| IssuerError::Internal(e.to_string()))?;
+    let (token, claims) = live.signer.mint(
+        &live.template,
+        TokenRequest {
+            client_id: &client.id,
+            scope: &scope,
+            now: now.as_secs(),
+        },
+    )?;
     counter!(TOKENS_ISSUED, "alg" => live.signer.alg().as_str(), "client" => client.id.clone())
         .increment(1);
 
@@ -234,8 +228,7 @@ where
         token_type: "Bearer",
         expires_in: claims.exp - claims.iat,
         scope: &scope,
-    })
-    .map_err(|e| IssuerError::Internal(e.to_string()))?;
+    })?;
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

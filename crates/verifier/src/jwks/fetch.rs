@@ -38,9 +38,9 @@ pub enum Fetched {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FetchError {
-    /// Connection or protocol failure.
-    #[error("request failed: {0}")]
-    Request(String),
+    /// The URL, the TLS set-up, or the connection or protocol failed.
+    #[error("request failed")]
+    Request(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// No answer within the total timeout.
     #[error("timed out")]
     Timeout,
@@ -78,7 +78,7 @@ impl Fetcher {
         let uri: Uri = url
             .as_str()
             .parse()
-            .map_err(|e: http::uri::InvalidUri| FetchError::Request(e.to_string()))?;
+            .map_err(|e: http::uri::InvalidUri| FetchError::Request(e.into()))?;
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(connect_timeout));
         http.set_nodelay(true);
@@ -92,7 +92,7 @@ impl Fetcher {
                 tracing::warn!(error = %e, "no system CA certificates; https JWKS URLs will fail");
                 let config = rustls::ClientConfig::builder_with_provider(provider)
                     .with_safe_default_protocol_versions()
-                    .map_err(|e| FetchError::Request(e.to_string()))?
+                    .map_err(|e| FetchError::Request(e.into()))?
                     .with_root_certificates(rustls::RootCertStore::empty())
                     .with_no_client_auth();
                 hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
@@ -123,13 +123,13 @@ impl Fetcher {
         }
         let req = req
             .body(Empty::new())
-            .map_err(|e| FetchError::Request(e.to_string()))?;
+            .map_err(|e| FetchError::Request(e.into()))?;
         let work = async {
             let resp = self
                 .client
                 .request(req)
                 .await
-                .map_err(|e| FetchError::Request(error_chain(&e)))?;
+                .map_err(|e| FetchError::Request(e.into()))?;
             let status = resp.status();
             let max_age = resp
                 .headers()
@@ -163,17 +163,6 @@ impl Fetcher {
             .await
             .map_err(|_| FetchError::Timeout)?
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// `max-age=N` of a `Cache-Control` value (`no-store`/`no-cache` → 0).

@@ -28,12 +28,26 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use keyshift_core::config::VerifierConfig;
+use keyshift_core::error::chain;
 use keyshift_core::SharedClock;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use fetch::{max_age, FetchError, Fetched, Fetcher, MAX_JWKS_BYTES};
 pub use parse::{parse_jwks, rsa_public_key_der, JwksError, RsaKey};
+
+/// Why a JWKS refresh brought no keys (logged, counted as `error`, shown
+/// by `/keys`; the cached keys keep serving).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RefreshError {
+    /// The download failed.
+    #[error("JWKS fetch failed")]
+    Fetch(#[from] FetchError),
+    /// The document is not a usable JWK Set.
+    #[error("JWKS document refused")]
+    Parse(#[from] JwksError),
+}
 
 use crate::error::VerifyError;
 use crate::metrics;
@@ -135,7 +149,7 @@ struct FetchState {
     next_refresh: Duration,
     last_attempt: Option<Duration>,
     last_outcome: Option<FetchOutcome>,
-    last_error: Option<String>,
+    last_error: Option<Arc<RefreshError>>,
     last_unknown_refetch: Option<Duration>,
     failures: u32,
     fetches: u64,
@@ -338,6 +352,11 @@ impl JwksCache {
         true
     }
 
+    /// Why the last fetch failed, if it did.
+    pub fn last_error(&self) -> Option<Arc<RefreshError>> {
+        self.state().last_error.clone()
+    }
+
     /// Fetches now (SIGHUP), waiting for a fetch in flight first.
     pub async fn force_refresh(&self) -> FetchOutcome {
         let _flight = self.flight.lock().await;
@@ -389,13 +408,13 @@ impl JwksCache {
                     self.succeeded(now, max_age);
                     (FetchOutcome::Ok, None)
                 }
-                Err(e) => (FetchOutcome::Error, Some(e.to_string())),
+                Err(e) => (FetchOutcome::Error, Some(Arc::new(RefreshError::from(e)))),
             },
             Ok(Fetched::NotModified { max_age }) => {
                 self.succeeded(now, max_age);
                 (FetchOutcome::NotModified, None)
             }
-            Err(e) => (FetchOutcome::Error, Some(e.to_string())),
+            Err(e) => (FetchOutcome::Error, Some(Arc::new(RefreshError::from(e)))),
         };
         let mut state = self.state();
         state.last_outcome = Some(outcome);
@@ -405,7 +424,7 @@ impl JwksCache {
                 .saturating_mul(1u32 << (state.failures - 1).min(6))
                 .min(RETRY_MAX);
             state.next_refresh = now + backoff;
-            tracing::warn!(error = %err, failures = state.failures, "JWKS fetch failed; cached keys keep serving");
+            tracing::warn!(error = %chain(err.as_ref()), failures = state.failures, "JWKS fetch failed; cached keys keep serving");
         }
         state.last_error = error;
         drop(state);
@@ -471,7 +490,7 @@ impl JwksCache {
             last_success_unix: self.last_success_secs(),
             last_attempt_unix: state.last_attempt.map(|d| d.as_secs()),
             last_outcome: state.last_outcome,
-            last_error: state.last_error.clone(),
+            last_error: state.last_error.as_deref().map(|e| chain(e)),
             consecutive_failures: state.failures,
             fetches: state.fetches,
         }

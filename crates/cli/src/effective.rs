@@ -1,0 +1,241 @@
+//! The effective settings of a config, printed as TOML by `keyshift config
+//! check`: every key with the value in force, defaults applied and paths
+//! resolved, so an operator sees what a service will run with.
+
+use std::fmt;
+
+use keyshift_core::config::TypPolicy;
+use keyshift_core::duration::HumanDuration;
+use keyshift_core::Config;
+
+/// Displays a config's effective settings.
+#[derive(Debug)]
+pub struct Effective<'a>(pub &'a Config);
+
+impl fmt::Display for Effective<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "phase = \"{}\"   # signs {}, accepts {} by default",
+            self.0.phase,
+            self.0.phase.signs(),
+            self.0.phase.default_accept()
+        )?;
+        if let Some(i) = &self.0.issuer {
+            writeln!(f, "\n[issuer]")?;
+            writeln!(f, "listen = \"{}\"", i.listen)?;
+            writeln!(f, "issuer = \"{}\"", i.issuer)?;
+            writeln!(f, "audience = \"{}\"", i.audience)?;
+            writeln!(f, "token_ttl = \"{}\"", HumanDuration(i.token_ttl))?;
+            writeln!(f, "key_dir = \"{}\"", i.key_dir.display())?;
+            match &i.hs256_secret_file {
+                Some(p) => writeln!(f, "hs256_secret_file = \"{}\"", p.display())?,
+                None => writeln!(f, "# hs256_secret_file: not set")?,
+            }
+            writeln!(f, "key_bits = {}", i.key_bits)?;
+            match i.rotate_every {
+                Some(d) => writeln!(f, "rotate_every = \"{}\"", HumanDuration(d))?,
+                None => writeln!(f, "rotate_every = \"off\"")?,
+            }
+            writeln!(f, "jwks_max_age = \"{}\"", HumanDuration(i.jwks_max_age))?;
+            writeln!(
+                f,
+                "key_prepublish = \"{}\"",
+                HumanDuration(i.key_prepublish)
+            )?;
+            writeln!(f, "failed_auth_limit = {}", i.failed_auth_limit)?;
+            writeln!(
+                f,
+                "failed_auth_window = \"{}\"",
+                HumanDuration(i.failed_auth_window)
+            )?;
+            for c in &i.clients {
+                writeln!(f, "# client `{}`: scopes [{}]", c.id, c.scopes.join(" "))?;
+            }
+        }
+        if let Some(v) = &self.0.verifier {
+            writeln!(f, "\n[verifier]")?;
+            writeln!(f, "listen = \"{}\"", v.listen)?;
+            writeln!(f, "issuer = \"{}\"", v.issuer)?;
+            writeln!(f, "audience = \"{}\"", v.audience)?;
+            match &v.jwks_url {
+                Some(u) => writeln!(f, "jwks_url = \"{u}\"")?,
+                None => writeln!(f, "# jwks_url: not set")?,
+            }
+            match &v.hs256_secret_file {
+                Some(p) => writeln!(f, "hs256_secret_file = \"{}\"", p.display())?,
+                None => writeln!(f, "# hs256_secret_file: not set")?,
+            }
+            let accepted: Vec<String> = v.accept.iter().map(|a| format!("\"{a}\"")).collect();
+            writeln!(
+                f,
+                "accept = [{}]   # {}",
+                accepted.join(", "),
+                if v.accept_overridden {
+                    "override"
+                } else {
+                    "phase default"
+                }
+            )?;
+            writeln!(
+                f,
+                "allow_insecure_jwks_http = {}",
+                v.allow_insecure_jwks_http
+            )?;
+            writeln!(f, "leeway = \"{}\"", HumanDuration(v.leeway))?;
+            writeln!(
+                f,
+                "max_token_lifetime = \"{}\"",
+                HumanDuration(v.max_token_lifetime)
+            )?;
+            writeln!(f, "max_token_bytes = {}", v.max_token_bytes)?;
+            writeln!(f, "strict_typ = {}", v.typ == TypPolicy::Strict)?;
+            writeln!(f, "jwks_min_ttl = \"{}\"", HumanDuration(v.jwks_min_ttl))?;
+            writeln!(f, "jwks_max_ttl = \"{}\"", HumanDuration(v.jwks_max_ttl))?;
+            writeln!(
+                f,
+                "unknown_kid_cooldown = \"{}\"",
+                HumanDuration(v.unknown_kid_cooldown)
+            )?;
+            writeln!(
+                f,
+                "negative_cache_ttl = \"{}\"",
+                HumanDuration(v.negative_cache_ttl)
+            )?;
+            writeln!(
+                f,
+                "jwks_max_staleness = \"{}\"",
+                HumanDuration(v.jwks_max_staleness)
+            )?;
+            writeln!(
+                f,
+                "jwks_connect_timeout = \"{}\"",
+                HumanDuration(v.jwks_connect_timeout)
+            )?;
+            writeln!(f, "jwks_timeout = \"{}\"", HumanDuration(v.jwks_timeout))?;
+            writeln!(f, "token_cache_size = {}", v.token_cache_size)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keyshift_core::config::RawConfig;
+    use std::path::Path;
+
+    const BASE: &str = "/etc/keyshift";
+    const ISSUER: &str = r#"
+[issuer]
+issuer = "http://127.0.0.1:8080"
+audience = "https://api.example.com"
+hs256_secret_file = "hs256.secret"
+
+[[issuer.clients]]
+id = "svc-a"
+secret_hash = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+scopes = ["read", "write"]
+"#;
+    const VERIFIER: &str = r#"
+[verifier]
+issuer = "http://127.0.0.1:8080"
+audience = "https://api.example.com"
+jwks_url = "http://127.0.0.1:8080/.well-known/jwks.json"
+hs256_secret_file = "hs256.secret"
+"#;
+
+    #[test]
+    fn effective_settings_name_the_phase_and_the_override() {
+        let config = Config::from_toml_str(
+            &format!("phase = \"dual\"\n{VERIFIER}accept = [\"RS256\"]\n"),
+            Path::new(BASE),
+        )
+        .expect("valid");
+        let text = Effective(&config).to_string();
+        assert!(text.starts_with("phase = \"dual\""), "{text}");
+        assert!(text.contains("accept = [\"RS256\"]   # override"), "{text}");
+    }
+
+    /// The keys serde accepts in a section, read from its "unknown field" error.
+    fn accepted_keys(section_toml: &str) -> Vec<String> {
+        let err = RawConfig::parse(section_toml).expect_err("unknown key");
+        let text = err.to_string();
+        let list = text
+            .split("expected one of ")
+            .nth(1)
+            .or_else(|| text.split("expected ").nth(1))
+            .unwrap_or_else(|| panic!("no field list in {text}"));
+        list.split(',')
+            .map(|s| {
+                s.trim()
+                    .trim_matches('`')
+                    .split('`')
+                    .next()
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
+    /// Rows `| `key` | default | … |` of the docs table under `heading`.
+    fn doc_rows(doc: &str, heading: &str) -> Vec<(String, String)> {
+        let start = doc
+            .find(&format!("\n{heading}\n"))
+            .unwrap_or_else(|| panic!("no heading {heading}"));
+        doc[start + heading.len() + 2..]
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                let key = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+                Some((key.to_owned(), cells.get(2)?.to_string()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn config_doc_lists_every_key_with_its_default() {
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/configuration.md"
+        ))
+        .expect("docs/configuration.md");
+        let cases = [
+            ("## Top level", "zzz = 1\n"),
+            ("## `[issuer]`", "[issuer]\nzzz = 1\n"),
+            ("### `[[issuer.clients]]`", "[[issuer.clients]]\nzzz = 1\n"),
+            ("## `[verifier]`", "[verifier]\nzzz = 1\n"),
+        ];
+        let config = Config::from_toml_str(
+            &format!("phase = \"dual\"\n{ISSUER}{VERIFIER}"),
+            Path::new(BASE),
+        )
+        .expect("valid");
+        let effective = Effective(&config)
+            .to_string()
+            // Paths print resolved; the docs give them relative to the config file.
+            .replace(&format!("\"{BASE}/"), "\"");
+        for (heading, probe) in cases {
+            let mut code = accepted_keys(probe);
+            // The sections have headings of their own.
+            code.retain(|k| !(heading == "## Top level" && (k == "issuer" || k == "verifier")));
+            let rows = doc_rows(&doc, heading);
+            let mut documented: Vec<String> = rows.iter().map(|(k, _)| k.clone()).collect();
+            code.sort();
+            documented.sort();
+            assert_eq!(documented, code, "{heading}: docs and parser disagree");
+            for (key, default) in rows {
+                if default.starts_with('`') {
+                    let line = format!("{key} = {}", default.trim_matches('`'));
+                    assert!(
+                        effective.contains(&line),
+                        "{heading}: documented default `{line}` is not the effective one"
+                    );
+                }
+            }
+        }
+    }
+}
