@@ -6,8 +6,6 @@
 use std::fmt;
 use std::path::Path;
 
-use argon2::password_hash::{PasswordHash, PasswordVerifier};
-use argon2::Argon2;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -108,52 +106,102 @@ impl fmt::Debug for HmacSecret {
     }
 }
 
-/// How a client secret is stored in the config: never in plain text.
+/// How a client secret is stored in the config: never in plain text. Only
+/// its form is checked here; the issuer parses it fully and verifies secrets
+/// against it (`keyshift_issuer::auth`), so the slow-hash crates stay there.
 #[derive(Clone, PartialEq, Eq)]
 pub enum SecretHash {
     /// `sha256:<64 hex digits>`: for high-entropy generated secrets.
     Sha256([u8; 32]),
-    /// An argon2id PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`).
-    Argon2id(String),
+    /// A password hash in its usual string form (PHC or modular crypt).
+    Slow(SlowHash),
+}
+
+/// The slow password-hash schemes old client stores hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SlowScheme {
+    /// `$argon2id$v=19$m=…,t=…,p=…$salt$hash` (PHC).
+    Argon2id,
+    /// `$2a$`, `$2b$`, `$2y$` + cost + salt and hash (modular crypt).
+    Bcrypt,
+    /// `$pbkdf2-sha256$i=…,l=…$salt$hash` (PHC).
+    Pbkdf2Sha256,
+}
+
+impl SlowScheme {
+    /// The scheme's name in messages and metric labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SlowScheme::Argon2id => "argon2id",
+            SlowScheme::Bcrypt => "bcrypt",
+            SlowScheme::Pbkdf2Sha256 => "pbkdf2-sha256",
+        }
+    }
+}
+
+/// A slow hash: its scheme and its full text.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SlowHash {
+    /// The scheme, from the prefix.
+    pub scheme: SlowScheme,
+    /// The whole string as configured.
+    pub text: String,
 }
 
 /// Why a `secret_hash` value is not usable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SecretHashError {
-    /// Neither `sha256:` nor `$argon2id$`.
-    #[error("expected `sha256:<64 hex digits>` or an argon2id PHC string (`$argon2id$…`); plain secrets are not accepted")]
+    /// No known prefix.
+    #[error("expected `sha256:<64 hex digits>`, an argon2id or PBKDF2-SHA256 PHC string (`$argon2id$…`, `$pbkdf2-sha256$…`) or a bcrypt hash (`$2b$…`); plain secrets are not accepted")]
     UnknownScheme,
     /// `sha256:` followed by something other than 64 hex digits.
     #[error("`sha256:` must be followed by 64 hex digits")]
     BadSha256,
-    /// An argon2 string that does not parse, or is not argon2id.
-    #[error("not a valid argon2id PHC string: {0}")]
-    BadArgon2(String),
+    /// A known prefix with a body that does not parse.
+    #[error("not a valid {scheme} hash: {reason}")]
+    Malformed {
+        /// The scheme (`argon2id`, `bcrypt`, …).
+        scheme: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl SecretHash {
-    /// Parses a config `secret_hash` value.
+    /// Parses a config `secret_hash` value by its form: the prefix, and for
+    /// slow hashes the `$`-separated fields every valid one has.
     pub fn parse(text: &str) -> Result<SecretHash, SecretHashError> {
         if let Some(hex_digits) = text.strip_prefix("sha256:") {
             let mut out = [0u8; 32];
             hex::decode_to_slice(hex_digits, &mut out).map_err(|_| SecretHashError::BadSha256)?;
             return Ok(SecretHash::Sha256(out));
         }
-        if text.starts_with("$argon2id$") {
-            let parsed =
-                PasswordHash::new(text).map_err(|e| SecretHashError::BadArgon2(e.to_string()))?;
-            if parsed.hash.is_none() {
-                return Err(SecretHashError::BadArgon2("no hash part".to_owned()));
-            }
-            return Ok(SecretHash::Argon2id(text.to_owned()));
+        let malformed = |scheme: SlowScheme, reason: &str| SecretHashError::Malformed {
+            scheme: scheme.as_str(),
+            reason: reason.to_owned(),
+        };
+        let (scheme, fields) = if text.starts_with("$argon2id$") {
+            (SlowScheme::Argon2id, 4..=5) // the `v=` field is optional in PHC
+        } else if text.starts_with("$argon2") {
+            return Err(malformed(SlowScheme::Argon2id, "only argon2id is accepted"));
+        } else if ["$2a$", "$2b$", "$2y$"].iter().any(|p| text.starts_with(p)) {
+            (SlowScheme::Bcrypt, 3..=3)
+        } else if text.starts_with("$pbkdf2-sha256$") {
+            (SlowScheme::Pbkdf2Sha256, 4..=4)
+        } else {
+            return Err(SecretHashError::UnknownScheme);
+        };
+        // "$a$b$c" splits into ["", "a", "b", "c"]: the fields after the first `$`.
+        let parts: Vec<&str> = text.split('$').skip(1).collect();
+        if !fields.contains(&parts.len()) || parts.iter().any(|p| p.is_empty()) {
+            return Err(malformed(scheme, "wrong number of `$` fields"));
         }
-        if text.starts_with("$argon2") {
-            return Err(SecretHashError::BadArgon2(
-                "only argon2id is accepted".to_owned(),
-            ));
-        }
-        Err(SecretHashError::UnknownScheme)
+        Ok(SecretHash::Slow(SlowHash {
+            scheme,
+            text: text.to_owned(),
+        }))
     }
 
     /// The `sha256:<hex>` form of a secret, as `keyshift secret hash` prints it.
@@ -161,66 +209,28 @@ impl SecretHash {
         SecretHash::Sha256(Sha256::digest(secret).into())
     }
 
-    /// Whether `presented` is the secret this hash was made from, compared in
-    /// constant time.
-    pub fn verify(&self, presented: &[u8]) -> bool {
-        match self {
-            SecretHash::Sha256(expected) => {
-                let got: [u8; 32] = Sha256::digest(presented).into();
-                got.ct_eq(expected).into()
-            }
-            SecretHash::Argon2id(phc) => match PasswordHash::new(phc) {
-                Ok(hash) => Argon2::default().verify_password(presented, &hash).is_ok(),
-                Err(_) => false,
-            },
-        }
-    }
-
-    /// The argon2 costs of an `Argon2id` hash: memory (KiB), passes and
-    /// lanes; `None` for `sha256:` (or a string that no longer parses).
-    pub fn argon2_costs(&self) -> Option<Argon2Costs> {
-        let SecretHash::Argon2id(phc) = self else {
+    /// Whether `presented` hashes to this `sha256:` value, compared in
+    /// constant time; `None` for a slow hash (the issuer verifies those).
+    pub fn verify_sha256(&self, presented: &[u8]) -> Option<bool> {
+        let SecretHash::Sha256(expected) = self else {
             return None;
         };
-        let hash = PasswordHash::new(phc).ok()?;
-        let params = argon2::Params::try_from(&hash).ok()?;
-        Some(Argon2Costs {
-            memory_kib: params.m_cost(),
-            passes: params.t_cost(),
-            lanes: params.p_cost(),
-        })
+        let got: [u8; 32] = Sha256::digest(presented).into();
+        Some(got.ct_eq(expected).into())
     }
 
     /// The text form for the config file.
     pub fn to_config_string(&self) -> String {
         match self {
             SecretHash::Sha256(d) => format!("sha256:{}", hex::encode(d)),
-            SecretHash::Argon2id(phc) => phc.clone(),
+            SecretHash::Slow(h) => h.text.clone(),
         }
     }
 }
 
-/// The cost parameters of an argon2id hash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Argon2Costs {
-    /// `m`: memory in KiB.
-    pub memory_kib: u32,
-    /// `t`: passes over the memory.
-    pub passes: u32,
-    /// `p`: lanes.
-    pub lanes: u32,
-}
-
-impl Argon2Costs {
-    /// An order by work: memory × passes first (what one verification
-    /// costs, lanes being computed one after the other here), then memory,
-    /// then lanes.
-    pub fn work_key(self) -> (u64, u32, u32) {
-        (
-            u64::from(self.memory_kib) * u64::from(self.passes),
-            self.memory_kib,
-            self.lanes,
-        )
+impl fmt::Debug for SlowHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SlowHash({}, <redacted>)", self.scheme.as_str())
     }
 }
 
@@ -228,7 +238,7 @@ impl fmt::Debug for SecretHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SecretHash::Sha256(_) => f.write_str("SecretHash::Sha256(<redacted>)"),
-            SecretHash::Argon2id(_) => f.write_str("SecretHash::Argon2id(<redacted>)"),
+            SecretHash::Slow(h) => write!(f, "SecretHash::Slow({}, <redacted>)", h.scheme.as_str()),
         }
     }
 }
@@ -265,31 +275,41 @@ mod tests {
     fn sha256_hash_verifies_only_its_secret() {
         let h = SecretHash::sha256_of(b"s3cret");
         let parsed = SecretHash::parse(&h.to_config_string()).expect("round trip");
-        assert!(parsed.verify(b"s3cret"));
-        assert!(!parsed.verify(b"s3cret "));
-        assert!(!parsed.verify(b""));
+        assert_eq!(parsed.verify_sha256(b"s3cret"), Some(true));
+        assert_eq!(parsed.verify_sha256(b"s3cret "), Some(false));
+        assert_eq!(parsed.verify_sha256(b""), Some(false));
     }
 
     #[test]
-    fn argon2id_hash_verifies_only_its_secret() {
-        use argon2::password_hash::{PasswordHasher, SaltString};
-        let salt = SaltString::encode_b64(b"0123456789abcdef").expect("salt");
-        let phc = Argon2::default()
-            .hash_password(b"s3cret", &salt)
-            .expect("hash")
-            .to_string();
-        let h = SecretHash::parse(&phc).expect("argon2id");
-        assert!(h.verify(b"s3cret"));
-        assert!(!h.verify(b"wrong"));
-        assert_eq!(
-            h.argon2_costs(),
-            Some(Argon2Costs {
-                memory_kib: 19_456,
-                passes: 2,
-                lanes: 1
-            })
-        );
-        assert_eq!(SecretHash::sha256_of(b"x").argon2_costs(), None);
+    fn slow_hashes_are_recognised_by_form() {
+        let cases = [
+            (
+                "$argon2id$v=19$m=16,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g",
+                SlowScheme::Argon2id,
+            ),
+            (
+                "$2b$04$abcdefghijklmnopqrstuu5s2v8.iXieOjg/.AySBTTZIIVFJeBui",
+                SlowScheme::Bcrypt,
+            ),
+            (
+                "$2y$10$abcdefghijklmnopqrstuu5s2v8.iXieOjg/.AySBTTZIIVFJeBui",
+                SlowScheme::Bcrypt,
+            ),
+            (
+                "$pbkdf2-sha256$i=1000,l=32$c2FsdA$aGFzaA",
+                SlowScheme::Pbkdf2Sha256,
+            ),
+        ];
+        for (text, scheme) in cases {
+            let h = SecretHash::parse(text).expect(text);
+            assert!(
+                matches!(&h, SecretHash::Slow(s) if s.scheme == scheme),
+                "{text}"
+            );
+            assert_eq!(h.to_config_string(), text);
+            assert_eq!(h.verify_sha256(b"x"), None);
+            assert!(!format!("{h:?}").contains("c2Fsd"), "redacted");
+        }
     }
 
     #[test]
@@ -302,13 +322,19 @@ mod tests {
             SecretHash::parse("sha256:abcd"),
             Err(SecretHashError::BadSha256)
         );
-        assert!(matches!(
-            SecretHash::parse("$argon2i$v=19$m=16,t=2,p=1$c2FsdHNhbHQ$aGFzaA"),
-            Err(SecretHashError::BadArgon2(_))
-        ));
-        assert!(matches!(
-            SecretHash::parse("$argon2id$garbage"),
-            Err(SecretHashError::BadArgon2(_))
-        ));
+        for bad in [
+            "$argon2i$v=19$m=16,t=2,p=1$c2FsdHNhbHQ$aGFzaA",
+            "$argon2id$garbage",
+            "$2b$04",
+            "$pbkdf2-sha256$i=1000$$aGFzaA",
+        ] {
+            assert!(
+                matches!(
+                    SecretHash::parse(bad),
+                    Err(SecretHashError::Malformed { .. })
+                ),
+                "{bad}"
+            );
+        }
     }
 }

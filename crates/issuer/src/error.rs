@@ -69,6 +69,20 @@ pub enum Internal {
     Json(#[from] serde_json::Error),
 }
 
+impl IssuerError {
+    /// The answer to a failed client authentication; `basic` says whether
+    /// the credentials came by HTTP Basic (then 401 carries a challenge).
+    pub fn from_auth(e: crate::auth::AuthError, basic: bool) -> IssuerError {
+        use crate::auth::AuthError;
+        match e {
+            AuthError::Invalid => IssuerError::InvalidClient { basic },
+            AuthError::Limited(wait) => IssuerError::RateLimited(wait),
+            AuthError::Busy => IssuerError::Busy,
+            AuthError::Task(e) => e.into(),
+        }
+    }
+}
+
 impl<E: Into<Internal>> From<E> for IssuerError {
     fn from(e: E) -> IssuerError {
         IssuerError::Internal(e.into())

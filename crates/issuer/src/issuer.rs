@@ -3,7 +3,6 @@
 //! reload or key rotation, so a request never sees half of a change and never
 //! waits on one.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,14 +10,15 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use keyshift_core::b64;
-use keyshift_core::config::{ClientConfig, IssuerConfig};
+use keyshift_core::config::IssuerConfig;
 use keyshift_core::jwk::RsaPublicJwkSet;
-use keyshift_core::secret::{HmacSecret, SecretHash};
+use keyshift_core::secret::HmacSecret;
 use keyshift_core::{Phase, SharedClock};
 use keyshift_http::ops::RenderMetrics;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::auth::{AuthShared, Authenticator};
 use crate::keystore::{KeySet, KeyStore, KeyStoreError};
 use crate::metrics;
 use crate::mint::{Signer, TokenTemplate};
@@ -64,10 +64,8 @@ pub struct Live {
     pub config: IssuerConfig,
     /// The token's fixed claims.
     pub template: TokenTemplate,
-    /// Clients by id.
-    pub clients: HashMap<String, ClientConfig>,
-    /// Hash verified for unknown clients, as costly as the configured ones.
-    pub dummy_hash: SecretHash,
+    /// Who may ask for tokens, and how their secrets are checked.
+    pub auth: Authenticator,
     /// The signer of the phase.
     pub signer: Signer,
     /// The key set the JWKS was rendered from.
@@ -78,8 +76,6 @@ pub struct Live {
     pub jwks_etag: String,
     /// The RFC 8414 metadata body.
     pub metadata: Bytes,
-    /// Failed-authentication limiter (kept across reloads with the same limits).
-    pub limiter: Arc<FailureLimiter>,
 }
 
 impl fmt::Debug for Live {
@@ -110,6 +106,7 @@ impl Live {
         secret: Option<HmacSecret>,
         keys: KeySet,
         limiter: Arc<FailureLimiter>,
+        auth_shared: AuthShared,
     ) -> Result<Live, StartError> {
         let signer = match phase.signs() {
             keyshift_core::Alg::Hs256 => {
@@ -153,12 +150,8 @@ impl Live {
             scopes_supported: scopes,
         })?;
 
-        let dummy_hash = dummy_hash(&config.clients);
-        let clients = config
-            .clients
-            .iter()
-            .map(|c| (c.id.clone(), c.clone()))
-            .collect();
+        let auth = Authenticator::new(&config.clients, limiter, auth_shared)
+            .map_err(StartError::Secret)?;
         Ok(Live {
             phase,
             template: TokenTemplate {
@@ -167,39 +160,14 @@ impl Live {
                 ttl: config.token_ttl,
             },
             config,
-            clients,
-            dummy_hash,
+            auth,
             signer,
             keys,
             jwks: Bytes::from(jwks),
             jwks_etag,
             metadata: Bytes::from(metadata),
-            limiter,
         })
     }
-}
-
-/// The hash an unknown client id is checked against: the costliest argon2id
-/// hash configured (by memory × passes, then memory, then lanes), else a
-/// sha256 one, so the response time of an unknown id is that of the
-/// slowest known one and does not tell which ids exist. Verifying against a
-/// real client's hash is harmless: the request fails whatever the result.
-fn dummy_hash(clients: &[ClientConfig]) -> SecretHash {
-    clients
-        .iter()
-        .filter_map(|c| Some((c.secret_hash.argon2_costs()?.work_key(), &c.secret_hash)))
-        .max_by_key(|(key, _)| *key)
-        .map(|(_, hash)| hash.clone())
-        .unwrap_or(SecretHash::Sha256([0x5a; 32]))
-}
-
-/// Concurrent argon2 verifications allowed: enough to keep every core busy
-/// while one verification waits on memory, few enough to bound memory.
-fn argon2_slot_count() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .saturating_mul(2)
 }
 
 fn policy(config: &IssuerConfig) -> RotationPolicy {
@@ -213,10 +181,12 @@ fn policy(config: &IssuerConfig) -> RotationPolicy {
 /// The running issuer.
 pub struct Issuer {
     live: ArcSwap<Live>,
-    /// Bounds concurrent argon2 verifications (each holds ~19 MiB for tens
-    /// of milliseconds): without it one client could exhaust memory before
-    /// the failure limiter has counted anything.
-    argon2_slots: Arc<tokio::sync::Semaphore>,
+    /// What client authentication keeps across reloads: the slots that
+    /// bound concurrent slow-hash verifications (an argon2id one holds
+    /// ~19 MiB for tens of milliseconds: without a bound one client could
+    /// exhaust memory before the failure limiter has counted anything), and
+    /// the decoy key.
+    auth_shared: AuthShared,
     foreign_files: ForeignFileLog,
     clock: SharedClock,
     render_metrics: RenderMetrics,
@@ -247,7 +217,16 @@ impl Issuer {
         ));
         let now = clock.now().as_secs();
         let foreign_files = ForeignFileLog::default();
-        let (mut live, steps) = build_live(phase, config, now, limiter, &foreign_files).await?;
+        let auth_shared = AuthShared::new();
+        let (mut live, steps) = build_live(
+            phase,
+            config,
+            now,
+            limiter,
+            auth_shared.clone(),
+            &foreign_files,
+        )
+        .await?;
         // A brand-new key directory has no verifier that could hold a stale
         // JWKS; an existing key that was never served is worth a warning.
         if !steps.contains(&Step::CreateInitialActive) && live.keys.adopted.is_none() {
@@ -261,7 +240,7 @@ impl Issuer {
         publish_gauges(&live);
         Ok(Issuer {
             live: ArcSwap::from_pointee(live),
-            argon2_slots: Arc::new(tokio::sync::Semaphore::new(argon2_slot_count())),
+            auth_shared,
             foreign_files,
             clock,
             render_metrics,
@@ -278,8 +257,8 @@ impl Issuer {
     /// The permits that bound concurrent argon2 verifications: twice the
     /// available cores. A request that cannot get one within
     /// [`crate::routes::token::ARGON2_QUEUE_WAIT`] gets 429.
-    pub fn argon2_slots(&self) -> &Arc<tokio::sync::Semaphore> {
-        &self.argon2_slots
+    pub fn hash_slots(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.auth_shared.slots
     }
 
     /// The current time since the epoch.
@@ -299,7 +278,7 @@ impl Issuer {
         let limiter = if current.config.failed_auth_limit == config.failed_auth_limit
             && current.config.failed_auth_window == config.failed_auth_window
         {
-            current.limiter.clone()
+            current.auth.limiter().clone()
         } else {
             Arc::new(FailureLimiter::new(
                 config.failed_auth_limit,
@@ -320,7 +299,15 @@ impl Issuer {
             )));
         }
         let now = self.clock.now().as_secs();
-        let (mut live, _) = build_live(phase, config, now, limiter, &self.foreign_files).await?;
+        let (mut live, _) = build_live(
+            phase,
+            config,
+            now,
+            limiter,
+            self.auth_shared.clone(),
+            &self.foreign_files,
+        )
+        .await?;
         record_served(&mut live, now).await;
         tracing::info!(phase = %live.phase, signs = %live.signer.alg(), kid = live.signer.kid(), "issuer config reloaded");
         publish_gauges(&live);
@@ -350,7 +337,8 @@ impl Issuer {
             current.config.clone(),
             secret,
             keys,
-            current.limiter.clone(),
+            current.auth.limiter().clone(),
+            self.auth_shared.clone(),
         )?;
         record_served(&mut live, now).await;
         tracing::info!(
@@ -476,6 +464,7 @@ async fn build_live(
     config: IssuerConfig,
     now: u64,
     limiter: Arc<FailureLimiter>,
+    auth_shared: AuthShared,
     foreign_files: &ForeignFileLog,
 ) -> Result<(Live, Vec<Step>), StartError> {
     let secret = config.load_secret(phase)?;
@@ -485,7 +474,10 @@ async fn build_live(
         );
     }
     let (keys, steps) = maintain(&config, now, foreign_files).await?;
-    Ok((Live::build(phase, config, secret, keys, limiter)?, steps))
+    Ok((
+        Live::build(phase, config, secret, keys, limiter, auth_shared)?,
+        steps,
+    ))
 }
 
 fn publish_gauges(live: &Live) {
@@ -500,19 +492,6 @@ fn publish_gauges(live: &Live) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn client(id: &str, hash: &str) -> ClientConfig {
-        ClientConfig {
-            id: id.to_owned(),
-            secret_hash: SecretHash::parse(hash).expect("hash"),
-            scopes: Vec::new(),
-        }
-    }
-
-    fn argon2(m: u32, t: u32, p: u32) -> String {
-        // Only the parameters matter here; salt and hash are placeholders.
-        format!("$argon2id$v=19$m={m},t={t},p={p}$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA")
-    }
 
     #[test]
     fn a_key_served_for_less_than_prepublish_is_named_with_how_long() {
@@ -544,34 +523,5 @@ mod tests {
         assert!(!log.report(&[a.clone(), b]));
         assert!(!log.report(&[]), "cleaned up: nothing to warn about");
         assert!(log.report(&[a]), "back again");
-    }
-
-    #[test]
-    fn unknown_clients_are_checked_against_the_costliest_argon2_hash() {
-        let sha = SecretHash::sha256_of(b"x").to_config_string();
-        let clients = [
-            client("cheap", &argon2(64, 1, 1)),
-            client("sha", &sha),
-            client("costliest", &argon2(128, 3, 1)), // 384 KiB-passes
-            client("more-memory", &argon2(256, 1, 4)), // 256
-            client("more-lanes", &argon2(128, 3, 2)), // 384, but more lanes
-        ];
-        assert_eq!(
-            dummy_hash(&clients).to_config_string(),
-            argon2(128, 3, 2),
-            "ties on memory x passes go to memory, then lanes"
-        );
-        assert_eq!(
-            dummy_hash(&clients[..4]).to_config_string(),
-            argon2(128, 3, 1)
-        );
-        // Not the first argon2 client, whatever the order.
-        let reversed: Vec<_> = clients[..4].iter().rev().cloned().collect();
-        assert_eq!(dummy_hash(&reversed).to_config_string(), argon2(128, 3, 1));
-        assert!(matches!(
-            dummy_hash(&[client("sha", &sha)]),
-            SecretHash::Sha256(_)
-        ));
-        assert!(matches!(dummy_hash(&[]), SecretHash::Sha256(_)));
     }
 }

@@ -6,7 +6,7 @@
 //! - [`keystore`]: the key directory (PKCS#8 PEM 0600, manifest, atomic writes, lock);
 //! - [`rotation`]: the pure rotation schedule (`next` → `active` → `retiring` → `retired`);
 //! - [`mint`]: token signing with keys parsed once;
-//! - [`client_auth`], [`ratelimit`]: client authentication and failure limiting;
+//! - [`form`], [`auth`], [`ratelimit`]: the token request, client authentication, failure limiting;
 //! - [`issuer`]: the live snapshot swapped on reload and rotation;
 //! - [`routes`], [`service`]: the hyper service and `run`;
 //! - [`metrics`], [`error`]: metric names, the one error type.
@@ -26,8 +26,9 @@
 //! # Ok(()) }
 //! ```
 
-pub mod client_auth;
+pub mod auth;
 pub mod error;
+pub mod form;
 pub mod issuer;
 pub mod keystore;
 pub mod metrics;

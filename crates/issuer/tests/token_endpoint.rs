@@ -156,14 +156,15 @@ async fn every_token_endpoint_error() {
 }
 
 #[tokio::test]
-async fn failed_authentications_are_rate_limited_per_client_and_ip() {
+async fn failed_authentications_lock_out_the_guessers_network_not_the_client_or_its_neighbours() {
+    // The fixture allows 3 failures per (client id, network).
     let f = fixture("dual").await;
     let bad = "grant_type=client_credentials&client_id=svc-a&client_secret=nope";
     for _ in 0..3 {
         let (s, _, _) = f.token_post(bad).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED);
     }
-    // Now even the right secret is refused without being checked...
+    // From the guesser's network even the right secret is refused unchecked...
     let (s, h, b) = f.token_post(GOOD).await;
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{b}");
     assert_eq!(error_code(&b), "slow_down", "see docs/decisions.md");
@@ -173,24 +174,23 @@ async fn failed_authentications_are_rate_limited_per_client_and_ip() {
         .parse()
         .expect("secs");
     assert!((1..=60).contains(&retry), "{retry}");
-    // ...from another address too (the client id is limited)...
+    // ...but the client itself, from its own network, is not locked out...
     let other = f.service_from([10, 0, 0, 2].into());
     let (s, _, _) = into_parts(other.handle(form(GOOD)).await).await;
-    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
-    // ...and the first address is limited for other clients.
+    assert_eq!(s, StatusCode::OK);
+    // ...and the guesser's neighbours (same address, other clients) are not either.
     let (s, _, _) = f
         .send(basic(
             "svc%3Ab%25%2B:p%2Bss+w%3Ard%25",
             "grant_type=client_credentials",
         ))
         .await;
-    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
-    // After the window, the client gets in again.
+    assert_eq!(s, StatusCode::OK);
+    // After the window, the guesser's network gets in again.
     f.clock.advance(Duration::from_secs(61));
     let (s, _, _) = f.token_post(GOOD).await;
     assert_eq!(s, StatusCode::OK);
 }
-
 #[tokio::test]
 async fn jwks_has_only_public_members_and_honours_etag() {
     let f = fixture("dual").await;
@@ -287,11 +287,20 @@ async fn bad_config_on_reload_keeps_the_running_one() {
 async fn argon2_verifications_are_bounded_and_the_overflow_gets_429() {
     let f = fixture_with("dual", &argon2_client("svc-slow", b"slow-secret", 64, 1, 1)).await;
     let slow = "grant_type=client_credentials&client_id=svc-slow&client_secret=slow-secret";
-    let ghost = "grant_type=client_credentials&client_id=ghost&client_secret=slow-secret";
     assert_eq!(f.token_post(slow).await.0, StatusCode::OK);
+    // Unknown ids are checked against a configured client's hash (a decoy
+    // chosen by a keyed hash of the id): some cost a slow-hash slot, some not.
+    let ghost = |want_slow: bool| {
+        let live = f.issuer.live();
+        let id = (0..1_000)
+            .map(|i| format!("ghost-{i}"))
+            .find(|id| live.auth.decoy_for(id).is_slow() == want_slow)
+            .expect("both kinds among 1,000 ids");
+        format!("grant_type=client_credentials&client_id={id}&client_secret=slow-secret")
+    };
 
     // Every slot busy (a flood in progress).
-    let slots = f.issuer.argon2_slots().clone();
+    let slots = f.issuer.hash_slots().clone();
     let n = u32::try_from(slots.available_permits()).expect("few permits");
     assert!(n >= 2, "at least two slots: {n}");
     let held = slots.acquire_many_owned(n).await.expect("all permits");
@@ -304,20 +313,29 @@ async fn argon2_verifications_are_bounded_and_the_overflow_gets_429() {
     );
     assert_eq!(h["retry-after"], "1");
     assert_eq!(h["cache-control"], "no-store");
-    // An unknown id costs an argon2 slot too (the dummy hash is argon2id).
-    assert_eq!(f.token_post(ghost).await.0, StatusCode::TOO_MANY_REQUESTS);
+    // An unknown id with a slow decoy waits for a slot like a slow client...
+    assert_eq!(
+        f.token_post(&ghost(true)).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // ...one with a sha256 decoy does not, like a sha256 client.
+    assert_eq!(
+        f.token_post(&ghost(false)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     // sha256 clients need no slot.
     assert_eq!(f.token_post(GOOD).await.0, StatusCode::OK);
-    // Being busy is not a failed authentication: nothing was counted.
+    // Being busy is not a failed authentication: nothing was counted (the
+    // three counts are those of the sha256-decoy ghost's failure).
     assert_eq!(
-        f.issuer.live().limiter.tracked(),
-        0,
+        f.issuer.live().auth.limiter().tracked(),
+        3,
         "a 429 for busy is no failure"
     );
     drop(held);
     assert_eq!(f.token_post(slow).await.0, StatusCode::OK);
     assert_eq!(
-        f.issuer.argon2_slots().available_permits(),
+        f.issuer.hash_slots().available_permits(),
         usize::try_from(n).expect("usize"),
         "every permit came back"
     );
@@ -346,12 +364,16 @@ async fn over_long_client_ids_are_invalid_clients_that_never_become_limiter_keys
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert!(h.contains_key("www-authenticate"));
-    // Only the address was counted.
-    assert_eq!(f.issuer.live().limiter.tracked(), 1);
-    // ...so it is limited like any other failing address.
+    // Only the address was counted...
+    assert_eq!(f.issuer.live().auth.limiter().tracked(), 1);
+    // ...toward its network's ceiling (5 x 3): 12 more and it is reached.
+    for _ in 0..12 {
+        let body = format!("grant_type=client_credentials&client_id={long}&client_secret=s");
+        assert_eq!(f.token_post(&body).await.0, StatusCode::UNAUTHORIZED);
+    }
     let (s, _, _) = f.token_post(GOOD).await;
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
-    // A 256-byte id is an ordinary (unknown) id: both keys counted.
+    // A 256-byte id is an ordinary (unknown) id: pair, network and id counted.
     let other = f.service_from([10, 0, 0, 9].into());
     let body = format!(
         "grant_type=client_credentials&client_id={}&client_secret=s",
@@ -359,7 +381,7 @@ async fn over_long_client_ids_are_invalid_clients_that_never_become_limiter_keys
     );
     let (s, _, _) = into_parts(other.handle(form(&body)).await).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    assert_eq!(f.issuer.live().limiter.tracked(), 3);
+    assert_eq!(f.issuer.live().auth.limiter().tracked(), 4);
 }
 
 #[tokio::test]
@@ -372,14 +394,13 @@ async fn ipv6_peers_are_limited_per_64() {
         let (s, _, _) = into_parts(peer.handle(form(bad)).await).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED);
     }
-    // Another address of the same /64, with good credentials: limited.
-    let (s, _, _) = into_parts(from("2001:db8:0:7:ffff::1").handle(form(GOOD)).await).await;
+    // Another address of the same /64, same id: limited.
+    let (s, _, _) = into_parts(from("2001:db8:0:7:ffff::1").handle(form(bad)).await).await;
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
     // The neighbouring /64 is not.
-    let (s, _, _) = into_parts(from("2001:db8:0:8::1").handle(form(GOOD)).await).await;
-    assert_eq!(s, StatusCode::OK);
+    let (s, _, _) = into_parts(from("2001:db8:0:8::1").handle(form(bad)).await).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
-
 /// A request body that sends `first` and then nothing, ever.
 struct Stalls {
     first: Option<Bytes>,
@@ -549,8 +570,9 @@ async fn form_content_type_with_parameters_is_accepted() {
 
 #[tokio::test]
 async fn guesses_in_flight_at_once_get_no_more_tries_than_the_limit() {
-    // The fixture allows 3 failures per key. An argon2 client: every guess
-    // waits for a hashing slot, so all 200 are in flight together.
+    // The fixture allows 3 failures per (client id, network), so 15 per
+    // network and 60 per client id. An argon2 client: every guess waits for
+    // a hashing slot, so all 200 are in flight together.
     let f = fixture_with("dual", &argon2_client("svc-slow", b"slow-secret", 64, 1, 1)).await;
     let storm = |from_one_address: bool, body: fn(u32) -> String| {
         let mut set = tokio::task::JoinSet::new();
@@ -575,27 +597,73 @@ async fn guesses_in_flight_at_once_get_no_more_tries_than_the_limit() {
     let count =
         |answers: &[StatusCode], want: StatusCode| answers.iter().filter(|s| **s == want).count();
 
-    // One client id guessed from 200 addresses: the id's limit holds.
+    // One client id guessed from 200 addresses: the id's ceiling holds.
     let answers = storm(false, |_| {
         "grant_type=client_credentials&client_id=svc-slow&client_secret=wrong".to_owned()
     })
     .join_all()
     .await;
-    assert_eq!(count(&answers, StatusCode::UNAUTHORIZED), 3, "{answers:?}");
-    assert_eq!(count(&answers, StatusCode::TOO_MANY_REQUESTS), 197);
+    assert_eq!(count(&answers, StatusCode::UNAUTHORIZED), 60, "{answers:?}");
+    assert_eq!(count(&answers, StatusCode::TOO_MANY_REQUESTS), 140);
 
-    // 200 ids sprayed from one address: the address's limit holds.
+    // 200 ids sprayed from one address: the network's ceiling holds.
     f.clock.advance(Duration::from_secs(61));
     let answers = storm(true, |i| {
         format!("grant_type=client_credentials&client_id=ghost-{i}&client_secret=wrong")
     })
     .join_all()
     .await;
+    assert_eq!(count(&answers, StatusCode::UNAUTHORIZED), 15, "{answers:?}");
+    assert_eq!(count(&answers, StatusCode::TOO_MANY_REQUESTS), 185);
+    // And one id guessed from one address: the pair's limit holds.
+    f.clock.advance(Duration::from_secs(61));
+    let answers = storm(true, |_| {
+        "grant_type=client_credentials&client_id=svc-slow&client_secret=wrong".to_owned()
+    })
+    .join_all()
+    .await;
     assert_eq!(count(&answers, StatusCode::UNAUTHORIZED), 3, "{answers:?}");
-    assert_eq!(count(&answers, StatusCode::TOO_MANY_REQUESTS), 197);
 
     // The right secret still gets in once the window has passed.
     f.clock.advance(Duration::from_secs(61));
     let right = "grant_type=client_credentials&client_id=svc-slow&client_secret=slow-secret";
     assert_eq!(f.token_post(right).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn bcrypt_and_pbkdf2_clients_of_an_old_store_authenticate() {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let bcrypt_hash = bcrypt::hash_with_salt(b"old-bcrypt-secret", 4, *b"0123456789abcdef")
+        .expect("bcrypt")
+        .format_for_version(bcrypt::Version::TwoY);
+    let salt = SaltString::encode_b64(b"0123456789abcdef").expect("salt");
+    let pbkdf2_hash = pbkdf2::Pbkdf2
+        .hash_password_customized(
+            b"old-pbkdf2-secret",
+            None,
+            None,
+            pbkdf2::Params {
+                rounds: 1_000,
+                output_length: 32,
+            },
+            &salt,
+        )
+        .expect("pbkdf2")
+        .to_string();
+    let extra = format!(
+        "\n[[issuer.clients]]\nid = \"old-bcrypt\"\nsecret_hash = \"{bcrypt_hash}\"\nscopes = [\"read\"]\n\
+         \n[[issuer.clients]]\nid = \"old-pbkdf2\"\nsecret_hash = \"{pbkdf2_hash}\"\nscopes = [\"read\"]\n"
+    );
+    let f = fixture_with("dual", &extra).await;
+    for (id, secret) in [
+        ("old-bcrypt", "old-bcrypt-secret"),
+        ("old-pbkdf2", "old-pbkdf2-secret"),
+    ] {
+        let ok = format!("grant_type=client_credentials&client_id={id}&client_secret={secret}");
+        let (s, _, b) = f.token_post(&ok).await;
+        assert_eq!(s, StatusCode::OK, "{id}: {b}");
+        assert_eq!(b["scope"], "read");
+        let bad = format!("grant_type=client_credentials&client_id={id}&client_secret=x{secret}");
+        assert_eq!(f.token_post(&bad).await.0, StatusCode::UNAUTHORIZED, "{id}");
+    }
 }

@@ -14,6 +14,8 @@ pub fn check(path: &Path) -> anyhow::Result<()> {
         issuer
             .load_secret(config.phase)
             .context(path.display().to_string())?;
+        keyshift_issuer::auth::Authenticator::check_clients(&issuer.clients)
+            .context(path.display().to_string())?;
         if config.phase == keyshift_core::Phase::Asymmetric && issuer.hs256_secret_file.is_some() {
             println!("# warning: issuer.hs256_secret_file is set in phase asymmetric; remove the shared secret");
         }

@@ -37,7 +37,7 @@ pub fn hash(args: HashArgs) -> anyhow::Result<()> {
         let phc = argon2::Argon2::default()
             .hash_password(&input, &salt)
             .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
-        SecretHash::Argon2id(phc.to_string())
+        SecretHash::parse(&phc.to_string()).context("argon2 produced an unusable hash")?
     } else {
         SecretHash::sha256_of(&input)
     };

@@ -60,7 +60,7 @@ pub struct RawIssuer {
 pub struct RawClient {
     /// The client id. Required.
     pub id: Option<String>,
-    /// `sha256:<hex>` or an argon2id PHC string. Required.
+    /// `sha256:<hex>`, an argon2id or PBKDF2-SHA256 PHC string, or a bcrypt hash. Required.
     pub secret_hash: Option<String>,
     /// Allowed scopes. Defaults to none.
     pub scopes: Option<Vec<String>>,

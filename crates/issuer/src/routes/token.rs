@@ -8,17 +8,17 @@ use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, PRAGMA};
 use http::{HeaderMap, HeaderValue, Response};
 use http_body_util::Full;
 use hyper::body::Body;
-use keyshift_core::config::{is_scope_token, MAX_CLIENT_ID_BYTES};
+use keyshift_core::config::is_scope_token;
 use keyshift_http::body::{read_capped, BodyError};
 use metrics::counter;
 use serde::Serialize;
 
-use crate::client_auth::{credentials, form_decode};
+use crate::auth::credentials;
 use crate::error::IssuerError;
+use crate::form::TokenForm;
 use crate::issuer::Issuer;
 use crate::metrics::{TOKENS_ISSUED, TOKEN_REQUESTS};
 use crate::mint::TokenRequest;
-use crate::ratelimit::LimitKey;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -27,53 +27,6 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// in (hyper bounds only the headers): a client trickling bytes cannot hold
 /// a connection and its buffer forever. 408 after it.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Longest a request waits for an argon2 verification slot before it gets
-/// 429 (`Retry-After: 1`): long enough to ride out a burst of legitimate
-/// clients, short enough that a flood queues nothing for long.
-pub const ARGON2_QUEUE_WAIT: Duration = Duration::from_secs(2);
-
-/// The form parameters the token endpoint reads; each at most once.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct TokenForm {
-    /// `grant_type`.
-    pub grant_type: Option<String>,
-    /// `scope`.
-    pub scope: Option<String>,
-    /// `client_id` (client_secret_post, or repeated beside Basic).
-    pub client_id: Option<String>,
-    /// `client_secret` (client_secret_post).
-    pub client_secret: Option<String>,
-}
-
-impl TokenForm {
-    /// Parses an `application/x-www-form-urlencoded` body. A parameter given
-    /// twice is refused (RFC 6749 §3.2); unknown ones are ignored.
-    pub fn parse(body: &[u8]) -> Result<TokenForm, IssuerError> {
-        let text = std::str::from_utf8(body)
-            .map_err(|_| IssuerError::InvalidRequest("body is not UTF-8"))?;
-        let mut form = TokenForm::default();
-        for pair in text.split('&').filter(|p| !p.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let name =
-                form_decode(name).ok_or(IssuerError::InvalidRequest("malformed form encoding"))?;
-            let slot = match name.as_str() {
-                "grant_type" => &mut form.grant_type,
-                "scope" => &mut form.scope,
-                "client_id" => &mut form.client_id,
-                "client_secret" => &mut form.client_secret,
-                _ => continue,
-            };
-            if slot.is_some() {
-                return Err(IssuerError::InvalidRequest("a parameter is repeated"));
-            }
-            *slot = Some(
-                form_decode(value).ok_or(IssuerError::InvalidRequest("malformed form encoding"))?,
-            );
-        }
-        Ok(form)
-    }
-}
 
 #[derive(Serialize)]
 struct TokenResponse<'a> {
@@ -144,68 +97,11 @@ where
 
     let live = issuer.live();
     let now = issuer.now();
-    let limiter = &live.limiter;
-    let ip_key = LimitKey::peer(peer);
-    // No configured client has a longer id (the config refuses them), so it
-    // needs no lookup, and never becomes a limiter key of up to 16 KiB.
-    if creds.id.len() > MAX_CLIENT_ID_BYTES {
-        if let Some(wait) = limiter.blocked(&ip_key, now) {
-            return Err(IssuerError::RateLimited(wait));
-        }
-        limiter.record_failure(ip_key, now);
-        return Err(IssuerError::InvalidClient { basic: creds.basic });
-    }
-    // Charged before the hash, refunded only on success: a burst of guesses
-    // in flight at once gets no more tries than a sequence of them.
-    let attempt = limiter
-        .begin([ip_key, LimitKey::Client(creds.id.clone())], now)
-        .map_err(IssuerError::RateLimited)?;
-
-    let client = live.clients.get(&creds.id).cloned();
-    // An unknown client costs the same work as a known one with a wrong secret.
-    let hash = client
-        .as_ref()
-        .map(|c| c.secret_hash.clone())
-        .unwrap_or_else(|| live.dummy_hash.clone());
-    let authenticated = if matches!(hash, keyshift_core::secret::SecretHash::Argon2id(_)) {
-        let slots = issuer.argon2_slots().clone();
-        let permit = match tokio::time::timeout(ARGON2_QUEUE_WAIT, slots.acquire_owned()).await {
-            Ok(Ok(permit)) => permit,
-            // The semaphore is never closed; were it, no slot is to be had.
-            Ok(Err(_)) | Err(_) => {
-                attempt.abandoned();
-                return Err(IssuerError::Busy);
-            }
-        };
-        let secret = creds.secret.clone();
-        // The permit moves into the blocking task: it is released when the
-        // work ends, even if this request is dropped meanwhile.
-        let verified = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            hash.verify(secret.as_bytes())
-        })
-        .await;
-        match verified {
-            Ok(v) => v,
-            Err(e) => {
-                attempt.abandoned();
-                return Err(e.into());
-            }
-        }
-    } else {
-        hash.verify(creds.secret.as_bytes())
-    };
-    let client = match client {
-        Some(c) if authenticated => {
-            attempt.succeeded();
-            c
-        }
-        _ => {
-            attempt.failed();
-            tracing::debug!(client = %creds.id.escape_debug(), %peer, "client authentication failed");
-            return Err(IssuerError::InvalidClient { basic: creds.basic });
-        }
-    };
+    let client = live
+        .auth
+        .authenticate(&creds, peer, now)
+        .await
+        .map_err(|e| IssuerError::from_auth(e, creds.basic))?;
 
     if grant_type != "client_credentials" {
         return Err(IssuerError::UnsupportedGrantType);
@@ -259,21 +155,6 @@ pub fn grant_scope(requested: Option<&str>, allowed: &[String]) -> Result<String
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn form_refuses_repeated_parameters_and_decodes_values() {
-        let f = TokenForm::parse(b"grant_type=client_credentials&scope=read+write&x=1&x=2")
-            .expect("valid");
-        assert_eq!(f.scope.as_deref(), Some("read write"));
-        assert!(matches!(
-            TokenForm::parse(b"scope=a&scope=b"),
-            Err(IssuerError::InvalidRequest(_))
-        ));
-        assert!(matches!(
-            TokenForm::parse(b"scope=%ff"),
-            Err(IssuerError::InvalidRequest(_))
-        ));
-    }
 
     #[test]
     fn scope_is_narrowed_never_escalated() {

@@ -2,10 +2,9 @@
 //! `client_secret_basic` and `client_secret_post`, exactly one per request.
 
 use http::HeaderMap;
-use percent_encoding::percent_decode_str;
 
 use crate::error::IssuerError;
-use crate::routes::token::TokenForm;
+use crate::form::{form_decode, TokenForm};
 
 /// The credentials a request presented.
 #[derive(PartialEq, Eq)]
@@ -84,15 +83,6 @@ fn decode_basic(b64_text: &str) -> Option<(String, String)> {
     let text = String::from_utf8(raw).ok()?;
     let (id, secret) = text.split_once(':')?;
     Some((form_decode(id)?, form_decode(secret)?))
-}
-
-/// `application/x-www-form-urlencoded` decoding of one component.
-pub fn form_decode(text: &str) -> Option<String> {
-    let plus_as_space = text.replace('+', " ");
-    percent_decode_str(&plus_as_space)
-        .decode_utf8()
-        .ok()
-        .map(|c| c.into_owned())
 }
 
 #[cfg(test)]
