@@ -28,6 +28,7 @@ const EXPORTED: &[&str] = &[
     keyshift_core::phase_metrics::SECRET_CONFIGURED,
     issuer::TOKENS_ISSUED,
     issuer::TOKEN_REQUESTS,
+    issuer::TOKEN_REQUEST_DURATION,
     issuer::SIGNING_KEYS,
     issuer::NEXT_ROTATION,
 ];

@@ -59,23 +59,25 @@ pub enum StartError {
 /// Everything a request needs, immutable once built.
 pub struct Live {
     /// The phase.
-    pub phase: Phase,
+    pub(crate) phase: Phase,
     /// The issuer section.
-    pub config: IssuerConfig,
+    pub(crate) config: IssuerConfig,
     /// The token's fixed claims.
-    pub template: TokenTemplate,
+    pub(crate) template: TokenTemplate,
     /// Who may ask for tokens, and how their secrets are checked.
-    pub auth: Authenticator,
+    pub(crate) auth: Authenticator,
     /// The signer of the phase.
-    pub signer: Signer,
+    pub(crate) signer: Signer,
     /// The key set the JWKS was rendered from.
-    pub keys: KeySet,
+    pub(crate) keys: KeySet,
     /// The JWKS body.
-    pub jwks: Bytes,
+    pub(crate) jwks: Bytes,
     /// Its strong ETag (quoted).
-    pub jwks_etag: String,
+    pub(crate) jwks_etag: String,
     /// The RFC 8414 metadata body.
-    pub metadata: Bytes,
+    pub(crate) metadata: Bytes,
+    /// The token endpoint's metric handles for this config's clients.
+    pub(crate) metrics: metrics::TokenMetrics,
 }
 
 impl fmt::Debug for Live {
@@ -100,6 +102,31 @@ struct Metadata<'a> {
 }
 
 impl Live {
+    /// The phase this snapshot serves.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The issuer section it was built from.
+    pub fn config(&self) -> &IssuerConfig {
+        &self.config
+    }
+
+    /// Client authentication.
+    pub fn auth(&self) -> &Authenticator {
+        &self.auth
+    }
+
+    /// The key set the JWKS was rendered from.
+    pub fn keys(&self) -> &KeySet {
+        &self.keys
+    }
+
+    /// The signer of the phase.
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+
     fn build(
         phase: Phase,
         config: IssuerConfig,
@@ -152,6 +179,7 @@ impl Live {
 
         let auth = Authenticator::new(&config.clients, limiter, auth_shared)
             .map_err(StartError::Secret)?;
+        let token_metrics = metrics::TokenMetrics::new(&config.clients);
         Ok(Live {
             phase,
             template: TokenTemplate {
@@ -166,6 +194,7 @@ impl Live {
             jwks: Bytes::from(jwks),
             jwks_etag,
             metadata: Bytes::from(metadata),
+            metrics: token_metrics,
         })
     }
 }

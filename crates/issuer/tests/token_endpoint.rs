@@ -294,7 +294,7 @@ async fn argon2_verifications_are_bounded_and_the_overflow_gets_429() {
         let live = f.issuer.live();
         let id = (0..1_000)
             .map(|i| format!("ghost-{i}"))
-            .find(|id| live.auth.decoy_for(id).is_slow() == want_slow)
+            .find(|id| live.auth().decoy_for(id).is_slow() == want_slow)
             .expect("both kinds among 1,000 ids");
         format!("grant_type=client_credentials&client_id={id}&client_secret=slow-secret")
     };
@@ -328,7 +328,7 @@ async fn argon2_verifications_are_bounded_and_the_overflow_gets_429() {
     // Being busy is not a failed authentication: nothing was counted (the
     // three counts are those of the sha256-decoy ghost's failure).
     assert_eq!(
-        f.issuer.live().auth.limiter().tracked(),
+        f.issuer.live().auth().limiter().tracked(),
         3,
         "a 429 for busy is no failure"
     );
@@ -365,7 +365,7 @@ async fn over_long_client_ids_are_invalid_clients_that_never_become_limiter_keys
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert!(h.contains_key("www-authenticate"));
     // Only the address was counted...
-    assert_eq!(f.issuer.live().auth.limiter().tracked(), 1);
+    assert_eq!(f.issuer.live().auth().limiter().tracked(), 1);
     // ...toward its network's ceiling (5 x 3): 12 more and it is reached.
     for _ in 0..12 {
         let body = format!("grant_type=client_credentials&client_id={long}&client_secret=s");
@@ -381,7 +381,7 @@ async fn over_long_client_ids_are_invalid_clients_that_never_become_limiter_keys
     );
     let (s, _, _) = into_parts(other.handle(form(&body)).await).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    assert_eq!(f.issuer.live().auth.limiter().tracked(), 4);
+    assert_eq!(f.issuer.live().auth().limiter().tracked(), 4);
 }
 
 #[tokio::test]
@@ -512,7 +512,7 @@ async fn asymmetric_phase_never_reads_a_leftover_secret_file() {
 async fn asymmetric_phase_issues_rs256_with_no_secret_configured() {
     let f = fixture("asymmetric").await;
     let live = f.issuer.live();
-    assert!(live.config.hs256_secret_file.is_none());
+    assert!(live.config().hs256_secret_file.is_none());
     let (s, _, body) = f.token_post(GOOD).await;
     assert_eq!(s, StatusCode::OK, "{body}");
     let token = body["access_token"].as_str().expect("token");

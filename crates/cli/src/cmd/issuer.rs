@@ -28,7 +28,10 @@ async fn serve(
     phase: keyshift_core::Phase,
     config: keyshift_core::config::IssuerConfig,
 ) -> anyhow::Result<()> {
-    let (handle, render) = telemetry::install_prometheus(&[])?;
+    let (handle, render) = telemetry::install_prometheus(&[(
+        keyshift_issuer::metrics::TOKEN_REQUEST_DURATION,
+        keyshift_issuer::metrics::TOKEN_REQUEST_DURATION_BUCKETS,
+    )])?;
     keyshift_issuer::metrics::describe();
     let (term, int, mut hup) = signals::install().context("cannot install signal handlers")?;
     let issuer = Issuer::start(phase, config.clone(), system_clock(), render)
@@ -42,9 +45,9 @@ async fn serve(
     let live = issuer.live();
     println!(
         "keyshift issuer listening on http://{addr} (phase {}, signs {} with kid {})",
-        live.phase,
-        live.signer.alg(),
-        live.signer.kid()
+        live.phase(),
+        live.signer().alg(),
+        live.signer().kid()
     );
     drop(live);
     tokio::spawn(telemetry::upkeep(handle));

@@ -10,14 +10,12 @@ use http_body_util::Full;
 use hyper::body::Body;
 use keyshift_core::config::is_scope_token;
 use keyshift_http::body::{read_capped, BodyError};
-use metrics::counter;
 use serde::Serialize;
 
 use crate::auth::credentials;
 use crate::error::IssuerError;
 use crate::form::TokenForm;
-use crate::issuer::Issuer;
-use crate::metrics::{TOKENS_ISSUED, TOKEN_REQUESTS};
+use crate::issuer::{Issuer, Live};
 use crate::mint::TokenRequest;
 
 /// Largest accepted request body.
@@ -47,17 +45,21 @@ where
     B: Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let result = issue(issuer, headers, body, peer).await;
+    let started = std::time::Instant::now();
+    let live = issuer.live();
+    let result = issue(issuer, &live, headers, body, peer).await;
     let outcome = match &result {
         Ok(_) => "issued",
         Err(e) => e.outcome(),
     };
-    counter!(TOKEN_REQUESTS, "outcome" => outcome).increment(1);
+    live.metrics
+        .answered(outcome, started.elapsed().as_secs_f64());
     result.unwrap_or_else(IssuerError::into_response)
 }
 
 async fn issue<B>(
     issuer: &Issuer,
+    live: &Live,
     headers: &HeaderMap,
     body: B,
     peer: IpAddr,
@@ -95,7 +97,6 @@ where
         .ok_or(IssuerError::InvalidRequest("grant_type is missing"))?;
     let creds = credentials(headers, &form)?;
 
-    let live = issuer.live();
     let now = issuer.now();
     let client = live
         .auth
@@ -116,8 +117,7 @@ where
             now: now.as_secs(),
         },
     )?;
-    counter!(TOKENS_ISSUED, "alg" => live.signer.alg().as_str(), "client" => client.id.clone())
-        .increment(1);
+    live.metrics.issued(&client.id, live.signer.alg());
 
     let body = serde_json::to_vec(&TokenResponse {
         access_token: &token,
