@@ -17,7 +17,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use keyshift_core::clock::{Clock, SystemClock};
@@ -384,18 +384,6 @@ pub async fn refill(pool: Arc<Pool>, mut rx: mpsc::Receiver<usize>, minter: Arc<
             }
         }
     }
-}
-
-static CURRENT: RwLock<Option<Arc<Pool>>> = RwLock::new(None);
-
-/// Makes `pool` the one goose users draw from.
-pub fn install(pool: Option<Arc<Pool>>) {
-    *CURRENT.write().unwrap_or_else(|p| p.into_inner()) = pool;
-}
-
-/// The pool goose users draw from.
-pub fn current() -> Option<Arc<Pool>> {
-    CURRENT.read().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
 #[cfg(test)]
