@@ -55,6 +55,11 @@ impl Section {
     }
 }
 
+/// The section in `slot`, created empty if there is none yet.
+fn section(slot: &mut Option<Section>) -> &mut Section {
+    slot.get_or_insert_with(Section::default)
+}
+
 /// One `[[issuer.clients]]` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Client {
@@ -129,17 +134,13 @@ impl ConfigToml {
 
     /// Sets `key` of `[issuer]` (creating the section).
     pub fn issuer(mut self, key: &str, value: impl Into<toml::Value>) -> ConfigToml {
-        self.issuer
-            .get_or_insert_with(Section::default)
-            .set(key, value.into());
+        section(&mut self.issuer).set(key, value.into());
         self
     }
 
     /// A comment in `[issuer]`, before the keys set after it.
     pub fn issuer_comment(mut self, text: &str) -> ConfigToml {
-        self.issuer
-            .get_or_insert_with(Section::default)
-            .comment(text);
+        section(&mut self.issuer).comment(text);
         self
     }
 
@@ -151,9 +152,7 @@ impl ConfigToml {
 
     /// Sets `key` of `[verifier]` (creating the section).
     pub fn verifier(mut self, key: &str, value: impl Into<toml::Value>) -> ConfigToml {
-        self.verifier
-            .get_or_insert_with(Section::default)
-            .set(key, value.into());
+        section(&mut self.verifier).set(key, value.into());
         self
     }
 

@@ -11,14 +11,10 @@ const EVERY: Duration = Duration::from_millis(20);
 pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     loop {
-        if check() {
-            return true;
+        match next_look(check(), deadline) {
+            Next::Done(held) => return held,
+            Next::After(pause) => std::thread::sleep(pause),
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return false;
-        }
-        std::thread::sleep(left.min(EVERY));
     }
 }
 
@@ -27,14 +23,29 @@ pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
 pub async fn eventually_async(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     loop {
-        if check() {
-            return true;
+        match next_look(check(), deadline) {
+            Next::Done(held) => return held,
+            Next::After(pause) => tokio::time::sleep(pause).await,
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return false;
-        }
-        tokio::time::sleep(left.min(EVERY)).await;
+    }
+}
+
+/// What follows a look.
+enum Next {
+    /// Stop: whether the condition held.
+    Done(bool),
+    /// Look again after this pause.
+    After(Duration),
+}
+
+/// The one polling rule: stop when the condition held or the time is up,
+/// else look again after [`EVERY`] (or what is left of the time).
+fn next_look(held: bool, deadline: Instant) -> Next {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if held || left.is_zero() {
+        Next::Done(held)
+    } else {
+        Next::After(left.min(EVERY))
     }
 }
 
