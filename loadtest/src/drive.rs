@@ -9,13 +9,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use goose::goose::TransactionFunction;
 use goose::metrics::{GooseMetrics, GooseRequestMetricTimingData};
 use goose::prelude::*;
 use keyshift_core::Phase;
 use serde::{Deserialize, Serialize};
 
 use crate::http;
-use crate::pool::{self, Kind, Pool};
+use crate::pool::{Kind, Pool};
 
 /// What happened to the requests of one kind.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -172,12 +173,14 @@ async fn setup_client(user: &mut GooseUser) -> TransactionResult {
     Ok(())
 }
 
+/// The goose transaction: one `/verify` with a token from `pool`.
+fn verify_with(pool: Arc<Pool>) -> Transaction {
+    let verify: TransactionFunction = Arc::new(move |user| Box::pin(verify(user, pool.clone())));
+    Transaction::new(verify)
+}
+
 /// One `/verify` with a pooled token.
-async fn verify(user: &mut GooseUser) -> TransactionResult {
-    let Some(pool) = pool::current() else {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        return Ok(());
-    };
+async fn verify(user: &mut GooseUser, pool: Arc<Pool>) -> TransactionResult {
     let tok = pool.pick();
     pool.record_sent(tok.kind);
     let builder = user
@@ -192,7 +195,7 @@ async fn verify(user: &mut GooseUser) -> TransactionResult {
     Ok(())
 }
 
-/// Runs goose against the verifier for `duration` with `pool` installed.
+/// Runs goose against the verifier for `duration`, its users drawing from `pool`.
 pub async fn drive(
     verifier: SocketAddr,
     phase: Phase,
@@ -214,15 +217,13 @@ pub async fn drive(
     let attack = GooseAttack::initialize_with_config(config)?.register_scenario(
         scenario!("verifier")
             .register_transaction(transaction!(setup_client).set_on_start())
-            .register_transaction(transaction!(verify)),
+            .register_transaction(verify_with(pool.clone())),
     );
-    pool::install(Some(pool.clone()));
     let progress = tokio::spawn(progress(phase, duration, pool.clone()));
     let started = Instant::now();
     let result = attack.execute().await;
     let seconds = started.elapsed().as_secs_f64();
     progress.abort();
-    pool::install(None);
     let metrics = result?;
     Ok(tally(rows(&metrics), |k| pool.stats.sent(k), seconds))
 }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use keyshift_testkit::jwt;
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +27,7 @@ use crate::http;
 use crate::pool::Pool;
 use crate::proxy::ProxyControl;
 use crate::services::Pid;
-use crate::token::{self, Minter};
+use crate::token::Minter;
 
 /// Longest `keyshift keys rotate` may run.
 const ROTATE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -204,7 +205,7 @@ async fn rotate(
     let mut first = None;
     for attempt in 0..20 {
         let t = minter.mint(attempt).await?;
-        let kid = token::header(&t.token).and_then(|h| h.kid);
+        let kid = jwt::header(&t.token).and_then(|h| h.kid);
         if kid.as_ref().is_some_and(|k| !pool.base_kids().contains(k)) {
             report.new_kid = kid;
             first = Some(t);

@@ -17,11 +17,12 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use keyshift_core::clock::{Clock, SystemClock};
 use keyshift_core::Alg;
+use keyshift_testkit::jwt;
 use tokio::sync::mpsc;
 
 use crate::token::{self, Minted, Minter};
@@ -175,7 +176,7 @@ impl Pool {
         let epoch = Instant::now();
         let base_kids: HashSet<String> = slots
             .iter()
-            .filter_map(|s| token::header(&s.minted.token).and_then(|h| h.kid))
+            .filter_map(|s| jwt::header(&s.minted.token).and_then(|h| h.kid))
             .collect();
         let attack_payload = slots
             .iter()
@@ -357,7 +358,7 @@ fn refresh_at_ms(epoch: Instant, minted_at: Instant, expires_in: Duration) -> u6
 /// The kind of a legitimate token: by `alg`, and for RS256 whether its kid
 /// was among the pool's first kids.
 pub fn classify(token: &str, base_kids: &HashSet<String>) -> Kind {
-    match token::header(token) {
+    match jwt::header(token) {
         Some(h) if h.alg == Alg::Hs256 => Kind::Hs256,
         Some(h) if h.kid.as_ref().is_some_and(|k| !base_kids.contains(k)) => Kind::NewKid,
         _ => Kind::Rs256,
@@ -383,18 +384,6 @@ pub async fn refill(pool: Arc<Pool>, mut rx: mpsc::Receiver<usize>, minter: Arc<
             }
         }
     }
-}
-
-static CURRENT: RwLock<Option<Arc<Pool>>> = RwLock::new(None);
-
-/// Makes `pool` the one goose users draw from.
-pub fn install(pool: Option<Arc<Pool>>) {
-    *CURRENT.write().unwrap_or_else(|p| p.into_inner()) = pool;
-}
-
-/// The pool goose users draw from.
-pub fn current() -> Option<Arc<Pool>> {
-    CURRENT.read().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
 #[cfg(test)]
@@ -491,7 +480,7 @@ mod tests {
             let t = pool.pick();
             kinds.insert(t.kind);
             if t.kind == Kind::Attack {
-                let kid = token::header(t.header.trim_start_matches("Bearer "))
+                let kid = jwt::header(t.header.trim_start_matches("Bearer "))
                     .and_then(|h| h.kid)
                     .expect("kid");
                 attack_kids.insert(kid);

@@ -1,9 +1,13 @@
-//! Prometheus text parsing and before/after differences of counters.
+//! Before/after differences of the counters the harness reads from
+//! `/metrics` (parsed by [`keyshift_testkit::prom`]).
 //!
-//! The metric names the harness reads are the contract's (../shared/contract.md),
-//! spelled once here.
+//! The metric names are the services' (docs/metrics.md lists them), spelled
+//! once here: the harness reaches the services over HTTP only, so it does
+//! not link their `metrics.rs` constants.
 
 use std::collections::BTreeMap;
+
+pub use keyshift_testkit::prom::{parse, Samples, Series};
 
 /// `keyshift_verify_total{alg, outcome}` (verifier).
 pub const VERIFY_TOTAL: &str = "keyshift_verify_total";
@@ -17,109 +21,6 @@ pub const JWKS_FETCH: &str = "keyshift_jwks_fetch_total";
 pub const TOKENS_ISSUED: &str = "keyshift_tokens_issued_total";
 /// `keyshift_token_requests_total{outcome}` (issuer).
 pub const TOKEN_REQUESTS: &str = "keyshift_token_requests_total";
-
-/// One series: its name and its labels, sorted by label name.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Series {
-    /// Metric name.
-    pub name: String,
-    /// Label name → value, unescaped.
-    pub labels: BTreeMap<String, String>,
-}
-
-impl Series {
-    /// The value of label `key`, or `""` without it.
-    pub fn label(&self, key: &str) -> &str {
-        self.labels.get(key).map(String::as_str).unwrap_or("")
-    }
-
-    fn matches(&self, name: &str, labels: &[(&str, &str)]) -> bool {
-        self.name == name && labels.iter().all(|(k, v)| self.label(k) == *v)
-    }
-}
-
-/// Samples of one scrape.
-pub type Samples = BTreeMap<Series, f64>;
-
-/// Parses the text exposition format. Comments, blank and malformed lines are
-/// skipped; an optional timestamp after the value is ignored.
-pub fn parse(text: &str) -> Samples {
-    text.lines().filter_map(parse_line).collect()
-}
-
-fn parse_line(line: &str) -> Option<(Series, f64)> {
-    let line = line.trim();
-    if line.is_empty() || line.starts_with('#') {
-        return None;
-    }
-    let (name, labels, rest) = match line.find(['{', ' ', '\t']) {
-        Some(i) if line[i..].starts_with('{') => {
-            let (labels, rest) = parse_labels(&line[i + 1..])?;
-            (&line[..i], labels, rest)
-        }
-        Some(i) => (&line[..i], BTreeMap::new(), &line[i..]),
-        None => return None,
-    };
-    if name.is_empty() {
-        return None;
-    }
-    let value = rest.split_whitespace().next()?;
-    let value = match value {
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        v => v.parse().ok()?,
-    };
-    Some((
-        Series {
-            name: name.to_owned(),
-            labels,
-        },
-        value,
-    ))
-}
-
-/// Parses `k="v",k2="v2"}` (the text after `{`), unescaping `\\`, `\"` and
-/// `\n`; returns the labels and the text after `}`.
-fn parse_labels(s: &str) -> Option<(BTreeMap<String, String>, &str)> {
-    let mut labels = BTreeMap::new();
-    let mut rest = s.trim_start();
-    loop {
-        if let Some(after) = rest.strip_prefix('}') {
-            return Some((labels, after));
-        }
-        let eq = rest.find('=')?;
-        let key = rest[..eq].trim();
-        if key.is_empty() {
-            return None;
-        }
-        let inner = rest[eq + 1..].trim_start().strip_prefix('"')?;
-        let mut value = String::new();
-        let mut end = None;
-        let mut escaped = false;
-        for (i, c) in inner.char_indices() {
-            match (escaped, c) {
-                (true, 'n') => {
-                    value.push('\n');
-                    escaped = false;
-                }
-                (true, c) => {
-                    value.push(c);
-                    escaped = false;
-                }
-                (false, '\\') => escaped = true,
-                (false, '"') => {
-                    end = Some(i);
-                    break;
-                }
-                (false, c) => value.push(c),
-            }
-        }
-        let end = end?;
-        labels.insert(key.to_owned(), value);
-        rest = inner[end + 1..].trim_start();
-        rest = rest.strip_prefix(',').unwrap_or(rest).trim_start();
-    }
-}
 
 /// The increase of a counter from `before` to `after`, as Prometheus'
 /// `increase()` sees it: a value that went down means the process restarted
@@ -215,31 +116,5 @@ mod tests {
             deltas_by(&b, &a, JWKS_FETCH, &["outcome"]).get("ok"),
             Some(&3)
         );
-    }
-
-    #[test]
-    fn labels_are_unescaped_and_may_hold_commas_and_braces() {
-        let s = parse(
-            "keyshift_tokens_issued_total{client=\"a,b}\\\"c\\\\\",alg=\"RS256\"} 4 1700000000000\n",
-        );
-        let (series, v) = s.iter().next().expect("one sample");
-        assert_eq!(*v, 4.0, "the timestamp is not the value");
-        assert_eq!(series.label("client"), "a,b}\"c\\");
-        assert_eq!(series.label("alg"), "RS256");
-        assert_eq!(series.label("missing"), "");
-    }
-
-    #[test]
-    fn unlabelled_series_trailing_commas_and_bad_lines() {
-        let s = parse(
-            "up 1\nx{a=\"1\",} 2\nbroken{a=\"1\" 3\nnovalue{a=\"1\"}\n{a=\"1\"} 5\nh_bucket{le=\"+Inf\"} +Inf\n",
-        );
-        assert_eq!(gauge(&s, "up", &[]), Some(1.0));
-        assert_eq!(gauge(&s, "x", &[("a", "1")]), Some(2.0));
-        assert_eq!(
-            gauge(&s, "h_bucket", &[("le", "+Inf")]),
-            Some(f64::INFINITY)
-        );
-        assert_eq!(s.len(), 3, "{s:?}");
     }
 }

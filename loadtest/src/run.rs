@@ -10,20 +10,21 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use keyshift_core::clock::{Clock, SystemClock};
 use keyshift_core::{Alg, Phase};
+use tokio::sync::mpsc;
 
 use crate::capacity;
 use crate::check;
 use crate::cli::{Options, Target};
 use crate::drive;
-use crate::events::{self, OutagePlan, RotationPlan};
+use crate::events::{self, EventsReport, OutagePlan, RotationPlan};
 use crate::http;
 use crate::phase;
 use crate::pool::{self, Pool, SlotInit};
-use crate::report::{self, PoolSummary, RunOptions, Summary};
+use crate::report::{self, PhaseSummary, PoolSummary, RunOptions, Summary};
 use crate::smoke;
 use crate::summarize::{self, PhaseInput};
 use crate::sut::{Mode, Sut};
-use crate::token::{self, Minted, Minter};
+use crate::token::{self, Credentials, Minted, Minter};
 
 /// Runs the load test; an error (or any problem found) fails the run.
 pub async fn run(opts: Options) -> anyhow::Result<()> {
@@ -32,35 +33,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let work = dir.join("work");
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     let http = http::client()?;
-    let clients = match &opts.clients {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("--clients {}", path.display()))?;
-            token::parse_clients(&text).with_context(|| format!("--clients {}", path.display()))?
-        }
-        None => token::builtin_clients(),
-    };
-    let sut = match &opts.target {
-        Target::Managed { keyshift } => {
-            // RS256-only plans still start in dual, so HS256 tokens exist before the switch.
-            let first = opts
-                .phases
-                .as_ref()
-                .and_then(|p| p.first().copied())
-                .unwrap_or(Phase::Dual);
-            let start = if first.signs() == Alg::Rs256 {
-                Phase::Dual
-            } else {
-                first
-            };
-            Sut::managed(keyshift, &work, start, clients.clone()).await?
-        }
-        Target::External {
-            issuer,
-            verifier,
-            control,
-        } => Sut::external(*issuer, *verifier, control.as_ref())?,
-    };
+    let clients = read_clients(&opts)?;
+    let sut = start_sut(&opts, &work, clients.clone()).await?;
     println!(
         "keyshift-loadtest: issuer {} verifier {} ({:?}), reports in {}",
         sut.issuer,
@@ -74,15 +48,75 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let minter = Arc::new(Minter::new(http.clone(), sut.issuer, clients)?);
     let mut current = phase::current(&http, sut.issuer, sut.verifier).await?;
     let planned = opts.phases.clone().unwrap_or_else(|| vec![current]);
+    let mut summary = new_summary(&opts, &sut, started, planned.clone());
 
-    let mut summary = Summary {
+    let run = Run {
+        opts: &opts,
+        sut: &sut,
+        http: &http,
+        minter: &minter,
+        dir: &dir,
+    };
+    let mut carried = Carried::default();
+    for &ph in &planned {
+        let mut sighups = 0;
+        if sut.controls_phase() {
+            run.switch(current, ph, &mut carried).await?;
+            sighups += 1;
+            current = ph;
+        }
+        summary.phases.push(run.phase(ph, &carried, sighups).await?);
+    }
+    finish(&dir, &summary, &opts, &http, sut, current).await
+}
+
+/// The client credentials: `--clients`, or the harness's own.
+fn read_clients(opts: &Options) -> anyhow::Result<Vec<Credentials>> {
+    match &opts.clients {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--clients {}", path.display()))?;
+            token::parse_clients(&text).with_context(|| format!("--clients {}", path.display()))
+        }
+        None => Ok(token::builtin_clients()),
+    }
+}
+
+/// Starts the services (managed) or attaches to them (external).
+async fn start_sut(opts: &Options, work: &Path, clients: Vec<Credentials>) -> anyhow::Result<Sut> {
+    match &opts.target {
+        Target::Managed { keyshift } => {
+            // RS256-only plans still start in dual, so HS256 tokens exist before the switch.
+            let first = opts
+                .phases
+                .as_ref()
+                .and_then(|p| p.first().copied())
+                .unwrap_or(Phase::Dual);
+            let start = if first.signs() == Alg::Rs256 {
+                Phase::Dual
+            } else {
+                first
+            };
+            Sut::managed(keyshift, work, start, clients).await
+        }
+        Target::External {
+            issuer,
+            verifier,
+            control,
+        } => Sut::external(*issuer, *verifier, control.as_ref()),
+    }
+}
+
+/// The summary before any phase ran.
+fn new_summary(opts: &Options, sut: &Sut, started: u64, planned: Vec<Phase>) -> Summary {
+    Summary {
         version: report::VERSION,
         started_unix: started,
         cores: std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
         mode: sut.mode,
-        planned: planned.clone(),
+        planned,
         options: RunOptions {
             duration_s: opts.duration.as_secs(),
             users: opts.users,
@@ -97,144 +131,96 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         notes: opts.notes.iter().chain(&sut.notes).cloned().collect(),
         capacity_assumption: opts.capacity.map(|_| capacity::ASSUMPTION.to_owned()),
         phases: Vec::new(),
-    };
+    }
+}
 
-    // HS256 tokens minted just before leaving an HS256-signing phase: still
-    // valid in transition, stale stragglers in asymmetric.
-    let mut carried: Vec<Minted> = Vec::new();
-    let mut carried_at = Instant::now();
-    for &ph in &planned {
+/// HS256 tokens minted just before leaving an HS256-signing phase: still
+/// valid in transition, stale stragglers in asymmetric.
+#[derive(Debug)]
+struct Carried {
+    tokens: Vec<Minted>,
+    at: Instant,
+}
+
+impl Default for Carried {
+    fn default() -> Carried {
+        Carried {
+            tokens: Vec::new(),
+            at: Instant::now(),
+        }
+    }
+}
+
+/// What every step of a run reads.
+#[derive(Debug)]
+struct Run<'a> {
+    opts: &'a Options,
+    sut: &'a Sut,
+    http: &'a reqwest::Client,
+    minter: &'a Arc<Minter>,
+    dir: &'a Path,
+}
+
+/// A phase's goose run and the events beside it.
+#[derive(Debug)]
+struct Load {
+    sent: drive::Sent,
+    events: EventsReport,
+}
+
+impl Run<'_> {
+    /// The operator path from `from` to `to`: carry HS256 tokens across an
+    /// HS256 → RS256 switch, edit the config, then reload one service after
+    /// the other in the runbook's order, each reporting the phase before the
+    /// next.
+    async fn switch(&self, from: Phase, to: Phase, carried: &mut Carried) -> anyhow::Result<()> {
+        if from.signs() == Alg::Hs256 && to.signs() == Alg::Rs256 {
+            carried.tokens = self.minter.mint_many(self.opts.pool.size, 0).await?;
+            carried.at = Instant::now();
+        }
+        self.sut.write_phase(to)?;
+        for role in phase::reload_order(from, to) {
+            self.sut.hup(role)?;
+            phase::wait_for_role(self.http, role, self.sut.addr(role), to).await?;
+        }
+        Ok(())
+    }
+
+    /// One phase: fill the pool, scrape, drive goose (with the events),
+    /// scrape again, summarize and check.
+    async fn phase(
+        &self,
+        ph: Phase,
+        carried: &Carried,
+        mut sighups: u64,
+    ) -> anyhow::Result<PhaseSummary> {
+        let (opts, sut) = (self.opts, self.sut);
         let mut notes = Vec::new();
-        let mut sighups = 0;
-        if sut.controls_phase() {
-            if current.signs() == Alg::Hs256 && ph.signs() == Alg::Rs256 {
-                carried = minter.mint_many(opts.pool.size, 0).await?;
-                carried_at = Instant::now();
-            }
-            // The operator path: edit, then reload one service after the other
-            // in the runbook's order, each reporting the phase before the next.
-            sut.write_phase(ph)?;
-            for role in phase::reload_order(current, ph) {
-                sut.hup(role)?;
-                phase::wait_for_role(&http, role, sut.addr(role), ph).await?;
-            }
-            sighups += 1;
-            current = ph;
-        }
-
-        let issuer_before = http::scrape(&http, sut.issuer).await?;
-        let mints_before = minter.counts();
-        let fresh_at = Instant::now();
-        let mut slots: Vec<SlotInit> = minter
-            .mint_many(opts.pool.size, 0)
-            .await?
-            .into_iter()
-            .map(|minted| SlotInit {
-                minted,
-                straggler: false,
-                minted_at: fresh_at,
-            })
-            .collect();
-        if ph.signs() == Alg::Rs256 {
-            let carry = |t: &Minted, straggler| SlotInit {
-                minted: t.clone(),
-                straggler,
-                minted_at: carried_at,
-            };
-            if ph.accepts(Alg::Hs256) {
-                slots.extend(carried.iter().map(|t| carry(t, false)));
-            } else {
-                let n = (opts.pool.size as f64 * opts.pool.straggler_share).ceil() as usize;
-                slots.extend(carried.iter().take(n).map(|t| carry(t, true)));
-            }
-            if carried.is_empty() && (ph.accepts(Alg::Hs256) || opts.pool.straggler_share > 0.0) {
-                notes.push("no HS256 tokens from before the switch (the services were not in an HS256-signing phase during this run)".to_owned());
-            }
-        }
-        let attack = opts.pool.attack_share > 0.0;
+        let issuer_before = http::scrape(self.http, sut.issuer).await?;
+        let mints_before = self.minter.counts();
+        let slots = self.slots(ph, carried, &mut notes).await?;
         let (pool, refill_rx) = Pool::new(slots, opts.pool.reuse, opts.pool.attack_share)?;
-
-        let rs256 = ph.signs() == Alg::Rs256;
-        let rotation = if opts.rotate && rs256 {
-            match (
-                &sut.keyshift,
-                &sut.config_path,
-                sut.issuer_pid,
-                sut.key_prepublish,
-            ) {
-                (Some(keyshift), Some(config), Some(issuer_pid), Some(prepublish)) => Some((
-                    RotationPlan {
-                        keyshift: keyshift.clone(),
-                        config: config.clone(),
-                        issuer: sut.issuer,
-                        issuer_pid,
-                        prepublish,
-                    },
-                    pool.clone(),
-                    minter.clone(),
-                )),
-                _ => None,
-            }
-        } else {
-            None
-        };
-        let outage = match (opts.outage && rs256, &sut.proxy, sut.verifier_pid) {
-            (true, Some(proxy), Some(verifier_pid)) => Some(OutagePlan {
-                proxy: proxy.clone(),
-                verifier_pid,
-            }),
-            _ => None,
-        };
+        let outage = self.outage(ph);
         sighups += u64::from(outage.is_some());
 
         let proxy_before = sut.proxy.as_ref().map(|p| p.counts());
-        let verifier_before = http::scrape(&http, sut.verifier).await?;
+        let verifier_before = http::scrape(self.http, sut.verifier).await?;
         let window_started = Instant::now();
-        let refill = tokio::spawn(pool::refill(pool.clone(), refill_rx, minter.clone()));
-        println!(
-            "phase {ph}: {} users for {} s, {} tokens ({} stragglers), reuse {}, attack share {}",
-            opts.users,
-            opts.duration.as_secs(),
-            pool.len(),
-            pool.stragglers(),
-            opts.pool
-                .reuse
-                .map(|n| n.to_string())
-                .unwrap_or_else(|| "until near expiry".into()),
-            opts.pool.attack_share
-        );
-        let events_task = tokio::spawn(events::run(
-            http.clone(),
-            Instant::now(),
-            opts.duration,
-            rotation,
-            outage,
-        ));
-        let html = dir.join(format!("goose-{ph}.html"));
-        let sent = drive::drive(sut.verifier, ph, opts.users, opts.duration, &html, &pool).await;
-        refill.abort();
-        let sent = match sent {
-            Ok(s) => s,
-            Err(e) => {
-                events_task.abort();
-                return Err(e.context(format!("phase {ph}: goose")));
-            }
-        };
-        let events = events_task.await.context("events task")??;
-        let verifier_after = http::scrape(&http, sut.verifier).await?;
+        let load = self.load(ph, &pool, refill_rx, outage).await?;
+        let verifier_after = http::scrape(self.http, sut.verifier).await?;
         let window = window_started.elapsed();
         let proxy = sut
             .proxy
             .as_ref()
             .zip(proxy_before)
             .map(|(p, before)| p.counts().since(before));
-        let issuer_after = http::scrape(&http, sut.issuer).await?;
-        let mints = minter.counts().since(mints_before);
+        let issuer_after = http::scrape(self.http, sut.issuer).await?;
+        let mints = self.minter.counts().since(mints_before);
 
         let mut phase_summary = summarize::summarize(PhaseInput {
             phase: ph,
             users: opts.users,
-            sent: &sent,
+            sent: &load.sent,
             window,
             verifier_before: &verifier_before,
             verifier_after: &verifier_after,
@@ -242,8 +228,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             issuer_after: &issuer_after,
             mints,
             pool: pool_summary(&pool, opts.pool.reuse),
-            events,
-            attack,
+            events: load.events,
+            attack: opts.pool.attack_share > 0.0,
             verifier_sighups: sighups,
             proxy,
             unknown_kid_cooldown: sut.unknown_kid_cooldown,
@@ -260,17 +246,169 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             phase_summary.unexpected,
             phase_summary.problems.len()
         );
-        summary.phases.push(phase_summary);
+        Ok(phase_summary)
     }
 
-    report::write(&dir, &summary)?;
-    print!("\n{}", report::markdown(&summary));
+    /// The pool's starting tokens: fresh ones, and in an RS256-signing
+    /// phase the carried HS256 ones (legitimate while HS256 is accepted,
+    /// stragglers after).
+    async fn slots(
+        &self,
+        ph: Phase,
+        carried: &Carried,
+        notes: &mut Vec<String>,
+    ) -> anyhow::Result<Vec<SlotInit>> {
+        let pool = &self.opts.pool;
+        let fresh_at = Instant::now();
+        let mut slots: Vec<SlotInit> = self
+            .minter
+            .mint_many(pool.size, 0)
+            .await?
+            .into_iter()
+            .map(|minted| SlotInit {
+                minted,
+                straggler: false,
+                minted_at: fresh_at,
+            })
+            .collect();
+        if ph.signs() == Alg::Rs256 {
+            let carry = |t: &Minted, straggler| SlotInit {
+                minted: t.clone(),
+                straggler,
+                minted_at: carried.at,
+            };
+            if ph.accepts(Alg::Hs256) {
+                slots.extend(carried.tokens.iter().map(|t| carry(t, false)));
+            } else {
+                let n = (pool.size as f64 * pool.straggler_share).ceil() as usize;
+                slots.extend(carried.tokens.iter().take(n).map(|t| carry(t, true)));
+            }
+            if carried.tokens.is_empty() && (ph.accepts(Alg::Hs256) || pool.straggler_share > 0.0) {
+                notes.push("no HS256 tokens from before the switch (the services were not in an HS256-signing phase during this run)".to_owned());
+            }
+        }
+        Ok(slots)
+    }
+
+    /// A key rotation during the phase, when asked for and possible (RS256
+    /// signing, and the binary, config, issuer pid and timings known).
+    fn rotation(
+        &self,
+        ph: Phase,
+        pool: &Arc<Pool>,
+    ) -> Option<(RotationPlan, Arc<Pool>, Arc<Minter>)> {
+        let sut = self.sut;
+        if !(self.opts.rotate && ph.signs() == Alg::Rs256) {
+            return None;
+        }
+        match (
+            &sut.keyshift,
+            &sut.config_path,
+            sut.issuer_pid,
+            sut.key_prepublish,
+        ) {
+            (Some(keyshift), Some(config), Some(issuer_pid), Some(prepublish)) => Some((
+                RotationPlan {
+                    keyshift: keyshift.clone(),
+                    config: config.clone(),
+                    issuer: sut.issuer,
+                    issuer_pid,
+                    prepublish,
+                },
+                pool.clone(),
+                self.minter.clone(),
+            )),
+            _ => None,
+        }
+    }
+
+    /// A JWKS outage during the phase, when asked for and possible (RS256
+    /// signing, the harness's proxy and the verifier's pid).
+    fn outage(&self, ph: Phase) -> Option<OutagePlan> {
+        match (
+            self.opts.outage && ph.signs() == Alg::Rs256,
+            &self.sut.proxy,
+            self.sut.verifier_pid,
+        ) {
+            (true, Some(proxy), Some(verifier_pid)) => Some(OutagePlan {
+                proxy: proxy.clone(),
+                verifier_pid,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Goose for the phase's duration, with the pool refilled and the
+    /// events (rotation, outage) run beside it.
+    async fn load(
+        &self,
+        ph: Phase,
+        pool: &Arc<Pool>,
+        refill_rx: mpsc::Receiver<usize>,
+        outage: Option<OutagePlan>,
+    ) -> anyhow::Result<Load> {
+        let opts = self.opts;
+        let refill = tokio::spawn(pool::refill(pool.clone(), refill_rx, self.minter.clone()));
+        println!(
+            "phase {ph}: {} users for {} s, {} tokens ({} stragglers), reuse {}, attack share {}",
+            opts.users,
+            opts.duration.as_secs(),
+            pool.len(),
+            pool.stragglers(),
+            opts.pool
+                .reuse
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "until near expiry".into()),
+            opts.pool.attack_share
+        );
+        let events_task = tokio::spawn(events::run(
+            self.http.clone(),
+            Instant::now(),
+            opts.duration,
+            self.rotation(ph, pool),
+            outage,
+        ));
+        let html = self.dir.join(format!("goose-{ph}.html"));
+        let sent = drive::drive(
+            self.sut.verifier,
+            ph,
+            opts.users,
+            opts.duration,
+            &html,
+            pool,
+        )
+        .await;
+        refill.abort();
+        let sent = match sent {
+            Ok(s) => s,
+            Err(e) => {
+                events_task.abort();
+                return Err(e.context(format!("phase {ph}: goose")));
+            }
+        };
+        let events = events_task.await.context("events task")??;
+        Ok(Load { sent, events })
+    }
+}
+
+/// Writes the report, reads it back and checks it (and, in a quick managed
+/// run, the external modes); stops the services; fails on any problem.
+async fn finish(
+    dir: &Path,
+    summary: &Summary,
+    opts: &Options,
+    http: &reqwest::Client,
+    sut: Sut,
+    current: Phase,
+) -> anyhow::Result<()> {
+    report::write(dir, summary)?;
+    print!("\n{}", report::markdown(summary));
     println!("\nreport: {}", dir.display());
 
-    let parsed = check::read_report(&dir, &summary).context("reading the report back")?;
+    let parsed = check::read_report(dir, summary).context("reading the report back")?;
     let mut problems = check::all_problems(&parsed, opts.quick);
     if opts.quick && sut.mode == Mode::Managed {
-        problems.extend(smoke::external_modes(&dir, &http, &sut, current).await);
+        problems.extend(smoke::external_modes(dir, http, &sut, current).await);
     }
     drop(sut);
     if !problems.is_empty() {

@@ -1,22 +1,21 @@
 //! The keyshift processes under test: the harness's config file, starting
 //! and stopping `keyshift issuer|verifier`, and signalling processes by id.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use anyhow::{bail, Context};
-use keyshift_core::secret::SecretHash;
 use keyshift_core::Phase;
+use keyshift_testkit::config::FILE_NAME;
+use keyshift_testkit::{Client, ConfigToml, Log, Service, StartError};
 use nix::sys::signal::Signal;
 
 use crate::http;
 use crate::token::Credentials;
 
-/// How long a service may take to print its listening line.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// The scopes every harness client has.
+const SCOPES: [&str; 2] = ["read", "write"];
 
 /// Writes the harness's config for `phase`; the verifier section once its JWKS URL is known.
 pub fn write_config(
@@ -26,41 +25,39 @@ pub fn write_config(
     jwks_url: Option<&str>,
     clients: &[Credentials],
 ) -> anyhow::Result<PathBuf> {
-    let mut text = format!(
-        r#"# Written by keyshift-loadtest.
-phase = "{phase}"
-
-[issuer]
-listen = "{issuer_listen}"
-issuer = "http://loadtest.keyshift"
-audience = "https://api.loadtest"
-token_ttl = "15m"
-hs256_secret_file = "hs256.secret"
-failed_auth_limit = 1000
-# Compressed rotation timings, so a rotation fits in a phase: the next key is
-# published 2 s before it signs, and verifiers refresh the JWKS every second.
-jwks_max_age = "1s"
-key_prepublish = "2s"
-rotate_every = "off"
-"#
-    );
-    text.push_str(&clients_toml(clients));
+    let mut config = ConfigToml::new(phase)
+        .comment("Written by keyshift-loadtest.")
+        .issuer("listen", issuer_listen)
+        .issuer("issuer", "http://loadtest.keyshift")
+        .issuer("audience", "https://api.loadtest")
+        .issuer("token_ttl", "15m")
+        .issuer("hs256_secret_file", "hs256.secret")
+        .issuer("failed_auth_limit", 1000)
+        .issuer_comment(
+            "Compressed rotation timings, so a rotation fits in a phase: the next key is\n\
+             published 2 s before it signs, and verifiers refresh the JWKS every second.",
+        )
+        .issuer("jwks_max_age", "1s")
+        .issuer("key_prepublish", "2s")
+        .issuer("rotate_every", "off");
+    config = clients.iter().map(client).fold(config, ConfigToml::client);
     if let Some(url) = jwks_url {
-        text.push_str(&format!(
-            r#"
-[verifier]
-listen = "127.0.0.1:0"
-issuer = "http://loadtest.keyshift"
-audience = "https://api.loadtest"
-jwks_url = "{url}"
-hs256_secret_file = "hs256.secret"
-jwks_min_ttl = "1s"
-"#
-        ));
+        config = config
+            .verifier("listen", "127.0.0.1:0")
+            .verifier("issuer", "http://loadtest.keyshift")
+            .verifier("audience", "https://api.loadtest")
+            .verifier("jwks_url", url)
+            .verifier("hs256_secret_file", "hs256.secret")
+            .verifier("jwks_min_ttl", "1s");
     }
-    let path = dir.join("keyshift.toml");
-    replace_file(&path, &text, false)?;
+    let path = dir.join(FILE_NAME);
+    replace_file(&path, &config.render(), false)?;
     Ok(path)
+}
+
+/// The config entry of one harness client (its secret stored as a sha256 hash).
+fn client(c: &Credentials) -> Client {
+    Client::sha256(&c.id, c.secret.as_bytes(), &SCOPES)
 }
 
 /// Writes `path` atomically (a temp file beside it, renamed over it; the temp
@@ -92,15 +89,7 @@ pub fn replace_file(path: &Path, text: &str, keep_mode: bool) -> anyhow::Result<
 
 /// `[[issuer.clients]]` entries for `clients` (secrets as sha256 hashes).
 pub fn clients_toml(clients: &[Credentials]) -> String {
-    let mut text = String::new();
-    for c in clients {
-        let hash = SecretHash::sha256_of(c.secret.as_bytes()).to_config_string();
-        text.push_str(&format!(
-            "\n[[issuer.clients]]\nid = \"{}\"\nsecret_hash = \"{hash}\"\nscopes = [\"read\", \"write\"]\n",
-            c.id
-        ));
-    }
-    text
+    clients.iter().map(|c| client(c).to_toml()).collect()
 }
 
 /// A process the harness may signal: its id is > 1 (0 and negative ids
@@ -175,96 +164,43 @@ impl std::fmt::Display for Pid {
     }
 }
 
-/// A running `keyshift issuer|verifier`; stopped on drop.
+/// A running `keyshift issuer|verifier`; SIGTERM (then SIGKILL) on drop.
 #[derive(Debug)]
 pub struct Process {
-    child: Child,
     /// Where it listens (loopback, checked).
     pub addr: SocketAddr,
     /// Its id.
     pub pid: Pid,
+    _service: Service,
 }
 
 impl Process {
-    /// Starts `keyshift <what> --config <config>` and waits (≤ 30 s) for its listening line.
+    /// Starts `keyshift <what> --config <config>`, its log in `log`, and
+    /// waits (≤ 30 s) for its listening line.
     pub fn start(
         keyshift: &Path,
         what: &str,
         config: &Path,
         log: &Path,
     ) -> anyhow::Result<Process> {
-        let log_file =
-            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        let mut child = Command::new(keyshift)
-            .arg(what)
-            .arg("--config")
-            .arg(config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log_file))
-            .spawn()
-            .with_context(|| format!("starting {} {what}", keyshift.display()))?;
-        let stop = |child: &mut Child| {
-            let _ = child.kill();
-            let _ = child.wait();
-        };
-        let pid = match Pid::try_from(i64::from(child.id())) {
-            Ok(p) => p,
-            Err(e) => {
-                stop(&mut child);
-                return Err(anyhow::Error::new(e).context(format!("keyshift {what}")));
-            }
-        };
-        let Some(stdout) = child.stdout.take() else {
-            stop(&mut child);
-            bail!("keyshift {what}: no stdout");
-        };
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = listening_addr(&line) {
-                    let _ = tx.send(addr);
-                }
-            }
-        });
-        let addr = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(a) => a,
-            Err(_) => {
-                stop(&mut child);
-                bail!("keyshift {what} did not start (see {})", log.display());
-            }
-        };
-        let addr: SocketAddr = match addr.parse() {
-            Ok(a) => a,
-            Err(_) => {
-                stop(&mut child);
-                bail!("keyshift {what}: `{addr}` is not an address");
-            }
-        };
-        if let Err(e) = http::ensure_loopback(addr) {
-            stop(&mut child);
-            return Err(e.context(format!("keyshift {what} listens off loopback")));
-        }
-        Ok(Process { child, addr, pid })
-    }
-}
-
-/// The address in a `… listening on http://ADDR …` line.
-fn listening_addr(line: &str) -> Option<String> {
-    let rest = line.split("listening on http://").nth(1)?;
-    rest.split_whitespace().next().map(str::to_owned)
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.pid.signal(Signal::SIGTERM);
-        for _ in 0..100 {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let mut command = Command::new(keyshift);
+        command.arg(what).arg("--config").arg(config);
+        let service = Service::start(command, Log::File(log.to_owned())).map_err(|e| {
+            let hint = match e {
+                StartError::NotListening { .. } => format!(" (see {})", log.display()),
+                _ => String::new(),
+            };
+            anyhow::Error::new(e).context(format!("keyshift {what} did not start{hint}"))
+        })?;
+        let pid =
+            Pid::try_from(i64::from(service.id())).with_context(|| format!("keyshift {what}"))?;
+        http::ensure_loopback(service.addr)
+            .with_context(|| format!("keyshift {what} listens off loopback"))?;
+        Ok(Process {
+            addr: service.addr,
+            pid,
+            _service: service,
+        })
     }
 }
 
@@ -274,6 +210,7 @@ mod tests {
     use crate::testutil::scratch_dir;
     use crate::token::builtin_clients;
     use keyshift_core::Config;
+    use std::time::Duration;
 
     #[test]
     fn generated_config_is_valid_in_every_phase() {
@@ -358,15 +295,5 @@ mod tests {
         );
         let gone = Pid::try_from(i64::from(i32::MAX)).expect("pid");
         assert!(gone.ensure_role("issuer").is_err());
-    }
-
-    #[test]
-    fn listening_lines_are_read() {
-        assert_eq!(
-            listening_addr("keyshift issuer listening on http://127.0.0.1:4000 (phase dual)")
-                .as_deref(),
-            Some("127.0.0.1:4000")
-        );
-        assert_eq!(listening_addr("starting"), None);
     }
 }

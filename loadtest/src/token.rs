@@ -1,6 +1,7 @@
 //! Tokens: client credentials, minting through the real `POST /oauth/token`
-//! (client credentials grant), reading a JWT header (no signature check: the
-//! harness only needs `alg` and `kid`), and forged attack tokens.
+//! (client credentials grant), and forged attack tokens. Their headers are
+//! read with [`keyshift_testkit::jwt::header`] (no signature check: the
+//! harness only needs `alg` and `kid`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -215,26 +216,6 @@ fn form_encode(s: &str) -> String {
     out
 }
 
-/// The parts of a JWT header the harness looks at.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
-    /// `alg`.
-    pub alg: Alg,
-    /// `kid`, if any.
-    pub kid: Option<String>,
-}
-
-/// Decodes a JWT's header (no signature check); `None` if it is not a JWT
-/// or its `alg` is not one keyshift signs (`HS256`, `RS256`).
-pub fn header(token: &str) -> Option<Header> {
-    let h = token.split('.').next()?;
-    let json: serde_json::Value = serde_json::from_slice(&b64::decode(h).ok()?).ok()?;
-    Some(Header {
-        alg: Alg::from_jose(json["alg"].as_str()?)?,
-        kid: json["kid"].as_str().map(str::to_owned),
-    })
-}
-
 /// An RS256-looking token with kid `attack-<seed>` and a junk signature, the
 /// claims borrowed from a real token so only the kid is wrong.
 pub fn attack_token(seed: u64, payload_b64: &str) -> String {
@@ -258,6 +239,7 @@ pub fn payload_b64(token: &str) -> &str {
 mod tests {
     use super::*;
     use crate::testutil;
+    use keyshift_testkit::jwt::header;
 
     #[test]
     fn attack_tokens_are_rs256_with_a_kid_per_seed() {
@@ -267,24 +249,6 @@ mod tests {
         assert_eq!(h.kid.as_deref(), Some("attack-0000000000000007"));
         assert_ne!(a, attack_token(8, "eyJzdWIiOiJhIn0"));
         assert_eq!(payload_b64(&a), "eyJzdWIiOiJhIn0");
-    }
-
-    #[test]
-    fn header_of_garbage_is_none() {
-        assert_eq!(header("not a jwt"), None);
-        assert_eq!(header(""), None);
-        let no_alg = format!("{}.e30.x", b64::encode(r#"{"kid":"k"}"#));
-        assert_eq!(header(&no_alg), None);
-        let unknown_alg = format!("{}.e30.x", b64::encode(r#"{"alg":"none","kid":"k"}"#));
-        assert_eq!(header(&unknown_alg), None);
-        let no_kid = format!("{}.e30.x", b64::encode(r#"{"alg":"HS256"}"#));
-        assert_eq!(
-            header(&no_kid),
-            Some(Header {
-                alg: Alg::Hs256,
-                kid: None
-            })
-        );
     }
 
     #[test]

@@ -8,7 +8,8 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{fetch_token, write_config, Service};
+use common::{fetch_token, start, write_config};
+use keyshift_core::Phase;
 
 /// Resident memory of a process, from /proc (Linux), in bytes.
 fn rss_bytes(pid: u32) -> u64 {
@@ -25,11 +26,11 @@ fn rss_bytes(pid: u32) -> u64 {
 #[test]
 fn a_token_body_trickled_one_byte_per_segment_holds_no_more_than_the_body_cap() {
     let tmp = common::dir_with_secret();
-    let config = write_config(tmp.path(), "dual", "127.0.0.1:0", None);
-    let issuer = Service::start("issuer", &config);
+    let config = write_config(tmp.path(), Phase::Dual, None);
+    let issuer = start("issuer", &config);
     let addr = issuer.addr;
     fetch_token(addr, "svc-a", "s3cret"); // warm up
-    let before = rss_bytes(issuer.child.id());
+    let before = rss_bytes(issuer.id());
 
     // Five connections each declare a 16,000-byte body and send 6,000 bytes
     // of it, one byte per TCP segment. Before the fix each byte pinned a
@@ -70,7 +71,7 @@ fn a_token_body_trickled_one_byte_per_segment_holds_no_more_than_the_body_cap() 
             .recv_timeout(Duration::from_secs(60))
             .expect("trickle finished");
     }
-    let during = rss_bytes(issuer.child.id());
+    let during = rss_bytes(issuer.id());
     // Service is unaffected meanwhile.
     fetch_token(addr, "svc-a", "s3cret");
     for _ in 0..CONNECTIONS {

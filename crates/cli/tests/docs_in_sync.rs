@@ -8,8 +8,11 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::{eventually, fetch_token, http, write_config, Service};
+use common::{fetch_token, http, start, write_config};
+use keyshift_core::Phase;
 use keyshift_issuer::metrics as issuer;
+use keyshift_testkit::prom::{self, Line};
+use keyshift_testkit::{eventually, Service};
 use keyshift_verifier::metrics as verifier;
 
 const EXPORTED: &[&str] = &[
@@ -243,50 +246,22 @@ struct Family {
     labels: BTreeMap<String, BTreeSet<String>>,
 }
 
-/// The label pairs of a sample line's `{…}` (values may hold escaped quotes).
-fn label_pairs(braces: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut rest = braces;
-    while let Some((name, after)) = rest.split_once("=\"") {
-        let mut value = String::new();
-        let mut chars = after.char_indices();
-        let mut end = after.len();
-        while let Some((i, c)) = chars.next() {
-            match c {
-                '\\' => match chars.next() {
-                    Some((_, 'n')) => value.push('\n'),
-                    Some((_, e)) => value.push(e),
-                    None => {}
-                },
-                '"' => {
-                    end = i + 1;
-                    break;
-                }
-                c => value.push(c),
-            }
-        }
-        out.push((name.trim_matches([',', ' ']).to_owned(), value));
-        rest = &after[end..];
-    }
-    out
-}
-
 /// The families of a Prometheus text exposition: `# TYPE` lines give the
 /// types; sample lines (`_bucket`/`_sum`/`_count` folded into their
 /// histogram) give label names and values, `le` left out.
 fn parse_exposition(text: &str) -> BTreeMap<String, Family> {
     let mut families: BTreeMap<String, Family> = BTreeMap::new();
     for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
-            families.entry(name.to_owned()).or_default().kind = kind.trim().to_owned();
-            continue;
-        }
-        if line.starts_with('#') || line.trim().is_empty() {
-            continue;
-        }
-        let name_end = line.find(['{', ' ']).expect("sample line");
-        let mut name = &line[..name_end];
+        let series = match prom::line(line) {
+            Line::Type { name, kind } => {
+                families.entry(name.to_owned()).or_default().kind = kind.to_owned();
+                continue;
+            }
+            Line::Comment => continue,
+            Line::Malformed(line) => panic!("not an exposition line: {line:?}"),
+            Line::Sample(series, _) => series,
+        };
+        let mut name = series.name.as_str();
         if !families.contains_key(name) {
             for suffix in ["_bucket", "_sum", "_count"] {
                 if let Some(base) = name.strip_suffix(suffix) {
@@ -299,16 +274,12 @@ fn parse_exposition(text: &str) -> BTreeMap<String, Family> {
         let family = families
             .get_mut(name)
             .unwrap_or_else(|| panic!("sample {name} without a # TYPE line"));
-        if let Some(braces) = line[name_end..]
-            .strip_prefix('{')
-            .and_then(|r| r.rsplit_once('}'))
-            .map(|(b, _)| b)
-        {
-            for (label, value) in label_pairs(braces) {
-                if label != "le" {
-                    family.labels.entry(label).or_default().insert(value);
-                }
-            }
+        for (label, value) in series.labels.iter().filter(|(l, _)| *l != "le") {
+            family
+                .labels
+                .entry(label.clone())
+                .or_default()
+                .insert(value.clone());
         }
     }
     families
@@ -374,15 +345,10 @@ fn documented(section: &str) -> BTreeMap<String, Family> {
 /// traffic so that lazily created series exist, and returns both scrapes.
 fn scrape_real_services() -> (String, String) {
     let tmp = common::dir_with_secret();
-    let port = common::free_port();
-    let config = write_config(
-        tmp.path(),
-        "transition",
-        &format!("127.0.0.1:{port}"),
-        Some(port),
-    );
-    let issuer = Service::start("issuer", &config);
-    let verifier = Service::start("verifier", &config);
+    let config = write_config(tmp.path(), Phase::Transition, None);
+    let issuer = start("issuer", &config);
+    write_config(tmp.path(), Phase::Transition, Some(issuer.addr));
+    let verifier = start("verifier", &config);
     assert!(
         eventually(Duration::from_secs(20), || {
             http(verifier.addr, "GET", "/readyz", &[], b"").status == 200

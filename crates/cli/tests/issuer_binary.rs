@@ -4,20 +4,22 @@ mod common;
 
 use std::time::Duration;
 
-use common::{
-    eventually, fetch_token, free_port, http, keyshift, token_alg, write_config, Service,
-};
+use common::{fetch_token, http, keyshift, start, token_alg, write_config};
 use keyshift_core::secret::SecretHash;
+use keyshift_core::{Alg, Phase};
+use keyshift_testkit::net::unused_fixed_port;
+use keyshift_testkit::process::wait_for_exit;
+use keyshift_testkit::{eventually, jwt};
 use nix::sys::signal::Signal;
 
 #[test]
 fn issuer_binary_serves_reloads_on_sighup_and_drains_on_sigterm() {
     let tmp = common::dir_with_secret();
-    let config = write_config(tmp.path(), "dual", "127.0.0.1:0", None);
-    let mut issuer = Service::start("issuer", &config);
+    let config = write_config(tmp.path(), Phase::Dual, None);
+    let mut issuer = start("issuer", &config);
 
     let token = fetch_token(issuer.addr, "svc-a", "s3cret");
-    assert_eq!(token_alg(&token), "HS256");
+    assert_eq!(token_alg(&token), Alg::Hs256);
     let jwks = http(issuer.addr, "GET", "/.well-known/jwks.json", &[], b"");
     assert_eq!(jwks.json()["keys"].as_array().map(Vec::len), Some(1));
 
@@ -42,18 +44,18 @@ fn issuer_binary_serves_reloads_on_sighup_and_drains_on_sigterm() {
     );
     assert_eq!(
         token_alg(String::from_utf8_lossy(&minted.stdout).trim()),
-        "HS256"
+        Alg::Hs256
     );
 
     // Phase switch by config edit + SIGHUP: the next token is RS256.
-    write_config(tmp.path(), "transition", "127.0.0.1:0", None);
+    write_config(tmp.path(), Phase::Transition, None);
     issuer.signal(Signal::SIGHUP);
     assert!(
         eventually(Duration::from_secs(10), || token_alg(&fetch_token(
             issuer.addr,
             "svc-a",
             "s3cret"
-        )) == "RS256"),
+        )) == Alg::Rs256),
         "issuer did not switch to RS256 after SIGHUP"
     );
 
@@ -64,11 +66,11 @@ fn issuer_binary_serves_reloads_on_sighup_and_drains_on_sigterm() {
     let line = issuer
         .wait_for_log("config reload failed", seen, Duration::from_secs(10))
         .expect("the reload failure is logged");
-    let logged = issuer.stderr.lock().expect("log")[line].clone();
+    let logged = issuer.log_line(line).expect("the line found");
     assert!(logged.contains("phase"), "names the field: {logged}");
     assert_eq!(
         token_alg(&fetch_token(issuer.addr, "svc-a", "s3cret")),
-        "RS256"
+        Alg::Rs256
     );
 
     let metrics = http(issuer.addr, "GET", "/metrics", &[], b"").text();
@@ -110,7 +112,7 @@ fn bad_config_names_the_field_and_exits_2() {
 #[test]
 fn corrupt_manifest_at_start_is_one_line_naming_the_path_and_the_problem_once() {
     let tmp = common::dir_with_secret();
-    let config = write_config(tmp.path(), "dual", "127.0.0.1:0", None);
+    let config = write_config(tmp.path(), Phase::Dual, None);
     let manifest = tmp.path().join("keys").join("manifest.json");
     std::fs::create_dir(tmp.path().join("keys")).expect("key dir");
     std::fs::write(&manifest, "{\"version\":1,\"keys\":[{\"kid\":").expect("corrupt");
@@ -170,7 +172,7 @@ fn listed_state(listing: &str, kid: &str) -> Option<String> {
 #[test]
 fn keys_commands_generate_list_rotate_and_retire_offline() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let config = write_config(tmp.path(), "transition", "127.0.0.1:0", None);
+    let config = write_config(tmp.path(), Phase::Transition, None);
     let key_dir = tmp.path().join("keys");
 
     // Nothing to rotate in an empty folder: a clear error, nothing created.
@@ -254,9 +256,12 @@ fn keys_commands_generate_list_rotate_and_retire_offline() {
         "0123456789abcdef0123456789abcdef\n",
     )
     .expect("secret");
-    let mut issuer = Service::start("issuer", &config);
+    let mut issuer = start("issuer", &config);
     let token = fetch_token(issuer.addr, "svc-a", "s3cret");
-    assert_eq!(common::token_header(&token)["kid"], second.as_str());
+    assert_eq!(
+        jwt::header(&token).and_then(|h| h.kid).as_deref(),
+        Some(second.as_str())
+    );
     issuer.signal(Signal::SIGTERM);
     assert!(issuer.wait_exit().success());
 }
@@ -264,7 +269,7 @@ fn keys_commands_generate_list_rotate_and_retire_offline() {
 #[test]
 fn config_check_prints_effective_settings() {
     let tmp = common::dir_with_secret();
-    let path = write_config(tmp.path(), "dual", "127.0.0.1:0", None);
+    let path = write_config(tmp.path(), Phase::Dual, None);
     let out = keyshift()
         .args(["config", "check"])
         .arg(&path)
@@ -411,14 +416,7 @@ impl Dev {
     fn stop(&mut self) -> std::process::ExitStatus {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         nix::sys::signal::kill(pid, Signal::SIGTERM).expect("SIGTERM");
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(std::time::Instant::now() < deadline, "dev did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_exit(&mut self.child, Duration::from_secs(20)).expect("dev stops")
     }
 }
 
@@ -492,7 +490,8 @@ fn mode(path: &std::path::Path) -> u32 {
 fn dev_generates_its_files_once_prints_a_working_session_and_stops_on_sigterm() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join(".keyshift");
-    let (ip, vp) = (free_port(), free_port());
+    // `keyshift dev` prints URLs with its ports, so it refuses port 0.
+    let (ip, vp) = (unused_fixed_port(), unused_fixed_port());
 
     let mut dev = Dev::start(&dir, ip, vp);
     assert!(
@@ -576,8 +575,8 @@ fn read_head(stream: &mut std::net::TcpStream) -> String {
 fn sigterm_drains_a_request_in_flight() {
     use std::io::{Read, Write};
     let tmp = common::dir_with_secret();
-    let config = write_config(tmp.path(), "dual", "127.0.0.1:0", None);
-    let mut issuer = Service::start("issuer", &config);
+    let config = write_config(tmp.path(), Phase::Dual, None);
+    let mut issuer = start("issuer", &config);
     let body = b"grant_type=client_credentials&client_id=svc-a&client_secret=s3cret";
     let (first, rest) = body.split_at(body.len() / 2);
 

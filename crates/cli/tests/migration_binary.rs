@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{eventually, fetch_token, http, token_alg, write_config, Service};
+use common::{fetch_token, http, start, token_alg, write_config};
+use keyshift_core::{Alg, Phase};
+use keyshift_testkit::eventually;
 use nix::sys::signal::Signal;
 
 fn verify(verifier: std::net::SocketAddr, token: &str) -> common::HttpResponse {
@@ -24,13 +26,13 @@ fn verify(verifier: std::net::SocketAddr, token: &str) -> common::HttpResponse {
 #[test]
 fn phase_switches_by_sighup_fail_no_request() {
     let tmp = common::dir_with_secret();
-    // The issuer needs a fixed port in the verifier's jwks_url: take a free one.
-    let port = common::free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let config = write_config(tmp.path(), "dual", &listen, Some(port));
-    let issuer = Service::start("issuer", &config);
-    let verifier = Service::start("verifier", &config);
-    let (ia, va) = (issuer.addr, verifier.addr);
+    // The issuer first, on port 0: the verifier's jwks_url names the port it got.
+    let config = write_config(tmp.path(), Phase::Dual, None);
+    let issuer = start("issuer", &config);
+    let ia = issuer.addr;
+    write_config(tmp.path(), Phase::Dual, Some(ia));
+    let verifier = start("verifier", &config);
+    let va = verifier.addr;
 
     // A client that never stops: mint, verify, count.
     let stop = Arc::new(AtomicBool::new(false));
@@ -68,20 +70,20 @@ fn phase_switches_by_sighup_fail_no_request() {
     };
 
     wait_ok(20);
-    for phase in ["transition", "asymmetric"] {
-        write_config(tmp.path(), phase, &listen, Some(port));
+    for phase in [Phase::Transition, Phase::Asymmetric] {
+        write_config(tmp.path(), phase, Some(ia));
         // Issuer first when it stops signing HS256; then the verifiers.
         issuer.signal(Signal::SIGHUP);
         assert!(
             eventually(Duration::from_secs(10), || token_alg(&fetch_token(
                 ia, "svc-a", "s3cret"
-            )) == "RS256"),
+            )) == Alg::Rs256),
             "issuer did not switch to RS256"
         );
         verifier.signal(Signal::SIGHUP);
         assert!(
             eventually(Duration::from_secs(10), || {
-                http(va, "GET", "/migration", &[], b"").json()["phase"] == phase
+                http(va, "GET", "/migration", &[], b"").json()["phase"] == phase.as_str()
             }),
             "verifier did not switch to {phase}"
         );
@@ -96,11 +98,11 @@ fn phase_switches_by_sighup_fail_no_request() {
     // In phase asymmetric an HS256 token (minted offline with the old secret) is refused.
     let hs = common::keyshift()
         .args(["token", "--client", "svc-a", "--config"])
-        .arg(write_config(tmp.path(), "dual", &listen, Some(port)))
+        .arg(write_config(tmp.path(), Phase::Dual, Some(ia)))
         .output()
         .expect("token");
     let hs_token = String::from_utf8_lossy(&hs.stdout).trim().to_owned();
-    assert_eq!(token_alg(&hs_token), "HS256");
+    assert_eq!(token_alg(&hs_token), Alg::Hs256);
     let resp = verify(va, &hs_token);
     assert_eq!(resp.status, 401);
 
@@ -131,7 +133,7 @@ fn phase_switches_by_sighup_fail_no_request() {
     };
     let before = fetches();
     let logged = verifier.log_len();
-    let config = write_config(tmp.path(), "asymmetric", &listen, Some(port));
+    let config = write_config(tmp.path(), Phase::Asymmetric, Some(ia));
     std::fs::write(&config, "phase = \"sideways\"\n").expect("bad config");
     verifier.signal(Signal::SIGHUP);
     assert!(
@@ -157,9 +159,9 @@ fn phase_switches_by_sighup_fail_no_request() {
 
     // Phase asymmetric needs no secret: a verifier whose config still names a
     // destroyed secret file starts, serves RS256, and reports the leftover.
-    write_config(tmp.path(), "asymmetric", &listen, Some(port));
+    write_config(tmp.path(), Phase::Asymmetric, Some(ia));
     std::fs::remove_file(tmp.path().join("hs256.secret")).expect("destroy secret");
-    let fresh = Service::start("verifier", &config);
+    let fresh = start("verifier", &config);
     assert_eq!(verify(fresh.addr, &rs).status, 200);
     let metrics = http(fresh.addr, "GET", "/metrics", &[], b"").text();
     assert!(

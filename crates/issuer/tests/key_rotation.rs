@@ -7,12 +7,13 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use keyshift_core::Phase;
 use keyshift_issuer::keystore::KeyState;
 use keyshift_issuer::StartError;
 
 #[tokio::test]
 async fn restart_keeps_keys_and_old_tokens_verify() {
-    let f = fixture("transition").await;
+    let f = fixture(Phase::Transition).await;
     let (_, _, body) = f.token_post(GOOD).await;
     let token = body["access_token"].as_str().expect("token").to_owned();
     let before = f.jwks().await;
@@ -24,7 +25,7 @@ async fn restart_keeps_keys_and_old_tokens_verify() {
 
 #[tokio::test]
 async fn rotation_prepublishes_before_signing_and_retires_on_time() {
-    let f = fixture("transition").await;
+    let f = fixture(Phase::Transition).await;
     let (_, _, body) = f.token_post(GOOD).await;
     let old_token = body["access_token"].as_str().expect("t").to_owned();
     let old_kid = jsonwebtoken::decode_header(&old_token)
@@ -97,7 +98,7 @@ async fn rotation_prepublishes_before_signing_and_retires_on_time() {
 
 #[tokio::test]
 async fn key_made_offline_signs_only_prepublish_after_the_issuer_first_served_it() {
-    let f = fixture("transition").await;
+    let f = fixture(Phase::Transition).await;
     let old = f.signing_kid().await;
     // `keyshift keys rotate` while the issuer is down, a day before it comes back.
     let next = f
@@ -119,7 +120,7 @@ async fn key_made_offline_signs_only_prepublish_after_the_issuer_first_served_it
 
 #[tokio::test]
 async fn key_rotated_in_phase_legacy_is_promoted_only_after_dual_served_it() {
-    let f = fixture("legacy").await;
+    let f = fixture(Phase::Legacy).await;
     let old = f.active_kid();
     let next = f
         .key_store()
@@ -128,7 +129,7 @@ async fn key_rotated_in_phase_legacy_is_promoted_only_after_dual_served_it() {
     f.clock.set(Duration::from_secs(T0 + 2000));
     f.issuer.maintain_keys().await.expect("tick");
     assert_eq!(f.active_kid(), old, "legacy serves no JWKS: never promoted");
-    f.reload("dual").await;
+    f.reload(Phase::Dual).await;
     assert!(f.jwks_kids().await.contains(&next.kid));
     f.clock.advance(Duration::from_secs(899));
     f.issuer.maintain_keys().await.expect("tick");
@@ -140,8 +141,8 @@ async fn key_rotated_in_phase_legacy_is_promoted_only_after_dual_served_it() {
 
 #[tokio::test]
 async fn reload_from_legacy_straight_to_rs256_is_refused_and_keeps_the_running_config() {
-    let f = fixture("legacy").await;
-    for phase in ["transition", "asymmetric"] {
+    let f = fixture(Phase::Legacy).await;
+    for phase in [Phase::Transition, Phase::Asymmetric] {
         let err = f.try_reload(phase).await.expect_err("refused");
         assert!(matches!(err, StartError::Refused(_)), "{err}");
         let msg = err.to_string();
@@ -153,28 +154,35 @@ async fn reload_from_legacy_straight_to_rs256_is_refused_and_keeps_the_running_c
         assert_eq!(f.jwks_kids().await.len(), 0, "still legacy");
     }
     // Through dual, once the key has been served for key_prepublish: fine.
-    f.reload("dual").await;
+    f.reload(Phase::Dual).await;
     f.clock.advance(Duration::from_secs(900));
-    f.reload("legacy").await;
+    f.reload(Phase::Legacy).await;
     // Back in legacy the JWKS dropped it: a verifier may have cached that.
-    let err = f.try_reload("transition").await.expect_err("refused again");
+    let err = f
+        .try_reload(Phase::Transition)
+        .await
+        .expect_err("refused again");
     assert!(matches!(err, StartError::Refused(_)), "{err}");
-    f.reload("dual").await;
+    f.reload(Phase::Dual).await;
     f.clock.advance(Duration::from_secs(900));
-    f.reload("transition").await;
+    f.reload(Phase::Transition).await;
     assert_eq!(f.signing_kid().await, f.active_kid());
 }
 
 #[tokio::test]
 async fn shortened_token_ttl_does_not_retire_a_key_before_its_longer_tokens_expire() {
-    let f = fixture("transition").await;
-    f.try_reload_ttl("transition", "24h").await.expect("24h");
+    let f = fixture(Phase::Transition).await;
+    f.try_reload_ttl(Phase::Transition, "24h")
+        .await
+        .expect("24h");
     let (_, _, body) = f.token_post(GOOD).await;
     assert_eq!(body["expires_in"], 86_400);
     let long_token = body["access_token"].as_str().expect("token").to_owned();
     let old = f.signing_kid().await;
     f.clock.advance(Duration::from_secs(60));
-    f.try_reload_ttl("transition", "10m").await.expect("10m");
+    f.try_reload_ttl(Phase::Transition, "10m")
+        .await
+        .expect("10m");
 
     // A rotation by hand, published at once, promoted 15 minutes later.
     let next = f

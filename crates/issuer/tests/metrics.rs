@@ -7,6 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use common::*;
+use keyshift_core::Phase;
 use keyshift_issuer::metrics::{NEXT_ROTATION, TOKEN_REQUESTS};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 
@@ -64,7 +65,7 @@ fn gauge(s: &Snapshotter, name: &str) -> (Option<f64>, Option<String>) {
 #[test]
 fn every_token_request_is_counted_under_its_outcome() {
     with_recorder(|snap| async move {
-        let f = fixture("dual").await;
+        let f = fixture(Phase::Dual).await;
         let one = |o: &str| vec![(o.to_owned(), 1)];
 
         f.token_post(GOOD).await;
@@ -95,17 +96,15 @@ fn every_token_request_is_counted_under_its_outcome() {
 fn next_rotation_gauge_has_help_and_shows_no_stale_date_when_rotation_is_off() {
     with_recorder(|snap| async move {
         keyshift_issuer::metrics::describe();
-        let f = fixture("transition").await;
+        let f = fixture(Phase::Transition).await;
         let (value, help) = gauge(&snap, NEXT_ROTATION);
         assert_eq!(value, Some((T0 + 30 * 86_400) as f64));
         assert!(help.is_some_and(|h| h.contains("+Inf")), "described");
 
         // rotate_every = "off": nothing scheduled, and the old date is gone.
-        f.try_reload_edited("transition", |t| {
-            t.replace("rotate_every = \"30d\"", "rotate_every = \"off\"")
-        })
-        .await
-        .expect("reload");
+        f.try_reload_with(Phase::Transition, |cfg| cfg.issuer("rotate_every", "off"))
+            .await
+            .expect("reload");
         assert_eq!(gauge(&snap, NEXT_ROTATION).0, Some(f64::INFINITY));
 
         // A rotation by hand is a schedule again: its real date shows.

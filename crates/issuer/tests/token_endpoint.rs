@@ -9,11 +9,12 @@ use common::*;
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use jsonwebtoken::Algorithm;
+use keyshift_core::Phase;
 use serde_json::Value;
 
 #[tokio::test]
 async fn dual_phase_issues_hs256_with_every_claim() {
-    let f = fixture("dual").await;
+    let f = fixture(Phase::Dual).await;
     let (status, headers, body) = f.token_post(GOOD).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(headers["cache-control"], "no-store");
@@ -37,7 +38,7 @@ async fn dual_phase_issues_hs256_with_every_claim() {
 
 #[tokio::test]
 async fn transition_phase_issues_rs256_verifiable_with_served_jwks() {
-    let f = fixture("transition").await;
+    let f = fixture(Phase::Transition).await;
     let (status, _, body) = f.token_post(GOOD).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let token = body["access_token"].as_str().expect("token");
@@ -51,7 +52,7 @@ async fn transition_phase_issues_rs256_verifiable_with_served_jwks() {
 
 #[tokio::test]
 async fn basic_auth_with_reserved_characters_in_id_and_secret() {
-    let f = fixture("dual").await;
+    let f = fixture(Phase::Dual).await;
     // id "svc:b%+" and secret "p+ss w:rd%", form-urlencoded then base64 (RFC 6749 §2.3.1).
     let (status, _, body) = f
         .send(basic(
@@ -79,7 +80,7 @@ async fn basic_auth_with_reserved_characters_in_id_and_secret() {
 
 #[tokio::test]
 async fn scope_is_narrowed_and_escalation_refused() {
-    let f = fixture("dual").await;
+    let f = fixture(Phase::Dual).await;
     let (s, _, body) = f.token_post(&format!("{GOOD}&scope=write")).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(body["scope"], "write");
@@ -94,7 +95,7 @@ async fn scope_is_narrowed_and_escalation_refused() {
 
 #[tokio::test]
 async fn every_token_endpoint_error() {
-    let f = fixture("dual").await;
+    let f = fixture(Phase::Dual).await;
     // invalid_request: no grant_type, repeated parameter, wrong content type, two methods.
     for body in [
         "client_id=svc-a&client_secret=secret-a",
@@ -158,7 +159,7 @@ async fn every_token_endpoint_error() {
 #[tokio::test]
 async fn failed_authentications_lock_out_the_guessers_network_not_the_client_or_its_neighbours() {
     // The fixture allows 3 failures per (client id, network).
-    let f = fixture("dual").await;
+    let f = fixture(Phase::Dual).await;
     let bad = "grant_type=client_credentials&client_id=svc-a&client_secret=nope";
     for _ in 0..3 {
         let (s, _, _) = f.token_post(bad).await;
@@ -193,7 +194,7 @@ async fn failed_authentications_lock_out_the_guessers_network_not_the_client_or_
 }
 #[tokio::test]
 async fn jwks_has_only_public_members_and_honours_etag() {
-    let f = fixture("dual").await;
+    let f = fixture(Phase::Dual).await;
     let (s, h, b) = f.send(get("/.well-known/jwks.json")).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(h["cache-control"], "public, max-age=300");
@@ -229,15 +230,15 @@ async fn jwks_has_only_public_members_and_honours_etag() {
 
 #[tokio::test]
 async fn legacy_phase_publishes_no_rsa_keys() {
-    let f = fixture("legacy").await;
+    let f = fixture(Phase::Legacy).await;
     assert_eq!(f.jwks().await["keys"].as_array().map(Vec::len), Some(0));
-    f.reload("dual").await;
+    f.reload(Phase::Dual).await;
     assert_eq!(f.jwks().await["keys"].as_array().map(Vec::len), Some(1));
 }
 
 #[tokio::test]
 async fn metadata_documents_describe_the_endpoints() {
-    let f = fixture("dual").await;
+    let f = fixture(Phase::Dual).await;
     for path in [
         "/.well-known/oauth-authorization-server",
         "/.well-known/openid-configuration",
@@ -266,8 +267,8 @@ async fn metadata_documents_describe_the_endpoints() {
 
 #[tokio::test]
 async fn bad_config_on_reload_keeps_the_running_one() {
-    let f = fixture("dual").await;
-    let cfg = f.config("dual");
+    let f = fixture(Phase::Dual).await;
+    let cfg = f.config(Phase::Dual);
     let mut broken = cfg.require_issuer().expect("issuer").clone();
     broken.hs256_secret_file = Some(f.config_path.with_file_name("missing.secret"));
     let err = f
@@ -285,7 +286,11 @@ async fn bad_config_on_reload_keeps_the_running_one() {
 
 #[tokio::test]
 async fn argon2_verifications_are_bounded_and_the_overflow_gets_429() {
-    let f = fixture_with("dual", &argon2_client("svc-slow", b"slow-secret", 64, 1, 1)).await;
+    let f = fixture_with(
+        Phase::Dual,
+        &[argon2_client("svc-slow", b"slow-secret", 64, 1, 1)],
+    )
+    .await;
     let slow = "grant_type=client_credentials&client_id=svc-slow&client_secret=slow-secret";
     assert_eq!(f.token_post(slow).await.0, StatusCode::OK);
     // Unknown ids are checked against a configured client's hash (a decoy
@@ -343,7 +348,7 @@ async fn argon2_verifications_are_bounded_and_the_overflow_gets_429() {
 
 #[tokio::test]
 async fn over_long_client_ids_are_invalid_clients_that_never_become_limiter_keys() {
-    let f = fixture("dual").await;
+    let f = fixture(Phase::Dual).await;
     let long = "x".repeat(257);
     for body in [
         format!("grant_type=client_credentials&client_id={long}&client_secret=s"),
@@ -386,7 +391,7 @@ async fn over_long_client_ids_are_invalid_clients_that_never_become_limiter_keys
 
 #[tokio::test]
 async fn ipv6_peers_are_limited_per_64() {
-    let f = fixture("dual").await;
+    let f = fixture(Phase::Dual).await;
     let bad = "grant_type=client_credentials&client_id=nobody&client_secret=nope";
     let from = |ip: &str| f.service_from(ip.parse().expect("ip"));
     for i in 1..=3 {
@@ -433,7 +438,7 @@ fn stalling_post(first: &str, content_length: usize) -> Request<Stalls> {
 
 #[tokio::test]
 async fn a_body_that_never_finishes_gets_408_after_the_body_timeout() {
-    let f = fixture("dual").await;
+    let f = fixture(Phase::Dual).await;
     tokio::time::pause();
     let started = tokio::time::Instant::now();
     let resp = f
@@ -455,7 +460,7 @@ async fn a_body_that_never_finishes_gets_408_after_the_body_timeout() {
 
 #[tokio::test]
 async fn a_declared_length_over_the_limit_gets_413_without_reading_the_body() {
-    let f = fixture("dual").await;
+    let f = fixture(Phase::Dual).await;
     // The body never arrives: only an answer from the header can come back.
     let resp = tokio::time::timeout(
         Duration::from_secs(5),
@@ -472,7 +477,7 @@ async fn a_declared_length_over_the_limit_gets_413_without_reading_the_body() {
 
 #[tokio::test]
 async fn legacy_phase_issues_hs256_and_publishes_no_key() {
-    let f = fixture("legacy").await;
+    let f = fixture(Phase::Legacy).await;
     let (s, _, body) = f.token_post(GOOD).await;
     assert_eq!(s, StatusCode::OK, "{body}");
     let token = body["access_token"].as_str().expect("token");
@@ -487,14 +492,11 @@ async fn legacy_phase_issues_hs256_and_publishes_no_key() {
 
 #[tokio::test]
 async fn asymmetric_phase_never_reads_a_leftover_secret_file() {
-    let f = fixture("transition").await;
+    let f = fixture(Phase::Transition).await;
     // The operator destroyed the secret but left its path in the config.
     std::fs::remove_file(f.dir.path().join("hs256.secret")).expect("destroy secret");
-    f.try_reload_edited("asymmetric", |text| {
-        text.replace(
-            "[issuer]\n",
-            "[issuer]\nhs256_secret_file = \"hs256.secret\"\n",
-        )
+    f.try_reload_with(Phase::Asymmetric, |cfg| {
+        cfg.issuer("hs256_secret_file", "hs256.secret")
     })
     .await
     .expect("asymmetric needs no secret: the file is not read");
@@ -502,7 +504,7 @@ async fn asymmetric_phase_never_reads_a_leftover_secret_file() {
     assert_eq!(s, StatusCode::OK, "{body}");
     // Back to transition the secret is needed again: refused, with the field named.
     let err = f
-        .try_reload("transition")
+        .try_reload(Phase::Transition)
         .await
         .expect_err("secret missing");
     assert!(err.to_string().contains("hs256_secret_file"), "{err}");
@@ -510,7 +512,7 @@ async fn asymmetric_phase_never_reads_a_leftover_secret_file() {
 
 #[tokio::test]
 async fn asymmetric_phase_issues_rs256_with_no_secret_configured() {
-    let f = fixture("asymmetric").await;
+    let f = fixture(Phase::Asymmetric).await;
     let live = f.issuer.live();
     assert!(live.config().hs256_secret_file.is_none());
     let (s, _, body) = f.token_post(GOOD).await;
@@ -525,7 +527,7 @@ async fn asymmetric_phase_issues_rs256_with_no_secret_configured() {
 
 #[tokio::test]
 async fn body_client_id_must_match_the_basic_one() {
-    let f = fixture("dual").await;
+    let f = fixture(Phase::Dual).await;
     let (s, _, b) = f
         .send(basic(
             "svc-a:secret-a",
@@ -549,7 +551,7 @@ async fn body_client_id_must_match_the_basic_one() {
 
 #[tokio::test]
 async fn form_content_type_with_parameters_is_accepted() {
-    let f = fixture("dual").await;
+    let f = fixture(Phase::Dual).await;
     for content_type in [
         "application/x-www-form-urlencoded; charset=UTF-8",
         "Application/X-WWW-Form-Urlencoded;charset=utf-8",
@@ -573,7 +575,11 @@ async fn guesses_in_flight_at_once_get_no_more_tries_than_the_limit() {
     // The fixture allows 3 failures per (client id, network), so 15 per
     // network and 60 per client id. An argon2 client: every guess waits for
     // a hashing slot, so all 200 are in flight together.
-    let f = fixture_with("dual", &argon2_client("svc-slow", b"slow-secret", 64, 1, 1)).await;
+    let f = fixture_with(
+        Phase::Dual,
+        &[argon2_client("svc-slow", b"slow-secret", 64, 1, 1)],
+    )
+    .await;
     let storm = |from_one_address: bool, body: fn(u32) -> String| {
         let mut set = tokio::task::JoinSet::new();
         for i in 0..200u32 {
@@ -650,11 +656,14 @@ async fn bcrypt_and_pbkdf2_clients_of_an_old_store_authenticate() {
         )
         .expect("pbkdf2")
         .to_string();
-    let extra = format!(
-        "\n[[issuer.clients]]\nid = \"old-bcrypt\"\nsecret_hash = \"{bcrypt_hash}\"\nscopes = [\"read\"]\n\
-         \n[[issuer.clients]]\nid = \"old-pbkdf2\"\nsecret_hash = \"{pbkdf2_hash}\"\nscopes = [\"read\"]\n"
-    );
-    let f = fixture_with("dual", &extra).await;
+    let f = fixture_with(
+        Phase::Dual,
+        &[
+            keyshift_testkit::Client::with_hash("old-bcrypt", bcrypt_hash, &["read"]),
+            keyshift_testkit::Client::with_hash("old-pbkdf2", pbkdf2_hash, &["read"]),
+        ],
+    )
+    .await;
     for (id, secret) in [
         ("old-bcrypt", "old-bcrypt-secret"),
         ("old-pbkdf2", "old-pbkdf2-secret"),

@@ -4,54 +4,49 @@
 
 mod common;
 
+use std::future::Future;
 use std::sync::Arc;
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 use common::*;
 use http::StatusCode;
 use keyshift_core::clock::ManualClock;
-use keyshift_core::secret::HmacSecret;
 use keyshift_core::Phase;
+use keyshift_testkit::eventually_async;
 use keyshift_verifier::{Verifier, VerifyError};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use serde_json::json;
-
-/// Polls `cond` every 10 ms for at most 5 s (real time: only for I/O the
-/// test does not control, never for the logic under test).
-async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    for _ in 0..500 {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    cond()
-}
 
 #[tokio::test]
 async fn concurrent_requests_for_a_rotated_kid_share_one_fetch_and_all_pass() {
     let (a, b) = keys();
     let f = fixture(Phase::Dual, "").await;
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    f.server.set(Mode::Gated {
+    f.server.set(Mode::Ok {
         body: jwks_of(&[a, b]),
-        gate: gate.clone(),
+        max_age: Some(300),
     });
     let before = f.server.hits();
+    // Each request is polled once, here, before the runtime runs anything
+    // else (the JWKS server included): the first takes the single flight and
+    // starts its fetch, which cannot finish yet; so every later one finds
+    // the fetch in flight and must wait for it. None may be done.
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..50 {
         let verifier = f.verifier.clone();
         let mut c = claims();
         c["jti"] = json!(format!("j{i}"));
         let token = rs256(b, &c);
-        tasks.spawn(async move { verifier.verify(&token).await.map(|v| v.alg) });
+        let mut request = Box::pin(async move { verifier.verify(&token).await.map(|v| v.alg) });
+        let first_poll = request
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()));
+        assert!(
+            first_poll.is_pending(),
+            "request {i} did not wait for the fetch"
+        );
+        tasks.spawn(request);
     }
-    // The first request is fetching (held at the gate); the others wait for it.
-    assert!(eventually(|| f.server.hits() > before).await);
-    for _ in 0..100 {
-        tokio::task::yield_now().await;
-    }
-    gate.add_permits(100);
     let mut passed = 0;
     while let Some(result) = tasks.join_next().await {
         assert!(result.expect("task").is_ok(), "a waiter was refused");
@@ -161,8 +156,7 @@ async fn past_max_staleness_even_cached_rs256_tokens_get_503_with_retry_after() 
     let hs = hs256(&long);
     assert_eq!(f.check(&rs).await.0, StatusCode::OK);
     assert_eq!(f.check(&hs).await.0, StatusCode::OK);
-    f.server.stop();
-    tokio::task::yield_now().await;
+    f.server.stop().await;
     // Within the maximum staleness (1h) the cached keys serve.
     f.clock.advance(Duration::from_secs(3000));
     assert_eq!(f.check(&rs).await.0, StatusCode::OK);
@@ -204,7 +198,7 @@ async fn the_background_refresher_fetches_when_due() {
     assert_eq!(f.fetches(), fetches, "fetched before the refresh was due");
     f.clock.advance(Duration::from_secs(41));
     assert!(
-        eventually(|| f.fetches() > fetches).await,
+        eventually_async(Duration::from_secs(5), || f.fetches() > fetches).await,
         "no background fetch"
     );
 }
@@ -350,11 +344,9 @@ async fn metered(phase: Phase, extra: &str, server: &JwksServer) -> (Arc<Verifie
     let snap = recorder.snapshotter();
     let cfg = config(phase, &server.url(), extra);
     let section = cfg.require_verifier().expect("verifier").clone();
-    let secret =
-        (phase != Phase::Asymmetric).then(|| HmacSecret::new(SECRET.to_vec()).expect("secret"));
     let clock = ManualClock::at_secs(NOW);
     let verifier = metrics::with_local_recorder(&recorder, || {
-        Verifier::new(phase, &section, secret, clock).expect("verifier")
+        Verifier::new(phase, &section, secret_for(phase), clock).expect("verifier")
     });
     // Keep the recorder alive for the handles' lifetime.
     std::mem::forget(recorder);

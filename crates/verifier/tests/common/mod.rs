@@ -21,6 +21,7 @@ use keyshift_core::b64;
 use keyshift_core::clock::ManualClock;
 use keyshift_core::secret::HmacSecret;
 use keyshift_core::{Config, Phase};
+use keyshift_testkit::ConfigToml;
 use keyshift_verifier::{State, Verifier, VerifierService};
 use sha2::Sha256;
 
@@ -146,11 +147,6 @@ pub enum Mode {
     Status(u16),
     /// Answers nothing for this long (longer than the fetch timeout: a hang).
     Slow(Duration),
-    /// Answers `body` once the semaphore gives a permit: the test decides when.
-    Gated {
-        body: String,
-        gate: Arc<tokio::sync::Semaphore>,
-    },
     /// 302 to `location`.
     Redirect(String),
 }
@@ -161,7 +157,8 @@ pub struct JwksServer {
     pub mode: Arc<Mutex<Mode>>,
     pub hits: Arc<AtomicUsize>,
     pub paths: Arc<Mutex<Vec<String>>>,
-    task: tokio::task::JoinHandle<()>,
+    /// The accept loop; taken by [`JwksServer::stop`].
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl JwksServer {
@@ -213,10 +210,6 @@ impl JwksServer {
                                         tokio::time::sleep(d).await;
                                         Response::new(Full::new(Bytes::from_static(b"{}")))
                                     }
-                                    Mode::Gated { body, gate } => {
-                                        let _permit = gate.acquire().await;
-                                        Response::new(Full::new(Bytes::from(body)))
-                                    }
                                     Mode::Redirect(location) => {
                                         let mut r = Response::new(Full::new(Bytes::new()));
                                         *r.status_mut() = StatusCode::FOUND;
@@ -243,7 +236,7 @@ impl JwksServer {
             mode,
             hits,
             paths,
-            task,
+            task: Mutex::new(Some(task)),
         }
     }
 
@@ -255,9 +248,14 @@ impl JwksServer {
         self.hits.load(Ordering::SeqCst)
     }
 
-    /// Stops listening: later fetches get connection refused.
-    pub fn stop(&self) {
-        self.task.abort();
+    /// Stops listening: once this returns, later fetches get connection
+    /// refused (the accept loop has ended and dropped its listener).
+    pub async fn stop(&self) {
+        let task = self.task.lock().expect("lock").take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
     }
 
     pub fn url(&self) -> String {
@@ -265,29 +263,30 @@ impl JwksServer {
     }
 }
 
-/// The config text of a verifier using `jwks_url`, with `extra` lines in `[verifier]`.
+/// The config of a verifier using `jwks_url`, with `extra` lines (TOML) in
+/// `[verifier]`; it names a secret file where the phase needs one (the
+/// fixtures hand the secret over directly: see [`secret_for`]).
 pub fn config(phase: Phase, jwks_url: &str, extra: &str) -> Config {
-    let dir = std::env::temp_dir();
-    let text = format!(
-        r#"phase = "{phase}"
-[verifier]
-issuer = "{ISS}"
-audience = "{AUD}"
-jwks_url = "{jwks_url}"
-jwks_timeout = "2s"
-jwks_connect_timeout = "2s"
-max_token_lifetime = "1h"
-jwks_max_staleness = "1h"
-{}
-{extra}
-"#,
-        if phase == Phase::Asymmetric {
-            ""
-        } else {
-            "hs256_secret_file = \"unused\""
-        }
-    );
-    Config::from_toml_str(&text, &dir).expect("valid test config")
+    let mut cfg = ConfigToml::new(phase)
+        .verifier("issuer", ISS)
+        .verifier("audience", AUD)
+        .verifier("jwks_url", jwks_url)
+        .verifier("jwks_timeout", "2s")
+        .verifier("jwks_connect_timeout", "2s")
+        .verifier("max_token_lifetime", "1h")
+        .verifier("jwks_max_staleness", "1h");
+    if phase.needs_shared_secret() {
+        cfg = cfg.verifier("hs256_secret_file", "unused");
+    }
+    Config::from_toml_str(&cfg.verifier_lines(extra).render(), &std::env::temp_dir())
+        .expect("valid test config")
+}
+
+/// The test secret, unless `phase` is asymmetric.
+pub fn secret_for(phase: Phase) -> Option<HmacSecret> {
+    phase
+        .needs_shared_secret()
+        .then(|| HmacSecret::new(SECRET.to_vec()).expect("secret"))
 }
 
 /// A verifier on a manual clock at `NOW`, its JWKS fetched once.
@@ -316,10 +315,9 @@ pub async fn fixture_with(phase: Phase, extra: &str, server: JwksServer) -> Fixt
     let cfg = config(phase, &server.url(), extra);
     let section = cfg.require_verifier().expect("verifier");
     let clock = ManualClock::at_secs(NOW);
-    let secret =
-        (phase != Phase::Asymmetric).then(|| HmacSecret::new(SECRET.to_vec()).expect("secret"));
-    let verifier =
-        Arc::new(Verifier::new(phase, section, secret, clock.clone()).expect("verifier"));
+    let verifier = Arc::new(
+        Verifier::new(phase, section, secret_for(phase), clock.clone()).expect("verifier"),
+    );
     if let Some(jwks) = verifier.jwks() {
         jwks.refresh_if_due().await;
     }
@@ -366,10 +364,12 @@ impl Fixture {
         extra: &str,
     ) -> Result<(), keyshift_verifier::BuildError> {
         let cfg = config(phase, jwks_url, extra);
-        let secret =
-            (phase != Phase::Asymmetric).then(|| HmacSecret::new(SECRET.to_vec()).expect("secret"));
         self.verifier
-            .reload(phase, cfg.require_verifier().expect("verifier"), secret)
+            .reload(
+                phase,
+                cfg.require_verifier().expect("verifier"),
+                secret_for(phase),
+            )
             .await
     }
 
