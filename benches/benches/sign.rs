@@ -13,7 +13,6 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use keyshift_core::secret::HmacSecret;
 use keyshift_issuer::keystore::KeyStore;
 use keyshift_issuer::mint::{Signer, TokenRequest, TokenTemplate};
-use keyshift_issuer::rotation::RotationPolicy;
 
 const NOW: u64 = 1_800_000_000;
 
@@ -36,13 +35,8 @@ fn request() -> TokenRequest<'static> {
 fn sign(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = KeyStore::new(dir.path());
-    let policy = RotationPolicy {
-        rotate_every: None,
-        prepublish: Duration::from_secs(900),
-        token_ttl: Duration::from_secs(900),
-    };
-    let (keys, _) = store.maintain(NOW, &policy, 2048).expect("key");
-    let key = keys.active().expect("active");
+    store.generate_next(NOW, 2048).expect("first key: active");
+    let key = store.load().expect("keys").active().expect("active");
     let secret = HmacSecret::new(vec![0x42; 32]).expect("secret");
 
     let rs = Signer::rs256(Arc::clone(&key));

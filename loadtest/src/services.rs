@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context};
+use keyshift_core::fs::write_atomic;
 use keyshift_core::Phase;
 use keyshift_testkit::config::FILE_NAME;
 use keyshift_testkit::{Client, ConfigToml, Log, Service, StartError};
@@ -60,31 +61,28 @@ fn client(c: &Credentials) -> Client {
     Client::sha256(&c.id, c.secret.as_bytes(), &SCOPES)
 }
 
-/// Writes `path` atomically (a temp file beside it, renamed over it; the temp
-/// file removed if that fails), with the old file's permissions if `keep_mode`.
+/// Writes `path` atomically with core's [`write_atomic`] (temp file, fsync,
+/// rename, the temp file removed on failure), mode 0644, or the old file's
+/// mode if `keep_mode`.
 pub fn replace_file(path: &Path, text: &str, keep_mode: bool) -> anyhow::Result<()> {
-    let perms = if keep_mode {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = if keep_mode {
         let meta =
             std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-        Some(meta.permissions())
+        meta.permissions().mode() & 0o7777
     } else {
-        None
+        0o644
     };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".keyshift-loadtest.tmp");
-    let tmp = PathBuf::from(tmp);
-    let written = (|| {
-        std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-        if let Some(perms) = perms {
-            std::fs::set_permissions(&tmp, perms)
-                .with_context(|| format!("chmod {}", tmp.display()))?;
-        }
-        std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("{} has no file name", path.display()))?;
+    write_atomic(dir, name, text.as_bytes(), mode)
+        .with_context(|| format!("replacing {}", path.display()))
 }
 
 /// `[[issuer.clients]]` entries for `clients` (secrets as sha256 hashes).
@@ -260,7 +258,7 @@ mod tests {
             .expect("ls")
             .filter_map(Result::ok)
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".tmp"))
+            .filter(|n| keyshift_core::fs::is_temp_name(n))
             .collect();
         assert!(left.is_empty(), "{left:?}");
         assert!(folder.join("inside").is_dir());

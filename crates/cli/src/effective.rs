@@ -123,35 +123,31 @@ impl fmt::Display for Effective<'_> {
 mod tests {
     use super::*;
     use keyshift_core::config::RawConfig;
+    use keyshift_core::Phase;
+    use keyshift_testkit::{Client, ConfigToml};
     use std::path::Path;
 
     const BASE: &str = "/etc/keyshift";
-    const ISSUER: &str = r#"
-[issuer]
-issuer = "http://127.0.0.1:8080"
-audience = "https://api.example.com"
-hs256_secret_file = "hs256.secret"
 
-[[issuer.clients]]
-id = "svc-a"
-secret_hash = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
-scopes = ["read", "write"]
-"#;
-    const VERIFIER: &str = r#"
-[verifier]
-issuer = "http://127.0.0.1:8080"
-audience = "https://api.example.com"
-jwks_url = "http://127.0.0.1:8080/.well-known/jwks.json"
-hs256_secret_file = "hs256.secret"
-"#;
+    /// One client, both sections, every other key at its default.
+    fn sample(phase: Phase) -> ConfigToml {
+        ConfigToml::new(phase)
+            .issuer("issuer", "http://127.0.0.1:8080")
+            .issuer("audience", "https://api.example.com")
+            .issuer("hs256_secret_file", "hs256.secret")
+            .client(Client::sha256("svc-a", b"secret-a", &["read", "write"]))
+            .verifier("issuer", "http://127.0.0.1:8080")
+            .verifier("audience", "https://api.example.com")
+            .verifier("jwks_url", "http://127.0.0.1:8080/.well-known/jwks.json")
+            .verifier("hs256_secret_file", "hs256.secret")
+    }
 
     #[test]
     fn effective_settings_name_the_phase_and_the_override() {
-        let config = Config::from_toml_str(
-            &format!("phase = \"dual\"\n{VERIFIER}accept = [\"RS256\"]\n"),
-            Path::new(BASE),
-        )
-        .expect("valid");
+        let toml = sample(Phase::Dual)
+            .verifier("accept", vec!["RS256"])
+            .render();
+        let config = Config::from_toml_str(&toml, Path::new(BASE)).expect("valid");
         let text = Effective(&config).to_string();
         assert!(text.starts_with("phase = \"dual\""), "{text}");
         assert!(text.contains("accept = [\"RS256\"]   # override"), "{text}");
@@ -209,11 +205,8 @@ hs256_secret_file = "hs256.secret"
             ("### `[[issuer.clients]]`", "[[issuer.clients]]\nzzz = 1\n"),
             ("## `[verifier]`", "[verifier]\nzzz = 1\n"),
         ];
-        let config = Config::from_toml_str(
-            &format!("phase = \"dual\"\n{ISSUER}{VERIFIER}"),
-            Path::new(BASE),
-        )
-        .expect("valid");
+        let config =
+            Config::from_toml_str(&sample(Phase::Dual).render(), Path::new(BASE)).expect("valid");
         let effective = Effective(&config)
             .to_string()
             // Paths print resolved; the docs give them relative to the config file.

@@ -21,7 +21,6 @@ pub mod ops;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -39,19 +38,21 @@ pub trait Handler: Clone + Send + Sync + 'static {
     fn call(&self, req: Request<Incoming>) -> impl Future<Output = Response<Full<Bytes>>> + Send;
 }
 
-/// Adapts a [`Handler`] to hyper's `Service`.
-#[derive(Debug, Clone)]
-pub struct HandlerService<H>(pub H);
-
-impl<H: Handler> Service<Request<Incoming>> for HandlerService<H> {
-    type Response = Response<Full<Bytes>>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
-
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
-        let handler = self.0.clone();
-        Box::pin(async move { Ok(handler.call(req).await) })
-    }
+/// Adapts a [`Handler`] to hyper's `Service` without boxing: the future is
+/// the handler's own (hyper's `service_fn` keeps its type), so a request
+/// costs no allocation here.
+pub fn service<H: Handler>(
+    handler: H,
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send,
+> {
+    hyper::service::service_fn(move |req| {
+        let handler = handler.clone();
+        async move { Ok::<_, Infallible>(handler.call(req).await) }
+    })
 }
 
 /// How long in-flight requests get to finish after shutdown is asked.

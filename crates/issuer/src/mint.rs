@@ -168,7 +168,6 @@ fn new_jti() -> Result<String, MintError> {
 mod tests {
     use super::*;
     use crate::keystore::KeyStore;
-    use crate::rotation::RotationPolicy;
     use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
     fn template() -> TokenTemplate {
@@ -228,12 +227,8 @@ mod tests {
     fn rs256_token_verifies_with_the_published_jwk() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = KeyStore::new(dir.path());
-        let policy = RotationPolicy {
-            rotate_every: None,
-            prepublish: Duration::from_secs(900),
-            token_ttl: Duration::from_secs(900),
-        };
-        let (set, _) = store.maintain(now(), &policy, 2048).expect("keys");
+        store.generate_next(now(), 2048).expect("first key: active");
+        let set = store.load().expect("keys");
         let key = set.active().expect("active");
         let signer = Signer::rs256(key.clone());
         let req = TokenRequest {

@@ -85,7 +85,7 @@ pub async fn run(listener: TcpListener, issuer: Arc<Issuer>, shutdown: impl Futu
     keyshift_http::serve(
         listener,
         move |peer: SocketAddr| {
-            keyshift_http::HandlerService(IssuerService::new(issuer.clone(), peer.ip()))
+            keyshift_http::service(IssuerService::new(issuer.clone(), peer.ip()))
         },
         shutdown,
     )

@@ -132,9 +132,11 @@ pub struct ClaimRules {
 pub fn parse(payload: &[u8]) -> Result<Claims<'_>, VerifyError> {
     serde_json::from_slice(payload).map_err(|e| {
         if e.is_data() {
-            VerifyError::BadClaims("claims of the wrong type, duplicated, or out of range")
+            VerifyError::BadClaims(crate::reason!(
+                "claims of the wrong type, duplicated, or out of range"
+            ))
         } else {
-            VerifyError::Malformed("payload is not a JSON object")
+            VerifyError::Malformed(crate::reason!("payload is not a JSON object"))
         }
     })
 }
@@ -142,7 +144,10 @@ pub fn parse(payload: &[u8]) -> Result<Claims<'_>, VerifyError> {
 impl ClaimRules {
     /// Checks time, issuer and audience; `now` in seconds.
     pub fn check(&self, c: &Claims<'_>, now: u64) -> Result<u64, VerifyError> {
-        let exp = c.exp.ok_or(VerifyError::BadClaims("exp is required"))?.0;
+        let exp = c
+            .exp
+            .ok_or(VerifyError::BadClaims(crate::reason!("exp is required")))?
+            .0;
         if exp.saturating_add(self.leeway) <= now {
             return Err(VerifyError::Expired);
         }
@@ -154,15 +159,19 @@ impl ClaimRules {
                 return Err(VerifyError::NotYetValid);
             }
             if exp.saturating_sub(iat.0) > self.max_lifetime {
-                return Err(VerifyError::BadClaims("lifetime longer than allowed"));
+                return Err(VerifyError::BadClaims(crate::reason!(
+                    "lifetime longer than allowed"
+                )));
             }
         }
         if exp.saturating_sub(now) > self.max_lifetime.saturating_add(self.leeway) {
-            return Err(VerifyError::BadClaims("exp too far in the future"));
+            return Err(VerifyError::BadClaims(crate::reason!(
+                "exp too far in the future"
+            )));
         }
         match c.iss.as_deref() {
             Some(iss) if iss == self.issuer => {}
-            _ => return Err(VerifyError::BadClaims("wrong issuer")),
+            _ => return Err(VerifyError::BadClaims(crate::reason!("wrong issuer"))),
         }
         let aud_ok = match &c.aud {
             Some(Audience::One(a)) => *a == self.audience,
@@ -170,7 +179,7 @@ impl ClaimRules {
             None => false,
         };
         if !aud_ok {
-            return Err(VerifyError::BadClaims("wrong audience"));
+            return Err(VerifyError::BadClaims(crate::reason!("wrong audience")));
         }
         Ok(exp)
     }

@@ -3,6 +3,65 @@
 
 use keyshift_core::Alg;
 
+/// The start of every `invalid_token` challenge (RFC 6750 §3).
+macro_rules! invalid_token_challenge {
+    ($text:expr) => {
+        concat!(
+            "Bearer realm=\"keyshift\", error=\"invalid_token\", error_description=\"",
+            $text,
+            "\""
+        )
+    };
+}
+
+/// A fixed reason for a refusal, made by [`reason!`](crate::reason) from a
+/// string literal, with its RFC 6750 challenge built at compile time: a 401
+/// on the hot path under attack allocates nothing for its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reason {
+    text: &'static str,
+    challenge: &'static str,
+}
+
+impl Reason {
+    #[doc(hidden)]
+    pub const fn from_parts(text: &'static str, challenge: &'static str) -> Reason {
+        Reason { text, challenge }
+    }
+
+    /// The reason, as the challenge's `error_description` says it.
+    pub const fn text(self) -> &'static str {
+        self.text
+    }
+
+    /// The whole `WWW-Authenticate` value.
+    pub const fn challenge(self) -> &'static str {
+        self.challenge
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.text)
+    }
+}
+
+/// A [`Reason`] from a string literal (printable ASCII without `"` or `\\`,
+/// so it can stand in the challenge as it is).
+#[macro_export]
+macro_rules! reason {
+    ($text:literal) => {
+        $crate::error::Reason::from_parts(
+            $text,
+            concat!(
+                "Bearer realm=\"keyshift\", error=\"invalid_token\", error_description=\"",
+                $text,
+                "\""
+            ),
+        )
+    };
+}
+
 /// A rejection, or a failure to decide.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -13,7 +72,7 @@ pub enum VerifyError {
     /// Not a compact JWS we can read: size, segments, base64url, header JSON,
     /// or a `crit` header we do not understand (outcome `malformed`).
     #[error("malformed token: {0}")]
-    Malformed(&'static str),
+    Malformed(Reason),
     /// `alg` is not HS256/RS256, or not accepted in this phase (outcome `alg_disabled`).
     #[error("algorithm not accepted")]
     AlgDisabled,
@@ -32,7 +91,7 @@ pub enum VerifyError {
     /// A claim is missing, of the wrong type, duplicated, or wrong
     /// (`iss`, `aud`, lifetime, `typ`) (outcome `bad_claims`).
     #[error("invalid claims: {0}")]
-    BadClaims(&'static str),
+    BadClaims(Reason),
     /// The token lacks a required scope (outcome `insufficient_scope`).
     #[error("insufficient scope")]
     InsufficientScope,
@@ -62,7 +121,7 @@ impl VerifyError {
     pub fn description(&self) -> &'static str {
         match self {
             VerifyError::Missing => "no bearer token",
-            VerifyError::Malformed(d) | VerifyError::BadClaims(d) => d,
+            VerifyError::Malformed(r) | VerifyError::BadClaims(r) => r.text(),
             VerifyError::AlgDisabled => "algorithm not accepted",
             VerifyError::UnknownKid => "unknown key id",
             VerifyError::BadSignature => "signature verification failed",
@@ -70,6 +129,26 @@ impl VerifyError {
             VerifyError::NotYetValid => "token not yet valid",
             VerifyError::InsufficientScope => "insufficient scope",
             VerifyError::KeysUnavailable => "signing keys unavailable",
+        }
+    }
+}
+
+impl VerifyError {
+    /// The `WWW-Authenticate` value of a 401 for this error, built at
+    /// compile time (`insufficient_scope` and 503 have their own).
+    pub const fn invalid_token_challenge(&self) -> &'static str {
+        match self {
+            VerifyError::Malformed(r) | VerifyError::BadClaims(r) => r.challenge(),
+            VerifyError::Missing => invalid_token_challenge!("no bearer token"),
+            VerifyError::AlgDisabled => invalid_token_challenge!("algorithm not accepted"),
+            VerifyError::UnknownKid => invalid_token_challenge!("unknown key id"),
+            VerifyError::BadSignature => {
+                invalid_token_challenge!("signature verification failed")
+            }
+            VerifyError::Expired => invalid_token_challenge!("token expired"),
+            VerifyError::NotYetValid => invalid_token_challenge!("token not yet valid"),
+            VerifyError::InsufficientScope => invalid_token_challenge!("insufficient scope"),
+            VerifyError::KeysUnavailable => invalid_token_challenge!("signing keys unavailable"),
         }
     }
 }
@@ -181,4 +260,34 @@ impl From<Alg> for AlgLabel {
 
 pub(crate) const fn outcome_index(o: Outcome) -> usize {
     o.index()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_compile_time_challenge_says_the_errors_description() {
+        for e in [
+            VerifyError::Missing,
+            VerifyError::Malformed(crate::reason!("bad base64url")),
+            VerifyError::AlgDisabled,
+            VerifyError::UnknownKid,
+            VerifyError::BadSignature,
+            VerifyError::Expired,
+            VerifyError::NotYetValid,
+            VerifyError::BadClaims(crate::reason!("wrong issuer")),
+            VerifyError::InsufficientScope,
+            VerifyError::KeysUnavailable,
+        ] {
+            assert_eq!(
+                e.invalid_token_challenge(),
+                format!(
+                    "Bearer realm=\"keyshift\", error=\"invalid_token\", error_description=\"{}\"",
+                    e.description()
+                ),
+                "{e:?}"
+            );
+        }
+    }
 }

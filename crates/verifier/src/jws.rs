@@ -56,7 +56,7 @@ impl Jws<'_> {
         buf: &'b mut [u8; MAX_SIGNATURE_BYTES],
     ) -> Result<&'b [u8], VerifyError> {
         let n = b64::decode_slice(self.signature_b64, buf)
-            .map_err(|_| VerifyError::Malformed("bad base64url"))?;
+            .map_err(|_| VerifyError::Malformed(crate::reason!("bad base64url")))?;
         Ok(&buf[..n])
     }
 }
@@ -66,17 +66,17 @@ impl Jws<'_> {
 pub fn split(token: &str) -> Result<(Jws<'_>, &str), VerifyError> {
     let (signing_input, sig_b64) = token
         .rsplit_once('.')
-        .ok_or(VerifyError::Malformed("not a compact JWS"))?;
+        .ok_or(VerifyError::Malformed(crate::reason!("not a compact JWS")))?;
     let (header_b64, payload_b64) = signing_input
         .split_once('.')
-        .ok_or(VerifyError::Malformed("not a compact JWS"))?;
+        .ok_or(VerifyError::Malformed(crate::reason!("not a compact JWS")))?;
     if payload_b64.contains('.') {
-        return Err(VerifyError::Malformed(
-            "not a compact JWS (more than three segments)",
-        ));
+        return Err(VerifyError::Malformed(crate::reason!(
+            "not a compact JWS (more than three segments)"
+        )));
     }
     if header_b64.is_empty() || payload_b64.is_empty() || sig_b64.is_empty() {
-        return Err(VerifyError::Malformed("empty segment"));
+        return Err(VerifyError::Malformed(crate::reason!("empty segment")));
     }
     Ok((
         Jws {
@@ -101,14 +101,16 @@ pub fn header<'b>(
         Ok(n) => &stack[..n],
         Err(_) => {
             b64::decode_into(header_b64, heap)
-                .map_err(|_| VerifyError::Malformed("bad base64url"))?;
+                .map_err(|_| VerifyError::Malformed(crate::reason!("bad base64url")))?;
             heap
         }
     };
     let header: Header<'b> = serde_json::from_slice(bytes)
-        .map_err(|_| VerifyError::Malformed("header is not a JSON object"))?;
+        .map_err(|_| VerifyError::Malformed(crate::reason!("header is not a JSON object")))?;
     if header.crit.is_some() {
-        return Err(VerifyError::Malformed("unsupported crit header"));
+        return Err(VerifyError::Malformed(crate::reason!(
+            "unsupported crit header"
+        )));
     }
     Ok(header)
 }

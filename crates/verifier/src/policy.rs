@@ -94,7 +94,7 @@ impl Policy {
         if ok {
             Ok(())
         } else {
-            Err(VerifyError::BadClaims("typ not accepted"))
+            Err(VerifyError::BadClaims(crate::reason!("typ not accepted")))
         }
     }
 

@@ -100,7 +100,7 @@ impl keyshift_http::Handler for VerifierService {
 pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future<Output = ()>) {
     keyshift_http::serve(
         listener,
-        move |_| keyshift_http::HandlerService(VerifierService::new(state.clone())),
+        move |_| keyshift_http::service(VerifierService::new(state.clone())),
         shutdown,
     )
     .await;

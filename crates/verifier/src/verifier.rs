@@ -26,11 +26,12 @@ use crate::token_cache::TokenCache;
 /// A verified token: what a resource server needs to decide.
 ///
 /// The four strings live in one allocation (this is built on every
-/// verification that misses the token cache).
+/// verification that misses the token cache), which the identity headers
+/// of `/verify` share by reference count.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
-    /// `sub`, `client_id`, `scope` and `kid`, back to back.
-    text: Box<str>,
+    /// `sub`, `client_id`, `scope` and `kid`, back to back (UTF-8).
+    text: bytes::Bytes,
     /// End offsets of `sub`, `client_id`, `scope` in `text`; `kid` is the rest.
     ends: [u32; 3],
     has_kid: bool,
@@ -60,7 +61,7 @@ impl Verified {
         }
         text.push_str(kid_text);
         Verified {
-            text: text.into_boxed_str(),
+            text: bytes::Bytes::from(text),
             ends,
             has_kid: kid.is_some(),
             alg,
@@ -68,10 +69,30 @@ impl Verified {
         }
     }
 
-    fn part(&self, i: usize) -> &str {
+    fn range(&self, i: usize) -> std::ops::Range<usize> {
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         let end = self.ends.get(i).map_or(self.text.len(), |e| *e as usize);
-        self.text.get(start..end).unwrap_or("")
+        start..end.max(start)
+    }
+
+    fn part(&self, i: usize) -> &str {
+        // Built from `&str` parts at char boundaries: always UTF-8.
+        self.text
+            .get(self.range(i))
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or("")
+    }
+
+    /// `sub`, `client_id`, `scope` and `kid` as header values sharing this
+    /// verdict's buffer (no copy). The verifier accepts only printable
+    /// claims, so each is a valid value; one that is not comes out empty.
+    pub fn header_values(&self) -> [http::HeaderValue; 4] {
+        [0, 1, 2, 3].map(|i| {
+            let r = self.range(i);
+            let end = r.end.min(self.text.len());
+            let part = self.text.slice(r.start.min(end)..end);
+            http::HeaderValue::from_maybe_shared(part).unwrap_or(http::HeaderValue::from_static(""))
+        })
     }
 
     /// `sub`.
@@ -296,10 +317,17 @@ impl Verifier {
     /// fetches it (the request path never waits for this). Runs forever.
     pub async fn run_refresher(self: Arc<Self>) {
         loop {
-            if let Some(jwks) = self.jwks.load_full() {
-                jwks.refresh_if_due().await;
-            }
+            self.refresh_tick().await;
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }
+
+    /// One tick of [`Verifier::run_refresher`]: fetches the JWKS if the
+    /// injected clock says a refresh is due. Returns whether it fetched.
+    pub async fn refresh_tick(&self) -> bool {
+        match self.jwks.load_full() {
+            Some(jwks) => jwks.refresh_if_due().await,
+            None => false,
         }
     }
 
@@ -384,7 +412,7 @@ impl Verifier {
         if token.len() > policy.max_token_bytes {
             return Done(
                 AlgLabel::Other,
-                Err(VerifyError::Malformed("token too large")),
+                Err(VerifyError::Malformed(crate::reason!("token too large"))),
             );
         }
         let verdicts = self.verdicts.load();
@@ -405,7 +433,7 @@ impl Verifier {
                         || jwks
                             .as_ref()
                             .and_then(|j| j.as_deref())
-                            .is_some_and(JwksCache::usable) =>
+                            .is_some_and(|j| j.usable_at(now.saturating_mul(1_000))) =>
                 {
                     v.hit.increment(1);
                     return Done(hit.alg.into(), Ok(hit));
@@ -473,7 +501,9 @@ impl Verifier {
                     Some(_) => return Done(label, Err(VerifyError::UnknownKid)),
                     // Never fetched, or too stale: the refetch path decides
                     // between its keys and a 503.
-                    None if !cache.usable() => return Step::NeedKey(kid.to_owned()),
+                    None if !cache.usable_at(now.saturating_mul(1_000)) => {
+                        return Step::NeedKey(kid.to_owned())
+                    }
                     None => match cache.get(kid) {
                         Some(k) => {
                             self.metrics.key_cache(true);
@@ -503,7 +533,12 @@ impl Verifier {
                     heap = p;
                     &heap
                 }
-                Err(_) => return Done(label, Err(VerifyError::Malformed("bad base64url"))),
+                Err(_) => {
+                    return Done(
+                        label,
+                        Err(VerifyError::Malformed(crate::reason!("bad base64url"))),
+                    )
+                }
             },
         };
         let claims = match claims::parse(payload) {
@@ -517,13 +552,20 @@ impl Verifier {
         let Some(sub) = claims.sub.as_deref().filter(|s| header_safe(s)) else {
             return Done(
                 label,
-                Err(VerifyError::BadClaims("sub missing or not printable")),
+                Err(VerifyError::BadClaims(crate::reason!(
+                    "sub missing or not printable"
+                ))),
             );
         };
         let client_id = claims.client_id.as_deref().unwrap_or(sub);
         let scope = claims.scope.as_deref().unwrap_or("");
         if !header_safe(client_id) || !header_safe(scope) || !kid.is_none_or(header_safe) {
-            return Done(label, Err(VerifyError::BadClaims("claims not printable")));
+            return Done(
+                label,
+                Err(VerifyError::BadClaims(crate::reason!(
+                    "claims not printable"
+                ))),
+            );
         }
         let verified = Arc::new(Verified::new(sub, client_id, scope, alg, kid, exp));
         if let Some(v) = verdicts.as_deref() {

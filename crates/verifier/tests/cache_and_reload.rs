@@ -191,14 +191,18 @@ async fn past_max_staleness_even_cached_rs256_tokens_get_503_with_retry_after() 
 async fn the_background_refresher_fetches_when_due() {
     let f = fixture(Phase::Dual, "").await;
     let fetches = f.fetches();
-    tokio::spawn(f.verifier.clone().run_refresher());
-    // Not due yet (TTL 300 s, refresh at 80 %).
+    // Not due yet (TTL 300 s, refresh at 80 %): a tick fetches nothing.
     f.clock.advance(Duration::from_secs(200));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!f.verifier.refresh_tick().await);
     assert_eq!(f.fetches(), fetches, "fetched before the refresh was due");
     f.clock.advance(Duration::from_secs(41));
+    assert!(f.verifier.refresh_tick().await, "due, not fetched");
+    assert_eq!(f.fetches(), fetches + 1);
+    // The background loop ticks on its own: due again, it fetches.
+    tokio::spawn(f.verifier.clone().run_refresher());
+    f.clock.advance(Duration::from_secs(241));
     assert!(
-        eventually_async(Duration::from_secs(5), || f.fetches() > fetches).await,
+        eventually_async(Duration::from_secs(5), || f.fetches() > fetches + 1).await,
         "no background fetch"
     );
 }

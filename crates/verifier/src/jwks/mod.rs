@@ -165,6 +165,8 @@ pub struct JwksCache {
     snapshot: ArcSwap<KeySnapshot>,
     /// Milliseconds of the last successful fetch, 0 for never (read on the request path).
     last_success_ms: AtomicU64,
+    /// `settings.max_staleness` in ms, for the request path (one atomic load).
+    max_staleness_ms: AtomicU64,
     /// Never held across an `.await`.
     state: Mutex<FetchState>,
     /// Held across a fetch: the single flight. Never taken on the fast path.
@@ -190,6 +192,7 @@ impl JwksCache {
     pub fn new(fetcher: Fetcher, settings: JwksSettings, clock: SharedClock) -> JwksCache {
         JwksCache {
             fetcher: ArcSwap::from_pointee(fetcher),
+            max_staleness_ms: AtomicU64::new(ms(settings.max_staleness)),
             settings: ArcSwap::from_pointee(settings),
             clock,
             snapshot: ArcSwap::from_pointee(KeySnapshot::default()),
@@ -203,6 +206,8 @@ impl JwksCache {
     /// Applies new settings and a fetcher with the new timeouts (same URL)
     /// on reload; the cached keys stay.
     pub fn reconfigure(&self, settings: JwksSettings, fetcher: Fetcher) {
+        self.max_staleness_ms
+            .store(ms(settings.max_staleness), Ordering::Release);
         self.settings.store(Arc::new(settings));
         self.fetcher.store(Arc::new(fetcher));
     }
@@ -233,9 +238,14 @@ impl JwksCache {
 
     /// Whether keys from a successful fetch exist and are within the maximum staleness.
     pub fn usable(&self) -> bool {
+        self.usable_at(ms(self.clock.now()))
+    }
+
+    /// [`JwksCache::usable`] at `now_ms` (the request path passes the time
+    /// it already read): two atomic loads, no clock read, no lock.
+    pub fn usable_at(&self, now_ms: u64) -> bool {
         let last = self.last_success_ms.load(Ordering::Acquire);
-        last != 0
-            && ms(self.clock.now()).saturating_sub(last) <= ms(self.settings.load().max_staleness)
+        last != 0 && now_ms.saturating_sub(last) <= self.max_staleness_ms.load(Ordering::Acquire)
     }
 
     /// Seconds a client should wait before retrying after a 503.
