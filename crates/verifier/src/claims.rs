@@ -130,7 +130,10 @@ pub struct ClaimRules {
 /// Parses the decoded payload. Syntax errors are `malformed`; type errors,
 /// duplicates and range errors are `bad_claims`.
 pub fn parse(payload: &[u8]) -> Result<Claims<'_>, VerifyError> {
-    serde_json::from_slice(payload).map_err(|e| {
+    // The whole payload, ignored members too, must be UTF-8 (RFC 7519 §7.2).
+    let text = std::str::from_utf8(payload)
+        .map_err(|_| VerifyError::Malformed(crate::reason!("payload is not UTF-8")))?;
+    serde_json::from_str(text).map_err(|e| {
         if e.is_data() {
             VerifyError::BadClaims(crate::reason!(
                 "claims of the wrong type, duplicated, or out of range"
@@ -297,5 +300,14 @@ mod tests {
         );
         assert!(matches!(check(&dup), Err(VerifyError::BadClaims(_))));
         assert!(matches!(check("not json"), Err(VerifyError::Malformed(_))));
+        // Invalid UTF-8 (also overlong) in an ignored member: malformed.
+        for bad in [
+            &b"{\"exp\":1,\"x\":\"\xff\xfe\"}"[..],
+            b"{\"exp\":1,\"x\":\"\xc0\xaf\"}",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(VerifyError::Malformed(r)) if r.text() == "payload is not UTF-8")
+            );
+        }
     }
 }

@@ -105,7 +105,11 @@ pub fn header<'b>(
             heap
         }
     };
-    let header: Header<'b> = serde_json::from_slice(bytes)
+    // serde skips ignored members without checking their strings: UTF-8 is
+    // checked first, over the whole header (RFC 7515 §4: UTF-8 JSON).
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| VerifyError::Malformed(crate::reason!("header is not UTF-8")))?;
+    let header: Header<'b> = serde_json::from_str(text)
         .map_err(|_| VerifyError::Malformed(crate::reason!("header is not a JSON object")))?;
     if header.crit.is_some() {
         return Err(VerifyError::Malformed(crate::reason!(
@@ -145,6 +149,21 @@ mod tests {
         assert!(parse(r#"{"alg":"RS256","crit":null}"#).is_err());
         assert!(parse(r#"{"alg":"RS256","alg":"HS256"}"#).is_err());
         assert!(parse("[1]").is_err());
+        // Invalid UTF-8 in a member nobody reads: still malformed.
+        for bad in [
+            &b"{\"alg\":\"HS256\",\"x\":\"\xff\xfe\"}"[..],
+            b"{\"alg\":\"HS256\",\"x\":\"\xc0\xaf\"}",
+        ] {
+            let mut stack = [0u8; HEADER_STACK_BYTES];
+            let mut heap = Vec::new();
+            assert!(
+                matches!(
+                    header(&b64::encode(bad), &mut stack, &mut heap),
+                    Err(VerifyError::Malformed(r)) if r.text() == "header is not UTF-8"
+                ),
+                "{bad:?}"
+            );
+        }
         assert!(parse("not json").is_err());
         let kid = parse(r#"{"alg":"RS256","kid":"k","jku":"http://evil","x":1}"#).expect("valid");
         assert_eq!(kid.as_deref(), Some("k"));

@@ -549,11 +549,17 @@ impl Verifier {
             Ok(exp) => exp,
             Err(e) => return Done(label, Err(e)),
         };
-        let Some(sub) = claims.sub.as_deref().filter(|s| header_safe(s)) else {
+        // An empty subject names nobody: a resource server given
+        // `X-Auth-Subject:` would have no one to authorise.
+        let Some(sub) = claims
+            .sub
+            .as_deref()
+            .filter(|s| !s.is_empty() && header_safe(s))
+        else {
             return Done(
                 label,
                 Err(VerifyError::BadClaims(crate::reason!(
-                    "sub missing or not printable"
+                    "sub missing, empty or not printable"
                 ))),
             );
         };

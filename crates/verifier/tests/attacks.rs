@@ -577,3 +577,56 @@ async fn the_issuers_exact_hs256_header_takes_the_fast_path_and_still_is_checked
         "{c}"
     );
 }
+
+#[tokio::test]
+async fn empty_subject_and_invalid_utf8_in_ignored_members_are_refused_though_signed() {
+    let f = fixture(Phase::Dual, "").await;
+    let header = json!({"alg":"HS256","typ":"at+jwt"}).to_string();
+    // `"sub": ""` would be forwarded as an empty X-Auth-Subject.
+    let mut empty_sub = claims();
+    empty_sub["sub"] = json!("");
+    let (s, c) = f
+        .check(&sign_hs(
+            SECRET,
+            &signing_input(&header, &empty_sub.to_string()),
+        ))
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(invalid(&c, "sub missing, empty or not printable"), "{c}");
+    // Invalid UTF-8 (and an overlong encoding) inside a member nobody reads,
+    // in the header and in the payload, each properly signed.
+    let payload = claims().to_string();
+    let bad_payload = |junk: &[u8]| {
+        let mut p = payload.trim_end_matches('}').as_bytes().to_vec();
+        p.extend_from_slice(b",\"x\":\"");
+        p.extend_from_slice(junk);
+        p.extend_from_slice(b"\"}");
+        p
+    };
+    for junk in [&b"\xff\xfe"[..], b"\xc0\xaf"] {
+        let mut bad_header = br#"{"alg":"HS256","x":""#.to_vec();
+        bad_header.extend_from_slice(junk);
+        bad_header.extend_from_slice(b"\"}");
+        for (h, p, why) in [
+            (
+                keyshift_core::b64::encode(&bad_header),
+                keyshift_core::b64::encode(payload.as_bytes()),
+                "header is not UTF-8",
+            ),
+            (
+                keyshift_core::b64::encode(header.as_bytes()),
+                keyshift_core::b64::encode(bad_payload(junk)),
+                "payload is not UTF-8",
+            ),
+        ] {
+            let input = format!("{h}.{p}");
+            let mut mac =
+                <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(SECRET).expect("hmac");
+            hmac::Mac::update(&mut mac, input.as_bytes());
+            let sig = keyshift_core::b64::encode(hmac::Mac::finalize(mac).into_bytes());
+            let (s, c) = f.check(&format!("{input}.{sig}")).await;
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{why}");
+            assert!(invalid(&c, why), "{c}");
+        }
+    }
+}

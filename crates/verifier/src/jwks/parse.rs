@@ -66,6 +66,9 @@ pub enum JwksError {
     },
 }
 
+/// The one public exponent accepted: 65537 (F4), big-endian.
+const RSA_F4: &[u8] = &[0x01, 0x00, 0x01];
+
 /// The usable keys of a body, by kid, and how many keys were skipped.
 pub fn parse_jwks(body: &[u8]) -> Result<(HashMap<String, Arc<RsaKey>>, usize), JwksError> {
     let set: RawSet = serde_json::from_slice(body).map_err(|_| JwksError::NotAJwkSet)?;
@@ -123,7 +126,15 @@ fn usable(jwk: RawJwk) -> Option<RsaKey> {
     if bits < MIN_RSA_BITS {
         return None;
     }
-    let der = rsa_public_key_der(n, strip_leading_zeros(&e));
+    // e = 65537 only: what every issuer generates (NIST SP 800-89 allows
+    // 65537 to 2^256, and small exponents like 3 have a history of
+    // signature forgeries with lax padding checks); anything else is a key
+    // nobody here made.
+    let e = strip_leading_zeros(&e);
+    if e != RSA_F4 {
+        return None;
+    }
+    let der = rsa_public_key_der(n, e);
     let key = ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der).ok()?;
     Some(RsaKey { kid, bits, key })
 }
@@ -180,6 +191,34 @@ mod tests {
         assert_eq!(bit_length(&[0x01, 0]), 9);
         assert_eq!(bit_length(&[0x80; 256]), 2048);
         assert_eq!(bit_length(&[0x7f; 256]), 2047);
+    }
+
+    #[test]
+    fn only_the_exponent_65537_is_used() {
+        use aws_lc_rs::rsa::KeySize;
+        use aws_lc_rs::signature::{KeyPair, RsaKeyPair};
+        let pair = RsaKeyPair::generate(KeySize::Rsa2048).expect("key");
+        let n = b64::encode(
+            pair.public_key()
+                .modulus()
+                .big_endian_without_leading_zero(),
+        );
+        let set =
+            |e: &str| format!(r#"{{"keys":[{{"kty":"RSA","kid":"k1","n":"{n}","e":"{e}"}}]}}"#);
+        assert!(parse_jwks(set("AQAB").as_bytes()).is_ok(), "65537");
+        assert!(
+            parse_jwks(set("AAEAAQ").as_bytes()).is_ok(),
+            "65537, leading zero"
+        );
+        for e in ["Aw", "AQ", "Ew", "AQAD", "AAAAAw", ""] {
+            assert!(
+                matches!(
+                    parse_jwks(set(e).as_bytes()),
+                    Err(JwksError::NoUsableKey { skipped: 1 })
+                ),
+                "e = {e:?} must be skipped"
+            );
+        }
     }
 
     #[test]
