@@ -113,6 +113,11 @@ impl fmt::Display for Effective<'_> {
                 HumanDuration(v.jwks_connect_timeout)
             )?;
             writeln!(f, "jwks_timeout = \"{}\"", HumanDuration(v.jwks_timeout))?;
+            writeln!(
+                f,
+                "jwks_request_wait = \"{}\"",
+                HumanDuration(v.jwks_request_wait)
+            )?;
             writeln!(f, "token_cache_size = {}", v.token_cache_size)?;
         }
         Ok(())

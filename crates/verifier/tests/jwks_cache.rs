@@ -258,3 +258,48 @@ async fn readiness_and_migration_report() {
     f.clock.advance(Duration::from_secs(3630 - 631));
     assert!(f.verifier.migration().ready_for_asymmetric);
 }
+
+/// Tokio's clock is paused: the hanging JWKS server and the fetch timeout
+/// pass without real waiting, and `Instant` shows how long a request waited.
+#[tokio::test(start_paused = true)]
+async fn a_request_waits_for_a_hanging_jwks_only_the_request_wait_then_gets_503() {
+    let server = JwksServer::start(String::new()).await;
+    server.set(Mode::Slow(Duration::from_secs(3_600)));
+    // Cold start: the first fetch hangs until the 5 s fetch timeout.
+    let f = fixture_with(Phase::Dual, "", server).await;
+    let (a, _) = keys();
+    let started = tokio::time::Instant::now();
+    let (s, c) = f.check(&rs256(a, &claims())).await;
+    let waited = started.elapsed();
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{c}");
+    assert!(
+        waited >= Duration::from_secs(1) && waited < Duration::from_secs(2),
+        "answered after the 1 s request wait, not the 5 s fetch timeout: {waited:?}"
+    );
+    // Meanwhile the refetch goes on; a second request joins it (no new
+    // fetch), and also waits no longer than the request wait.
+    let fetches = f.fetches();
+    let started = tokio::time::Instant::now();
+    let (s, _) = f.check(&rs256(a, &claims())).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(started.elapsed() <= Duration::from_secs(1));
+    assert_eq!(f.fetches(), fetches, "joined the refetch in flight");
+    // HS256 needs no key set: answered at once.
+    let started = tokio::time::Instant::now();
+    assert_eq!(f.check(&hs256(&claims())).await.0, StatusCode::OK);
+    assert_eq!(started.elapsed(), Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_but_finishing_refetch_within_the_wait_serves_the_new_key() {
+    let (a, b) = keys();
+    let server = JwksServer::start(jwks_of(&[a])).await;
+    let f = fixture_with(Phase::Dual, "", server).await;
+    // The issuer rotated: the refetch for b's kid takes 500 ms (< 1 s wait).
+    f.server.set(Mode::Delayed {
+        delay: Duration::from_millis(500),
+        body: jwks_of(&[a, b]),
+    });
+    let (s, c) = f.check(&rs256(b, &claims())).await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+}

@@ -81,6 +81,11 @@ pub const DEFAULT_JWKS_MAX_STALENESS: Duration = Duration::from_secs(6 * 3600);
 pub const DEFAULT_JWKS_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default JWKS total request timeout.
 pub const DEFAULT_JWKS_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default longest wait of a request for a JWKS fetch it needs: a proxy's
+/// auth subrequest should not hang on a slow JWKS endpoint (503 and
+/// `Retry-After` instead), while a healthy fetch on loopback or in one
+/// region takes milliseconds.
+pub const DEFAULT_JWKS_REQUEST_WAIT: Duration = Duration::from_secs(1);
 /// Default number of entries of the verified-token cache (0 turns it off).
 pub const DEFAULT_TOKEN_CACHE_SIZE: usize = 10_000;
 
@@ -190,6 +195,8 @@ pub struct VerifierConfig {
     pub jwks_connect_timeout: Duration,
     /// JWKS total request timeout.
     pub jwks_timeout: Duration,
+    /// Longest a request waits for a JWKS fetch it needs.
+    pub jwks_request_wait: Duration,
     /// Entries of the verified-token cache; 0 turns it off.
     pub token_cache_size: usize,
 }
@@ -660,6 +667,10 @@ impl VerifierConfig {
             jwks_timeout: positive(
                 "verifier.jwks_timeout",
                 duration(raw.jwks_timeout, DEFAULT_JWKS_TIMEOUT),
+            )?,
+            jwks_request_wait: positive(
+                "verifier.jwks_request_wait",
+                duration(raw.jwks_request_wait, DEFAULT_JWKS_REQUEST_WAIT),
             )?,
             token_cache_size: raw.token_cache_size.unwrap_or(DEFAULT_TOKEN_CACHE_SIZE),
         })

@@ -106,6 +106,10 @@ pub struct RawVerifier {
     pub jwks_connect_timeout: Option<HumanDuration>,
     /// JWKS total request timeout. Defaults to `5s`.
     pub jwks_timeout: Option<HumanDuration>,
+    /// Longest a request waits for a JWKS fetch it needs (unknown kid, no
+    /// usable keys) before it gets 503 with `Retry-After`; the fetch goes on.
+    /// Defaults to `1s`.
+    pub jwks_request_wait: Option<HumanDuration>,
     /// Verified-token cache entries; 0 turns it off. Defaults to `10000`.
     pub token_cache_size: Option<usize>,
 }

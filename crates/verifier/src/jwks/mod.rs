@@ -82,6 +82,8 @@ pub struct JwksSettings {
     pub negative_ttl: Duration,
     /// How long stale keys keep serving while fetches fail.
     pub max_staleness: Duration,
+    /// Longest a request waits for a fetch it needs.
+    pub request_wait: Duration,
 }
 
 impl From<&VerifierConfig> for JwksSettings {
@@ -92,6 +94,7 @@ impl From<&VerifierConfig> for JwksSettings {
             cooldown: c.unknown_kid_cooldown,
             negative_ttl: c.negative_cache_ttl,
             max_staleness: c.jwks_max_staleness,
+            request_wait: c.jwks_request_wait,
         }
     }
 }
@@ -151,6 +154,8 @@ struct FetchState {
     last_outcome: Option<FetchOutcome>,
     last_error: Option<Arc<RefreshError>>,
     last_unknown_refetch: Option<Duration>,
+    /// An unknown-kid refetch task is running.
+    refetching: bool,
     failures: u32,
     fetches: u64,
 }
@@ -171,6 +176,8 @@ pub struct JwksCache {
     state: Mutex<FetchState>,
     /// Held across a fetch: the single flight. Never taken on the fast path.
     flight: tokio::sync::Mutex<()>,
+    /// Counts finished unknown-kid refetches; requests wait on it.
+    fetches_done: tokio::sync::watch::Sender<u64>,
     negative: Mutex<HashMap<String, Duration>>,
 }
 
@@ -199,6 +206,7 @@ impl JwksCache {
             last_success_ms: AtomicU64::new(0),
             state: Mutex::new(FetchState::default()),
             flight: tokio::sync::Mutex::new(()),
+            fetches_done: tokio::sync::watch::Sender::new(0),
             negative: Mutex::new(HashMap::new()),
         }
     }
@@ -260,52 +268,97 @@ impl JwksCache {
     /// single-flight, cooldown-limited refetch, then the negative cache.
     /// Without usable keys afterwards the answer is
     /// [`VerifyError::KeysUnavailable`] (503: our fault, not the client's).
-    pub async fn lookup_unknown(&self, kid: &str) -> Result<Arc<RsaKey>, VerifyError> {
+    ///
+    /// The refetch runs in a task of its own; a request waits for it at most
+    /// `request_wait` (a proxy's auth subrequest must not hang on a slow
+    /// JWKS endpoint), then gets `KeysUnavailable`, and the fetch goes on for
+    /// the requests after it.
+    pub async fn lookup_unknown(self: &Arc<Self>, kid: &str) -> Result<Arc<RsaKey>, VerifyError> {
         if kid.len() > MAX_KID_BYTES {
             // No JWKS key can have it: refuse without a fetch or an entry.
             return Err(self.unknown_or_unavailable());
         }
         let now = self.clock.now();
-        if self.usable() && self.is_negative(kid, now) {
-            return Err(VerifyError::UnknownKid);
-        }
-        let _flight = self.flight.lock().await;
-        // A fetch we waited for may have brought it.
         if self.usable() {
+            if self.is_negative(kid, now) {
+                return Err(VerifyError::UnknownKid);
+            }
+            // A fetch since the caller looked may have brought it.
             if let Some(key) = self.get(kid) {
                 return Ok(key);
             }
         }
-        let now = self.clock.now();
-        let cooldown = self.settings.load().cooldown;
+        let mut done = self.fetches_done.subscribe();
+        let seen = *done.borrow_and_update();
+        let settings = **self.settings.load();
+        // Until when a miss is remembered: a kid whose own refetch proved it
+        // unknown, for the negative TTL; one that only rode along on another
+        // kid's refetch, until the next refetch is allowed, no longer (one
+        // random kid per cooldown must not keep a real rotation refused).
+        let remember_until;
         {
             let mut state = self.state();
-            if let Some(cool_until) = state
-                .last_unknown_refetch
-                .map(|t| t + cooldown)
-                .filter(|until| now < *until)
-            {
+            if !state.refetching {
+                if let Some(cool_until) = state
+                    .last_unknown_refetch
+                    .map(|t| t + settings.cooldown)
+                    .filter(|until| now < *until)
+                {
+                    drop(state);
+                    // Not proven unknown by a fetch: remembered until the next
+                    // refetch is allowed, no longer.
+                    self.remember_unknown(kid, cool_until);
+                    return Err(self.unknown_or_unavailable());
+                }
+                state.last_unknown_refetch = Some(now);
+                state.refetching = true;
                 drop(state);
-                // Not proven unknown by a fetch: remembered until the next
-                // refetch is allowed, no longer.
-                self.remember_unknown(kid, cool_until);
-                return Err(self.unknown_or_unavailable());
+                remember_until = now + settings.negative_ttl;
+                tracing::debug!("unknown kid or unusable keys: refetching the JWKS");
+                self.spawn_refetch(kid.to_owned());
+            } else {
+                // A refetch is in flight: wait for it, start none.
+                remember_until = state.last_unknown_refetch.unwrap_or(now) + settings.cooldown;
             }
-            state.last_unknown_refetch = Some(now);
         }
-        tracing::debug!("unknown kid or unusable keys: refetching the JWKS");
-        self.fetch_locked().await;
+        let waited =
+            tokio::time::timeout(settings.request_wait, done.wait_for(|n| *n > seen)).await;
+        if !matches!(waited, Ok(Ok(_))) {
+            return Err(VerifyError::KeysUnavailable);
+        }
         if !self.usable() {
             return Err(VerifyError::KeysUnavailable);
         }
         match self.get(kid) {
             Some(key) => Ok(key),
             None => {
-                let now = self.clock.now();
-                self.remember_unknown(kid, now + self.settings.load().negative_ttl);
+                self.remember_unknown(kid, remember_until);
                 Err(VerifyError::UnknownKid)
             }
         }
+    }
+
+    /// The refetch of [`JwksCache::lookup_unknown`], in a task of its own so
+    /// that no request's timeout cancels it. It waits for a fetch in flight
+    /// (a scheduled refresh), fetches unless that one brought `kid`, and
+    /// then wakes every request waiting, also if it panicked.
+    fn spawn_refetch(self: &Arc<Self>, kid: String) {
+        /// Clears `refetching` and announces the end of the refetch on drop.
+        struct Done(Arc<JwksCache>);
+        impl Drop for Done {
+            fn drop(&mut self) {
+                self.0.state().refetching = false;
+                self.0.fetches_done.send_modify(|n| *n = n.wrapping_add(1));
+            }
+        }
+        let done = Done(self.clone());
+        tokio::spawn(async move {
+            let cache = &done.0;
+            let _flight = cache.flight.lock().await;
+            if !(cache.usable() && cache.get(&kid).is_some()) {
+                cache.fetch_locked().await;
+            }
+        });
     }
 
     fn unknown_or_unavailable(&self) -> VerifyError {

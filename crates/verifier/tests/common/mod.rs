@@ -147,6 +147,11 @@ pub enum Mode {
     Status(u16),
     /// Answers nothing for this long (longer than the fetch timeout: a hang).
     Slow(Duration),
+    /// Answers `body` after `delay`.
+    Delayed {
+        delay: Duration,
+        body: String,
+    },
     /// 302 to `location`.
     Redirect(String),
 }
@@ -209,6 +214,10 @@ impl JwksServer {
                                     Mode::Slow(d) => {
                                         tokio::time::sleep(d).await;
                                         Response::new(Full::new(Bytes::from_static(b"{}")))
+                                    }
+                                    Mode::Delayed { delay, body } => {
+                                        tokio::time::sleep(delay).await;
+                                        Response::new(Full::new(Bytes::from(body)))
                                     }
                                     Mode::Redirect(location) => {
                                         let mut r = Response::new(Full::new(Bytes::new()));
