@@ -19,6 +19,7 @@ fn main() -> std::io::Result<()> {
             println!("hello listening on http://{}", listener.local_addr()?);
             keyshift_http::serve(
                 listener,
+                keyshift_http::Limits::default(),
                 |_| {
                     hyper::service::service_fn(|_req| async {
                         Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::new())))

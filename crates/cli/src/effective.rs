@@ -24,6 +24,7 @@ impl fmt::Display for Effective<'_> {
         if let Some(i) = &self.0.issuer {
             writeln!(f, "\n[issuer]")?;
             writeln!(f, "listen = \"{}\"", i.listen)?;
+            listeners(f, i.admin_listen, i.max_connections)?;
             writeln!(f, "issuer = \"{}\"", i.issuer)?;
             writeln!(f, "audience = \"{}\"", i.audience)?;
             writeln!(f, "token_ttl = \"{}\"", HumanDuration(i.token_ttl))?;
@@ -56,6 +57,7 @@ impl fmt::Display for Effective<'_> {
         if let Some(v) = &self.0.verifier {
             writeln!(f, "\n[verifier]")?;
             writeln!(f, "listen = \"{}\"", v.listen)?;
+            listeners(f, v.admin_listen, v.max_connections)?;
             writeln!(f, "issuer = \"{}\"", v.issuer)?;
             writeln!(f, "audience = \"{}\"", v.audience)?;
             match &v.jwks_url {
@@ -122,6 +124,21 @@ impl fmt::Display for Effective<'_> {
         }
         Ok(())
     }
+}
+
+fn listeners(
+    f: &mut fmt::Formatter<'_>,
+    admin_listen: Option<std::net::SocketAddr>,
+    max_connections: usize,
+) -> fmt::Result {
+    match admin_listen {
+        Some(a) => writeln!(
+            f,
+            "admin_listen = \"{a}\"   # /metrics and the like only here"
+        )?,
+        None => writeln!(f, "# admin_listen: not set (operational routes on listen)")?,
+    }
+    writeln!(f, "max_connections = {max_connections}")
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 mod cmd;
 mod effective;
+mod listeners;
 mod signals;
 mod telemetry;
 

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{fetch_token, start, write_config};
+use common::{fetch_token, http, start, write_config};
 use keyshift_core::Phase;
 
 /// Resident memory of a process, from /proc (Linux), in bytes.
@@ -91,4 +91,106 @@ fn a_token_body_trickled_one_byte_per_segment_holds_no_more_than_the_body_cap() 
         "RSS grew by {} KiB while {CONNECTIONS} connections trickled {BYTES} bytes each",
         growth / 1024
     );
+}
+
+#[test]
+fn with_admin_listen_the_operational_routes_leave_the_public_listener() {
+    let tmp = common::dir_with_secret();
+    let issuer = start(
+        "issuer",
+        &common::config(Phase::Dual, None)
+            .issuer("admin_listen", "127.0.0.1:0")
+            .write_to(tmp.path()),
+    );
+    let admin = issuer
+        .admin_addr(Duration::from_secs(10))
+        .expect("admin line");
+    // A client id that got a token shows in /metrics: only on the admin listener.
+    fetch_token(issuer.addr, "svc-a", "s3cret");
+    assert_eq!(http(issuer.addr, "GET", "/metrics", &[], b"").status, 404);
+    let metrics = http(admin, "GET", "/metrics", &[], b"");
+    assert_eq!(metrics.status, 200);
+    assert!(metrics.text().contains("client=\"svc-a\""));
+    for path in ["/healthz", "/.well-known/jwks.json"] {
+        assert_eq!(
+            http(issuer.addr, "GET", path, &[], b"").status,
+            200,
+            "{path}"
+        );
+    }
+
+    let verifier_dir = common::dir_with_secret();
+    let verifier = start(
+        "verifier",
+        &common::config(Phase::Dual, Some(issuer.addr))
+            .verifier("admin_listen", "127.0.0.1:0")
+            .write_to(verifier_dir.path()),
+    );
+    let admin = verifier
+        .admin_addr(Duration::from_secs(10))
+        .expect("admin line");
+    for path in ["/metrics", "/keys", "/migration"] {
+        assert_eq!(
+            http(verifier.addr, "GET", path, &[], b"").status,
+            404,
+            "{path}"
+        );
+        assert_eq!(http(admin, "GET", path, &[], b"").status, 200, "{path}");
+    }
+    let token = fetch_token(issuer.addr, "svc-a", "s3cret");
+    let auth = format!("Bearer {token}");
+    let verified = http(
+        verifier.addr,
+        "GET",
+        "/verify",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(verified.status, 200);
+    assert_eq!(http(verifier.addr, "GET", "/healthz", &[], b"").status, 200);
+}
+
+#[test]
+fn the_file_descriptor_limit_is_raised_and_idle_sockets_past_1024_leave_healthz_answering() {
+    let tmp = common::dir_with_secret();
+    let config = write_config(tmp.path(), Phase::Dual, None);
+    // The common soft limit, with room above it (as systemd and most
+    // shells give: soft 1,024, hard 524,288 or more).
+    let hard = std::process::Command::new("sh")
+        .args(["-c", "ulimit -Hn"])
+        .output()
+        .expect("sh");
+    let hard = String::from_utf8_lossy(&hard.stdout).trim().to_owned();
+    if hard != "unlimited" && hard.parse::<u64>().unwrap_or(0) < 4_096 {
+        eprintln!("skipped: the hard descriptor limit here is {hard}, no room to raise");
+        return;
+    }
+    let mut command = std::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg("ulimit -Sn 1024 && exec \"$0\" issuer --config \"$1\"")
+        .arg(env!("CARGO_BIN_EXE_keyshift"))
+        .arg(&config);
+    let issuer =
+        keyshift_testkit::Service::start(command, keyshift_testkit::Log::Capture).expect("issuer");
+    assert!(
+        issuer
+            .wait_for_log("raised_from=1024", 0, Duration::from_secs(5))
+            .is_some(),
+        "no log line of the raised limit"
+    );
+    // 1,100 idle sockets: past the old soft limit (this test process needs
+    // room for them too).
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (_, own_hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    setrlimit(Resource::RLIMIT_NOFILE, own_hard, own_hard).expect("setrlimit");
+    let idle: Vec<TcpStream> = (0..1_100)
+        .map(|_| TcpStream::connect(issuer.addr).expect("connect"))
+        .collect();
+    let health = http(issuer.addr, "GET", "/healthz", &[], b"");
+    assert_eq!(health.status, 200);
+    drop(idle);
+    assert!(issuer
+        .wait_for_log("Too many open files", 0, Duration::ZERO)
+        .is_none());
 }

@@ -32,6 +32,8 @@ const EXPORTED: &[&str] = &[
     issuer::TOKENS_ISSUED,
     issuer::TOKEN_REQUESTS,
     issuer::TOKEN_REQUEST_DURATION,
+    keyshift_http::metrics::CONNECTIONS_OPEN,
+    keyshift_http::metrics::CONNECTIONS_REJECTED,
     issuer::SIGNING_KEYS,
     issuer::NEXT_ROTATION,
 ];

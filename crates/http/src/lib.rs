@@ -7,7 +7,7 @@
 //! use bytes::Bytes;
 //! use http_body_util::Full;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! keyshift_http::serve(listener, |_peer| {
+//! keyshift_http::serve(listener, keyshift_http::Limits::default(), |_peer| {
 //!     hyper::service::service_fn(|_req| async {
 //!         Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from("hi"))))
 //!     })
@@ -16,11 +16,13 @@
 //! ```
 
 pub mod body;
+pub mod metrics;
 pub mod ops;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -60,11 +62,36 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client may take to send its request headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The bounds of one listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most connections open at once. A connection past it is closed as
+    /// soon as it is accepted (counted in
+    /// `keyshift_http_connections_rejected_total`, logged at most every
+    /// 10 s): the process keeps its memory and file descriptors, and the
+    /// front proxy or load balancer retries elsewhere.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+pub use keyshift_core::config::DEFAULT_MAX_CONNECTIONS;
+
 /// Serves connections until `shutdown` resolves, then stops accepting and
 /// drains open connections for at most [`DRAIN_TIMEOUT`]. `make` builds the
 /// service of one connection from the peer address.
-pub async fn serve<M, S, B>(listener: TcpListener, make: M, shutdown: impl Future<Output = ()>)
-where
+pub async fn serve<M, S, B>(
+    listener: TcpListener,
+    limits: Limits,
+    make: M,
+    shutdown: impl Future<Output = ()>,
+) where
     M: Fn(SocketAddr) -> S,
     S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
     S::Future: Send + 'static,
@@ -73,6 +100,10 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let open = ::metrics::gauge!(metrics::CONNECTIONS_OPEN);
+    let rejected = ::metrics::counter!(metrics::CONNECTIONS_REJECTED);
+    let mut last_warning: Option<std::time::Instant> = None;
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -91,13 +122,29 @@ where
                         continue;
                     }
                 };
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    drop(stream);
+                    rejected.increment(1);
+                    if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                        last_warning = Some(std::time::Instant::now());
+                        tracing::warn!(
+                            max_connections = limits.max_connections,
+                            "connection cap reached: closing new connections until some end"
+                        );
+                    }
+                    continue;
+                };
+                open.increment(1.0);
                 let _ = stream.set_nodelay(true);
                 let conn = builder.serve_connection(TokioIo::new(stream), make(peer));
                 let conn = graceful.watch(conn);
+                let open = open.clone();
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
+                    open.decrement(1.0);
+                    drop(slot);
                 });
             }
             () = &mut shutdown => break,

@@ -13,6 +13,26 @@ use http_body_util::Full;
 /// exporter (libraries only record through the `metrics` facade).
 pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
 
+/// Which routes a listener answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposure {
+    /// Every route: the one listener when no `admin_listen` is set, or the
+    /// admin listener itself.
+    All,
+    /// The public routes only, beside an admin listener: the operational
+    /// routes that describe the service (`/metrics`; the verifier's `/keys`
+    /// and `/migration`) answer 404 here. `/healthz` and `/readyz` stay,
+    /// for load balancer probes.
+    Public,
+}
+
+impl Exposure {
+    /// Whether the operational routes are answered.
+    pub const fn ops(self) -> bool {
+        matches!(self, Exposure::All)
+    }
+}
+
 /// The content type of the Prometheus text exposition format 0.0.4.
 pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 

@@ -41,4 +41,4 @@ pub mod service;
 pub use error::IssuerError;
 pub use issuer::{Issuer, Live, StartError};
 pub use keyshift_http::ops::RenderMetrics;
-pub use service::{run, IssuerService};
+pub use service::{run, run_with, IssuerService};

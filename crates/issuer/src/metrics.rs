@@ -77,6 +77,7 @@ pub fn describe() {
         "Unix time at which the active signing key is due to be replaced; +Inf when no rotation is scheduled."
     );
     keyshift_core::phase_metrics::describe();
+    keyshift_http::metrics::describe();
 }
 
 /// Publishes the phase gauges (shared with the other service).

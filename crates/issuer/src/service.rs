@@ -19,7 +19,8 @@ use bytes::Bytes;
 use http::{Method, Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use keyshift_http::ops;
+use keyshift_http::ops::{self, Exposure};
+use keyshift_http::Limits;
 use tokio::net::TcpListener;
 
 use crate::error::IssuerError;
@@ -31,12 +32,22 @@ use crate::routes;
 pub struct IssuerService {
     issuer: Arc<Issuer>,
     peer: IpAddr,
+    exposure: Exposure,
 }
 
 impl IssuerService {
     /// A service for requests from `peer`.
     pub fn new(issuer: Arc<Issuer>, peer: IpAddr) -> IssuerService {
-        IssuerService { issuer, peer }
+        IssuerService::exposing(issuer, peer, Exposure::All)
+    }
+
+    /// A service for requests from `peer` answering the routes of `exposure`.
+    pub fn exposing(issuer: Arc<Issuer>, peer: IpAddr, exposure: Exposure) -> IssuerService {
+        IssuerService {
+            issuer,
+            peer,
+            exposure,
+        }
     }
 
     /// Routes one request.
@@ -60,7 +71,10 @@ impl IssuerService {
                 "/.well-known/oauth-authorization-server" | "/.well-known/openid-configuration",
             ) if get => routes::metadata::handle(&self.issuer.live()),
             (_, "/healthz") if get => ops::healthz(),
-            (_, "/metrics") if get => ops::metrics(self.issuer.render_metrics()),
+            (_, "/metrics") if get && self.exposure.ops() => {
+                ops::metrics(self.issuer.render_metrics())
+            }
+            (_, "/metrics") if !self.exposure.ops() => IssuerError::NotFound.into_response(),
             (
                 _,
                 "/.well-known/jwks.json"
@@ -82,10 +96,22 @@ impl keyshift_http::Handler for IssuerService {
 
 /// Serves the issuer until `shutdown` resolves, then drains (see [`keyshift_http::serve`]).
 pub async fn run(listener: TcpListener, issuer: Arc<Issuer>, shutdown: impl Future<Output = ()>) {
+    run_with(listener, issuer, Exposure::All, Limits::default(), shutdown).await;
+}
+
+/// [`run`] for one listener of several: the routes of `exposure`, within `limits`.
+pub async fn run_with(
+    listener: TcpListener,
+    issuer: Arc<Issuer>,
+    exposure: Exposure,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
     keyshift_http::serve(
         listener,
+        limits,
         move |peer: SocketAddr| {
-            keyshift_http::service(IssuerService::new(issuer.clone(), peer.ip()))
+            keyshift_http::service(IssuerService::exposing(issuer.clone(), peer.ip(), exposure))
         },
         shutdown,
     )

@@ -81,6 +81,7 @@ pub struct Service {
     /// Where it listens, as its listening line said.
     pub addr: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
+    stdout: Arc<Mutex<Vec<String>>>,
 }
 
 impl Service {
@@ -116,13 +117,16 @@ impl Service {
             });
         }
         let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = Arc::new(Mutex::new(Vec::new()));
         if let Some(out) = child.stdout.take() {
+            let sink = stdout.clone();
             // Read to the end: a child must never block on a full pipe.
             std::thread::spawn(move || {
                 for line in BufReader::new(out).lines().map_while(Result::ok) {
                     if let Some(addr) = listening_addr(&line) {
                         let _ = tx.send(addr.to_owned());
                     }
+                    lock(&sink).push(line);
                 }
             });
         }
@@ -130,6 +134,7 @@ impl Service {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             log: lines,
+            stdout,
         };
         let Ok(addr) = rx.recv_timeout(START_TIMEOUT) else {
             return Err(StartError::NotListening {
@@ -142,6 +147,22 @@ impl Service {
             addr,
         })?;
         Ok(service)
+    }
+
+    /// The address of its `admin routes on http://ADDR` line (a service
+    /// with `admin_listen`), waiting at most `limit` for it.
+    pub fn admin_addr(&self, limit: Duration) -> Option<SocketAddr> {
+        let mut found = None;
+        crate::eventually(limit, || {
+            found = lock(&self.stdout).iter().find_map(|l| {
+                l.split("admin routes on http://")
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .and_then(|a| a.parse().ok())
+            });
+            found.is_some()
+        });
+        found
     }
 
     /// Its process id.

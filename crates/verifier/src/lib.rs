@@ -39,5 +39,5 @@ pub mod verifier;
 
 pub use error::VerifyError;
 pub use keyshift_http::ops::RenderMetrics;
-pub use service::{run, State, VerifierService};
+pub use service::{run, run_with, State, VerifierService};
 pub use verifier::{BuildError, Verified, Verifier};

@@ -117,6 +117,7 @@ pub fn describe() {
         "The configured jwks_max_staleness: past it, RS256 requests get 503."
     );
     keyshift_core::phase_metrics::describe();
+    keyshift_http::metrics::describe();
 }
 
 /// Pre-registered handles of the per-request series.

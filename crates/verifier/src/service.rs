@@ -20,7 +20,8 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
-use keyshift_http::ops::{self, RenderMetrics};
+use keyshift_http::ops::{self, Exposure, RenderMetrics};
+use keyshift_http::Limits;
 
 use crate::routes;
 use crate::verifier::Verifier;
@@ -45,19 +46,29 @@ impl std::fmt::Debug for State {
 #[derive(Debug, Clone)]
 pub struct VerifierService {
     state: Arc<State>,
+    exposure: Exposure,
 }
 
 impl VerifierService {
     /// A service over `state`.
     pub fn new(state: Arc<State>) -> VerifierService {
-        VerifierService { state }
+        VerifierService::exposing(state, Exposure::All)
+    }
+
+    /// A service over `state` answering the routes of `exposure`.
+    pub fn exposing(state: Arc<State>, exposure: Exposure) -> VerifierService {
+        VerifierService { state, exposure }
     }
 
     /// Routes one request (the body is never read).
     pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>> {
         let get = matches!(*req.method(), Method::GET | Method::HEAD);
         let s = &self.state;
-        match req.uri().path() {
+        let path = req.uri().path();
+        if !self.exposure.ops() && matches!(path, "/metrics" | "/keys" | "/migration") {
+            return status(StatusCode::NOT_FOUND);
+        }
+        match path {
             "/verify" => {
                 routes::verify::handle(&s.verifier, req.uri().query(), req.headers()).await
             }
@@ -98,9 +109,21 @@ impl keyshift_http::Handler for VerifierService {
 
 /// Serves until `shutdown` resolves, then drains (see [`keyshift_http::serve`]).
 pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future<Output = ()>) {
+    run_with(listener, state, Exposure::All, Limits::default(), shutdown).await;
+}
+
+/// [`run`] for one listener of several: the routes of `exposure`, within `limits`.
+pub async fn run_with(
+    listener: TcpListener,
+    state: Arc<State>,
+    exposure: Exposure,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
     keyshift_http::serve(
         listener,
-        move |_| keyshift_http::service(VerifierService::new(state.clone())),
+        limits,
+        move |_| keyshift_http::service(VerifierService::exposing(state.clone(), exposure)),
         shutdown,
     )
     .await;

@@ -7,9 +7,9 @@ use std::time::Duration;
 use anyhow::Context;
 use keyshift_core::clock::system_clock;
 use keyshift_issuer::Issuer;
-use tokio::net::TcpListener;
 
 use super::{load_config, runtime};
+use crate::listeners::Listeners;
 use crate::{signals, telemetry};
 
 /// How often the issuer applies due rotation steps and picks up offline key changes.
@@ -38,10 +38,14 @@ async fn serve(
         .await
         .context("issuer")?;
     let issuer = Arc::new(issuer);
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("issuer.listen: cannot listen on {}", config.listen))?;
-    let addr = listener.local_addr().context("listener address")?;
+    let listeners = Listeners::bind(
+        "issuer",
+        config.listen,
+        config.admin_listen,
+        config.max_connections,
+    )
+    .await?;
+    let addr = listeners.public.local_addr().context("listener address")?;
     let live = issuer.live();
     println!(
         "keyshift issuer listening on http://{addr} (phase {}, signs {} with kid {})",
@@ -50,6 +54,10 @@ async fn serve(
         live.signer().kid()
     );
     drop(live);
+    if let Some(admin) = &listeners.admin {
+        let admin = admin.local_addr().context("admin listener address")?;
+        println!("keyshift issuer admin routes on http://{admin}");
+    }
     tokio::spawn(telemetry::upkeep(handle));
 
     let background = issuer.clone();
@@ -67,7 +75,14 @@ async fn serve(
         }
     });
 
-    keyshift_issuer::run(listener, issuer, signals::shutdown(term, int)).await;
+    listeners
+        .serve(
+            signals::shutdown(term, int),
+            |listener, exposure, limits, stop| {
+                keyshift_issuer::run_with(listener, issuer.clone(), exposure, limits, stop.wait())
+            },
+        )
+        .await;
     tracing::info!("issuer stopped");
     Ok(())
 }

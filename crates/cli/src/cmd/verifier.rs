@@ -9,9 +9,9 @@ use keyshift_core::config::VerifierConfig;
 use keyshift_core::secret::HmacSecret;
 use keyshift_core::{Alg, Config, Phase};
 use keyshift_verifier::{State, Verifier};
-use tokio::net::TcpListener;
 
 use super::{load_config, runtime};
+use crate::listeners::Listeners;
 use crate::{signals, telemetry};
 
 /// Flags of `keyshift verifier`.
@@ -59,14 +59,22 @@ async fn serve(
     keyshift_verifier::metrics::describe();
     let (term, int, mut hup) = signals::install().context("cannot install signal handlers")?;
     let verifier = Arc::new(Verifier::new(phase, &section, secret, system_clock())?);
-    let listener = TcpListener::bind(section.listen)
-        .await
-        .with_context(|| format!("verifier.listen: cannot listen on {}", section.listen))?;
-    let addr = listener.local_addr().context("listener address")?;
+    let listeners = Listeners::bind(
+        "verifier",
+        section.listen,
+        section.admin_listen,
+        section.max_connections,
+    )
+    .await?;
+    let addr = listeners.public.local_addr().context("listener address")?;
     println!(
         "keyshift verifier listening on http://{addr} (phase {phase}, accepts {})",
         section.accept
     );
+    if let Some(admin) = &listeners.admin {
+        let admin = admin.local_addr().context("admin listener address")?;
+        println!("keyshift verifier admin routes on http://{admin}");
+    }
     tokio::spawn(telemetry::upkeep(handle));
     tokio::spawn(verifier.clone().run_refresher());
 
@@ -96,7 +104,14 @@ async fn serve(
         verifier,
         render_metrics: render,
     });
-    keyshift_verifier::run(listener, state, signals::shutdown(term, int)).await;
+    listeners
+        .serve(
+            signals::shutdown(term, int),
+            |listener, exposure, limits, stop| {
+                keyshift_verifier::run_with(listener, state.clone(), exposure, limits, stop.wait())
+            },
+        )
+        .await;
     tracing::info!("verifier stopped");
     Ok(())
 }

@@ -57,6 +57,10 @@ pub const DEFAULT_KEY_PREPUBLISH: Duration = Duration::from_secs(15 * 60);
 pub const DEFAULT_FAILED_AUTH_LIMIT: u32 = 10;
 /// Default window of the failed-authentication limit.
 pub const DEFAULT_FAILED_AUTH_WINDOW: Duration = Duration::from_secs(60);
+/// Default most connections open at once per listener: far above what one
+/// instance serves behind a proxy that pools connections (hundreds), far
+/// below the file descriptors a raised limit gives.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Longest client id, in bytes. The token endpoint refuses longer ids before
 /// any lookup, so they never become rate-limiter keys.
 pub const MAX_CLIENT_ID_BYTES: usize = 256;
@@ -107,6 +111,10 @@ pub struct Config {
 pub struct IssuerConfig {
     /// Listen address.
     pub listen: SocketAddr,
+    /// The listener of the operational routes, if separate.
+    pub admin_listen: Option<SocketAddr>,
+    /// Most connections open at once per listener.
+    pub max_connections: usize,
     /// The `iss` claim; the metadata URLs are built on it.
     pub issuer: String,
     /// The `aud` claim.
@@ -159,6 +167,10 @@ pub enum TypPolicy {
 pub struct VerifierConfig {
     /// Listen address.
     pub listen: SocketAddr,
+    /// The listener of the operational routes, if separate.
+    pub admin_listen: Option<SocketAddr>,
+    /// Most connections open at once per listener.
+    pub max_connections: usize,
     /// The exact `iss` expected.
     pub issuer: String,
     /// The audience that `aud` must be or contain.
@@ -350,6 +362,34 @@ fn parse_listen(
     })
 }
 
+/// `admin_listen` (not the same address as `listen`) and `max_connections`
+/// (1 to 1,000,000) of `section`.
+fn listeners(
+    section: &str,
+    listen: SocketAddr,
+    admin_listen: Option<String>,
+    max_connections: Option<usize>,
+) -> Result<(Option<SocketAddr>, usize), ConfigError> {
+    let admin_field = format!("{section}.admin_listen");
+    let admin = admin_listen
+        .map(|text| parse_listen(&admin_field, Some(text), ""))
+        .transpose()?;
+    if admin.is_some_and(|a| a == listen && a.port() != 0) {
+        return Err(ConfigError::invalid(
+            admin_field,
+            format!("is {section}.listen; give the operational routes another address or port"),
+        ));
+    }
+    let max = max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    if !(1..=1_000_000).contains(&max) {
+        return Err(ConfigError::invalid(
+            format!("{section}.max_connections"),
+            "must be between 1 and 1000000",
+        ));
+    }
+    Ok((admin, max))
+}
+
 fn required_string(field: &str, value: Option<String>) -> Result<String, ConfigError> {
     match value {
         Some(v) if !v.trim().is_empty() => Ok(v),
@@ -398,6 +438,8 @@ pub fn is_scope_token(s: &str) -> bool {
 impl IssuerConfig {
     fn from_raw(raw: RawIssuer, phase: Phase, base: &Path) -> Result<IssuerConfig, ConfigError> {
         let listen = parse_listen("issuer.listen", raw.listen, DEFAULT_ISSUER_LISTEN)?;
+        let (admin_listen, max_connections) =
+            listeners("issuer", listen, raw.admin_listen, raw.max_connections)?;
         let issuer = issuer_url("issuer.issuer", raw.issuer)?;
         let audience = required_string("issuer.audience", raw.audience)?;
         let token_ttl = positive(
@@ -515,6 +557,8 @@ impl IssuerConfig {
         }
         Ok(IssuerConfig {
             listen,
+            admin_listen,
+            max_connections,
             issuer,
             audience,
             token_ttl,
@@ -581,6 +625,8 @@ impl VerifierConfig {
         base: &Path,
     ) -> Result<VerifierConfig, ConfigError> {
         let listen = parse_listen("verifier.listen", raw.listen, DEFAULT_VERIFIER_LISTEN)?;
+        let (admin_listen, max_connections) =
+            listeners("verifier", listen, raw.admin_listen, raw.max_connections)?;
         let issuer = required_string("verifier.issuer", raw.issuer)?;
         let audience = required_string("verifier.audience", raw.audience)?;
         let accept_overridden = raw.accept.is_some();
@@ -644,6 +690,8 @@ impl VerifierConfig {
         let jwks_max_staleness = duration(raw.jwks_max_staleness, DEFAULT_JWKS_MAX_STALENESS);
         Ok(VerifierConfig {
             listen,
+            admin_listen,
+            max_connections,
             issuer,
             audience,
             jwks_url,

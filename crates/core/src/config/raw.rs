@@ -26,6 +26,11 @@ pub struct RawConfig {
 pub struct RawIssuer {
     /// Listen address. Defaults to `127.0.0.1:8080`.
     pub listen: Option<String>,
+    /// A second listener for the operational routes (`/metrics`), which
+    /// then leave the public one. Defaults to none.
+    pub admin_listen: Option<String>,
+    /// Most connections open at once per listener. Defaults to `10000`.
+    pub max_connections: Option<usize>,
     /// The `iss` claim and base of the metadata URLs. Required.
     pub issuer: Option<String>,
     /// The `aud` claim. Required.
@@ -72,6 +77,11 @@ pub struct RawClient {
 pub struct RawVerifier {
     /// Listen address. Defaults to `127.0.0.1:8081`.
     pub listen: Option<String>,
+    /// A second listener for the operational routes (`/metrics`, `/keys`,
+    /// `/migration`), which then leave the public one. Defaults to none.
+    pub admin_listen: Option<String>,
+    /// Most connections open at once per listener. Defaults to `10000`.
+    pub max_connections: Option<usize>,
     /// The exact `iss` expected. Required.
     pub issuer: Option<String>,
     /// The audience `aud` must be or contain. Required.
