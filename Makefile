@@ -3,7 +3,7 @@ CARGO ?= cargo
 JOBS ?= 2
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: run test lint bench loadtest doc build test-observability
+.PHONY: run test lint bench loadtest doc build test-observability fuzz deny
 
 ## run: start issuer and verifier on loopback with a generated config in ./.keyshift/
 run:
@@ -42,3 +42,12 @@ doc:
 ##                     Prometheus scraping real services (installs Debian's prometheus if missing)
 test-observability:
 	bash scripts/check-observability.sh
+
+## fuzz: every cargo-fuzz target for FUZZ_SECONDS (default 60) on the nightly toolchain
+##       (skips with a line where there is none); make test replays the corpus on stable
+fuzz:
+	bash scripts/fuzz.sh
+
+## deny: the dependency policy of deny.toml (licenses, bans, sources; advisories when reachable)
+deny:
+	bash scripts/deny.sh
