@@ -28,8 +28,11 @@ use keyshift_verifier::Verifier;
 /// The time of [`verify`]'s clock: tokens of the corpus carry `iat` around it.
 pub const NOW: u64 = 1_800_000_000;
 
+/// A fuzz target: any bytes in, nothing out, never a panic.
+pub type Target = fn(&[u8]);
+
 /// Every target by the name of its corpus folder.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("jws", jws),
     ("verify", verify),
     ("jwks", jwks),
