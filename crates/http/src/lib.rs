@@ -59,8 +59,17 @@ pub fn service<H: Handler>(
 
 /// How long in-flight requests get to finish after shutdown is asked.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client may take to send its request headers.
+/// How long a client may take to send its request headers; also how long a
+/// keep-alive connection may sit idle between requests.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most bytes of request line and headers read before answering 431:
+/// room for the largest token `verifier.max_token_bytes` allows (64 KiB)
+/// beside ordinary headers, far below hyper's default of ~400 KiB per
+/// connection.
+pub const MAX_HEADER_BYTES: usize = 96 * 1024;
+/// The most request headers parsed before answering 431: hyper's default,
+/// kept (setting another moves the headers of every request to the heap).
+pub const MAX_HEADERS: usize = 100;
 
 /// The bounds of one listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +117,7 @@ pub async fn serve<M, S, B>(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_header_size(MAX_HEADER_BYTES)
         .timer(TokioTimer::new());
     tokio::pin!(shutdown);
     loop {

@@ -115,3 +115,41 @@ async fn slow_headers_and_idle_keep_alive_connections_are_closed_at_the_header_t
         .expect("normal")
         .starts_with("HTTP/1.1 200"));
 }
+
+#[tokio::test]
+async fn oversized_or_too_many_headers_get_431_and_a_normal_request_still_succeeds() {
+    use keyshift_http::MAX_HEADER_BYTES;
+    let addr = server(Limits::default()).await;
+    let read_status = |mut s: TcpStream| async move {
+        let mut buf = vec![0u8; 256];
+        let n = s.read(&mut buf).await.unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    // One header past the byte bound (a long URL counts the same way).
+    let mut big = TcpStream::connect(addr).await.expect("big");
+    let filler = "a".repeat(MAX_HEADER_BYTES + 1);
+    let _ = big
+        .write_all(format!("GET / HTTP/1.1\r\nHost: x\r\nX-Filler: {filler}\r\n\r\n").as_bytes())
+        .await;
+    let answer = read_status(big).await;
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 431"), "{answer}");
+    // One header more than parsed (Host is one).
+    let mut many = TcpStream::connect(addr).await.expect("many");
+    let headers: String = (0..keyshift_http::MAX_HEADERS)
+        .map(|i| format!("X-H{i}: v\r\n"))
+        .collect();
+    many.write_all(format!("GET / HTTP/1.1\r\nHost: x\r\n{headers}\r\n").as_bytes())
+        .await
+        .expect("write");
+    let answer = read_status(many).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    // Just under the byte bound is served.
+    let mut ok = TcpStream::connect(addr).await.expect("ok");
+    let filler = "a".repeat(MAX_HEADER_BYTES - 1024);
+    ok.write_all(format!("GET / HTTP/1.1\r\nHost: x\r\nX-Filler: {filler}\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    assert!(read_status(ok).await.starts_with("HTTP/1.1 200"));
+    let mut normal = TcpStream::connect(addr).await.expect("normal");
+    assert!(get(&mut normal).await.expect("normal").starts_with("HTTP/1.1 200"));
+}
