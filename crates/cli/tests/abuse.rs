@@ -194,3 +194,58 @@ fn the_file_descriptor_limit_is_raised_and_idle_sockets_past_1024_leave_healthz_
         .wait_for_log("Too many open files", 0, Duration::ZERO)
         .is_none());
 }
+
+/// Sends `head` then `body` on a fresh connection and reads the status line.
+fn raw_status(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> String {
+    use std::io::Read;
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(head.as_bytes()).expect("head");
+    let _ = s.write_all(body);
+    let mut buf = [0u8; 512];
+    let n = s.read(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[test]
+fn a_chunked_token_body_past_16_kib_gets_413_while_streaming_and_verify_never_reads_bodies() {
+    let tmp = common::dir_with_secret();
+    let issuer = start("issuer", &write_config(tmp.path(), Phase::Dual, None));
+    // Chunked (no Content-Length): refused once past the cap, while streaming.
+    let chunk = format!("{:x}\r\n{}\r\n", 4096, "a".repeat(4096));
+    let body = chunk.repeat(5) + "0\r\n\r\n";
+    let status = raw_status(
+        issuer.addr,
+        "POST /oauth/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Transfer-Encoding: chunked\r\n\r\n",
+        body.as_bytes(),
+    );
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+    // A normal token request meanwhile.
+    fetch_token(issuer.addr, "svc-a", "s3cret");
+
+    let vdir = common::dir_with_secret();
+    let verifier = start(
+        "verifier",
+        &write_config(vdir.path(), Phase::Dual, Some(issuer.addr)),
+    );
+    // A 100 MB body is declared and never sent: the answer comes at once,
+    // from the headers alone (a verifier that read bodies would wait).
+    let status = raw_status(
+        verifier.addr,
+        "POST /verify HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n",
+        b"only a little",
+    );
+    assert!(status.starts_with("HTTP/1.1 401"), "{status}");
+    let token = fetch_token(issuer.addr, "svc-a", "s3cret");
+    let auth = format!("Bearer {token}");
+    assert_eq!(
+        http(verifier.addr, "GET", "/verify", &[("Authorization", &auth)], b"").status,
+        200
+    );
+}

@@ -599,3 +599,30 @@ pub struct KeysStatus {
     /// Fetches attempted since start.
     pub fetches: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_negative_cache_stays_bounded_under_a_flood_of_random_kids() {
+        let url = url::Url::parse("http://127.0.0.1:9/jwks.json").expect("url");
+        let fetcher =
+            Fetcher::new(&url, Duration::from_secs(1), Duration::from_secs(1)).expect("fetcher");
+        let settings = JwksSettings {
+            min_ttl: Duration::from_secs(300),
+            max_ttl: Duration::from_secs(3600),
+            cooldown: Duration::from_secs(30),
+            negative_ttl: Duration::from_secs(60),
+            max_staleness: Duration::from_secs(3600),
+            request_wait: Duration::from_secs(1),
+        };
+        let cache = JwksCache::new(fetcher, settings, keyshift_core::clock::ManualClock::at_secs(1_000));
+        let until = Duration::from_secs(2_000);
+        for i in 0..(2 * NEGATIVE_CACHE_MAX + 7) {
+            cache.remember_unknown(&format!("random-{i}"), until);
+            let len = cache.negative.lock().map(|n| n.len()).unwrap_or(usize::MAX);
+            assert!(len <= NEGATIVE_CACHE_MAX, "{len} entries after {i}");
+        }
+    }
+}

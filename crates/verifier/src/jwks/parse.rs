@@ -222,6 +222,15 @@ mod tests {
     }
 
     #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        // serde_json stops at 128 levels; the 64 KiB body cap bounds the rest.
+        for depth in [200, 20_000] {
+            let doc = format!("{{\"keys\":{}{}}}", "[".repeat(depth), "]".repeat(depth));
+            assert_eq!(parse_jwks(doc.as_bytes()).err(), Some(JwksError::NotAJwkSet));
+        }
+    }
+
+    #[test]
     fn garbage_and_empty_sets_are_errors() {
         assert_eq!(parse_jwks(b"<html>").err(), Some(JwksError::NotAJwkSet));
         assert_eq!(
