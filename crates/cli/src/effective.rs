@@ -50,6 +50,12 @@ impl fmt::Display for Effective<'_> {
                 "failed_auth_window = \"{}\"",
                 HumanDuration(i.failed_auth_window)
             )?;
+            let proxies: Vec<String> = i
+                .trusted_proxies
+                .iter()
+                .map(|n| format!("\"{n}\""))
+                .collect();
+            writeln!(f, "trusted_proxies = [{}]", proxies.join(", "))?;
             for c in &i.clients {
                 writeln!(f, "# client `{}`: scopes [{}]", c.id, c.scopes.join(" "))?;
             }

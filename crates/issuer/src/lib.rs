@@ -7,6 +7,7 @@
 //! - [`rotation`]: the pure rotation schedule (`next` → `active` → `retiring` → `retired`);
 //! - [`mint`]: token signing with keys parsed once;
 //! - [`form`], [`auth`], [`ratelimit`]: the token request, client authentication, failure limiting;
+//! - [`forwarded`]: the client address behind `issuer.trusted_proxies`;
 //! - [`issuer`]: the live snapshot swapped on reload and rotation;
 //! - [`routes`], [`service`]: the hyper service and `run`;
 //! - [`metrics`], [`error`]: metric names, the one error type.
@@ -29,6 +30,7 @@
 pub mod auth;
 pub mod error;
 pub mod form;
+pub mod forwarded;
 pub mod issuer;
 pub mod keystore;
 pub mod metrics;

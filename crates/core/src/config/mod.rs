@@ -23,10 +23,11 @@ mod raw;
 #[cfg(test)]
 mod tests;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use ipnet::IpNet;
 pub use raw::{RawClient, RawConfig, RawIssuer, RawVerifier};
 
 use crate::duration::HumanDuration;
@@ -61,6 +62,9 @@ pub const DEFAULT_FAILED_AUTH_WINDOW: Duration = Duration::from_secs(60);
 /// instance serves behind a proxy that pools connections (hundreds), far
 /// below the file descriptors a raised limit gives.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default proxies whose `X-Forwarded-For` is believed: none, so a
+/// client cannot choose the address its failed logins are counted against.
+pub const DEFAULT_TRUSTED_PROXIES: &[&str] = &[];
 /// Longest client id, in bytes. The token endpoint refuses longer ids before
 /// any lookup, so they never become rate-limiter keys.
 pub const MAX_CLIENT_ID_BYTES: usize = 256;
@@ -138,6 +142,10 @@ pub struct IssuerConfig {
     pub failed_auth_limit: u32,
     /// The window of `failed_auth_limit`.
     pub failed_auth_window: Duration,
+    /// Networks of the proxies in front of the issuer: a request from one of
+    /// them is counted against the right-most address of its
+    /// `X-Forwarded-For` outside them.
+    pub trusted_proxies: Vec<IpNet>,
     /// The OAuth clients.
     pub clients: Vec<ClientConfig>,
 }
@@ -426,6 +434,22 @@ fn positive(field: &str, d: Duration) -> Result<Duration, ConfigError> {
     }
 }
 
+/// A network in CIDR form (`10.0.0.0/8`, `fd00::/8`), or one address (a /32
+/// or /128); host bits past the prefix are cleared.
+fn network(field: &str, text: &str) -> Result<IpNet, ConfigError> {
+    let text = text.trim();
+    let net = match text.parse::<IpNet>() {
+        Ok(net) => net,
+        Err(_) => IpNet::from(text.parse::<IpAddr>().map_err(|_| {
+            ConfigError::invalid(
+                field,
+                format!("`{text}` is not a CIDR like 10.0.0.0/8 or fd00::/8, nor an address"),
+            )
+        })?),
+    };
+    Ok(net.trunc())
+}
+
 /// A scope token as RFC 6749 §3.3 defines it.
 pub fn is_scope_token(s: &str) -> bool {
     !s.is_empty()
@@ -508,6 +532,13 @@ impl IssuerConfig {
             "issuer.failed_auth_window",
             duration(raw.failed_auth_window, DEFAULT_FAILED_AUTH_WINDOW),
         )?;
+        let trusted_proxies = match &raw.trusted_proxies {
+            Some(list) => list.iter().map(String::as_str).collect(),
+            None => DEFAULT_TRUSTED_PROXIES.to_vec(),
+        }
+        .into_iter()
+        .map(|text| network("issuer.trusted_proxies", text))
+        .collect::<Result<Vec<_>, _>>()?;
         let hs256_secret_file = raw.hs256_secret_file.map(|p| resolve(base, p));
         if phase.needs_shared_secret() && hs256_secret_file.is_none() {
             return Err(ConfigError::invalid(
@@ -574,6 +605,7 @@ impl IssuerConfig {
             key_prepublish,
             failed_auth_limit,
             failed_auth_window,
+            trusted_proxies,
             clients,
         })
     }

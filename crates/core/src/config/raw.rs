@@ -54,6 +54,9 @@ pub struct RawIssuer {
     pub failed_auth_limit: Option<u32>,
     /// Window of `failed_auth_limit`. Defaults to `1m`.
     pub failed_auth_window: Option<HumanDuration>,
+    /// Proxies (CIDRs or addresses) whose `X-Forwarded-For` names the
+    /// client the failed-auth limits count. Defaults to none.
+    pub trusted_proxies: Option<Vec<String>>,
     /// `[[issuer.clients]]`. Defaults to none.
     #[serde(default)]
     pub clients: Vec<RawClient>,

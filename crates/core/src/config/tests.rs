@@ -228,3 +228,31 @@ fn scope_tokens_follow_rfc6749() {
     assert!(!is_scope_token("a\\b"));
     assert!(!is_scope_token(""));
 }
+
+#[test]
+fn trusted_proxies_are_networks_or_addresses_and_none_by_default() {
+    let cfg = load(&format!("phase = \"dual\"\n{ISSUER}")).expect("valid");
+    assert!(cfg.issuer.expect("issuer").trusted_proxies.is_empty());
+    let cfg = load(&format!(
+        "phase = \"dual\"\n{}",
+        with_issuer_key(r#"trusted_proxies = ["10.1.2.3/8", "192.0.2.7", "fd00::1/8"]"#)
+    ))
+    .expect("valid");
+    let nets: Vec<String> = cfg
+        .issuer
+        .expect("issuer")
+        .trusted_proxies
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    // Host bits cleared; one address is its own /32.
+    assert_eq!(nets, ["10.0.0.0/8", "192.0.2.7/32", "fd00::/8"]);
+    for bad in [r#"["10.0.0.0/33"]"#, r#"["proxy.internal"]"#, r#"[""]"#] {
+        let (field, msg) = err_field(&format!(
+            "phase = \"dual\"\n{}",
+            with_issuer_key(&format!("trusted_proxies = {bad}"))
+        ));
+        assert_eq!(field, "issuer.trusted_proxies", "{bad}");
+        assert!(msg.contains("is not a CIDR"), "{msg}");
+    }
+}

@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::auth::credentials;
 use crate::error::IssuerError;
 use crate::form::TokenForm;
+use crate::forwarded::client_addr;
 use crate::issuer::{Issuer, Live};
 use crate::mint::TokenRequest;
 
@@ -34,7 +35,9 @@ struct TokenResponse<'a> {
     scope: &'a str,
 }
 
-/// Handles one token request; always answers, counting the outcome.
+/// Handles one token request from the socket peer `peer`; always answers,
+/// counting the outcome. Behind `issuer.trusted_proxies` the failed-auth
+/// limits count the client `X-Forwarded-For` names ([`client_addr`]).
 pub async fn handle<B>(
     issuer: &Issuer,
     headers: &HeaderMap,
@@ -47,6 +50,7 @@ where
 {
     let started = std::time::Instant::now();
     let live = issuer.live();
+    let peer = client_addr(peer, headers, &live.config.trusted_proxies);
     let result = issue(issuer, &live, headers, body, peer).await;
     let outcome = match &result {
         Ok(_) => "issued",
