@@ -6,6 +6,7 @@
 //! | `GET /.well-known/jwks.json` | JWK Set, `ETag` / `If-None-Match` |
 //! | `GET /.well-known/oauth-authorization-server` | RFC 8414 metadata |
 //! | `GET /.well-known/openid-configuration` | the same document |
+//! | `GET /.well-known/oauth-authorization-server/<issuer path>`, `GET /<issuer path>/.well-known/openid-configuration` | the same document, for an issuer URL with a path |
 //! | `GET /healthz` | liveness |
 //! | `GET /metrics` | Prometheus text format |
 //!
@@ -83,6 +84,13 @@ impl IssuerService {
                 | "/healthz"
                 | "/metrics",
             ) => IssuerError::MethodNotAllowed("GET, HEAD").into_response(),
+            (_, path) if routes::metadata::is_metadata_path(self.issuer.live().config(), path) => {
+                if get {
+                    routes::metadata::handle(&self.issuer.live())
+                } else {
+                    IssuerError::MethodNotAllowed("GET, HEAD").into_response()
+                }
+            }
             _ => IssuerError::NotFound.into_response(),
         }
     }

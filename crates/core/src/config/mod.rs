@@ -624,6 +624,20 @@ impl IssuerConfig {
         )
     }
 
+    /// The path of the issuer URL without a trailing `/` (`/tenant-a` for
+    /// `https://id.example.com/tenant-a/`); empty when it has none.
+    pub fn issuer_path(&self) -> &str {
+        let after_scheme = self
+            .issuer
+            .split_once("://")
+            .map_or(self.issuer.as_str(), |(_, rest)| rest);
+        after_scheme
+            .find('/')
+            .and_then(|i| after_scheme.get(i..))
+            .unwrap_or("")
+            .trim_end_matches('/')
+    }
+
     /// The token endpoint URL.
     pub fn token_endpoint(&self) -> String {
         format!("{}/oauth/token", self.issuer.trim_end_matches('/'))
