@@ -64,6 +64,10 @@ impl fmt::Display for Effective<'_> {
             writeln!(f, "\n[verifier]")?;
             writeln!(f, "listen = \"{}\"", v.listen)?;
             listeners(f, v.admin_listen, v.max_connections)?;
+            match v.grpc_listen {
+                Some(a) => writeln!(f, "grpc_listen = \"{a}\"   # gRPC ext_authz")?,
+                None => writeln!(f, "# grpc_listen: not set (gRPC ext_authz off)")?,
+            }
             writeln!(f, "issuer = \"{}\"", v.issuer)?;
             writeln!(f, "audience = \"{}\"", v.audience)?;
             match &v.jwks_url {

@@ -7,7 +7,8 @@
 //! - [`jws`], [`claims`], [`policy`]: strict parsing and RFC 8725 checks;
 //! - [`jwks`]: the JWKS cache and fetcher; [`token_cache`]: verified tokens;
 //! - [`migration`]: readiness for phase 3; [`metrics`]: metric names and handles;
-//! - [`service`], [`routes`]: the hyper service and `run`.
+//! - [`service`], [`routes`]: the hyper service and `run`;
+//! - [`grpc`]: Envoy's gRPC ext_authz `Check`, on its own listener.
 //!
 //! ```no_run
 //! # async fn demo(cfg: keyshift_core::Config) -> Result<(), Box<dyn std::error::Error>> {
@@ -27,6 +28,7 @@
 
 pub mod claims;
 pub mod error;
+pub mod grpc;
 pub mod jwks;
 pub mod jws;
 pub mod metrics;

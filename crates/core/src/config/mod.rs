@@ -94,6 +94,8 @@ pub const DEFAULT_JWKS_TIMEOUT: Duration = Duration::from_secs(5);
 /// `Retry-After` instead), while a healthy fetch on loopback or in one
 /// region takes milliseconds.
 pub const DEFAULT_JWKS_REQUEST_WAIT: Duration = Duration::from_secs(1);
+/// Default gRPC ext_authz listener: none, the gRPC service is off.
+pub const DEFAULT_GRPC_LISTEN: Option<&str> = None;
 /// Default number of entries of the verified-token cache (0 turns it off).
 pub const DEFAULT_TOKEN_CACHE_SIZE: usize = 10_000;
 
@@ -177,6 +179,8 @@ pub struct VerifierConfig {
     pub listen: SocketAddr,
     /// The listener of the operational routes, if separate.
     pub admin_listen: Option<SocketAddr>,
+    /// The gRPC ext_authz listener, if on.
+    pub grpc_listen: Option<SocketAddr>,
     /// Most connections open at once per listener.
     pub max_connections: usize,
     /// The exact `iss` expected.
@@ -673,6 +677,19 @@ impl VerifierConfig {
         let listen = parse_listen("verifier.listen", raw.listen, DEFAULT_VERIFIER_LISTEN)?;
         let (admin_listen, max_connections) =
             listeners("verifier", listen, raw.admin_listen, raw.max_connections)?;
+        let grpc_listen = raw
+            .grpc_listen
+            .or(DEFAULT_GRPC_LISTEN.map(str::to_owned))
+            .map(|text| parse_listen("verifier.grpc_listen", Some(text), ""))
+            .transpose()?;
+        if let Some(grpc) = grpc_listen.filter(|g| g.port() != 0) {
+            if grpc == listen || Some(grpc) == admin_listen {
+                return Err(ConfigError::invalid(
+                    "verifier.grpc_listen",
+                    "is the address of verifier.listen or verifier.admin_listen; give gRPC its own port",
+                ));
+            }
+        }
         let issuer = required_string("verifier.issuer", raw.issuer)?;
         let audience = required_string("verifier.audience", raw.audience)?;
         let accept_overridden = raw.accept.is_some();
@@ -737,6 +754,7 @@ impl VerifierConfig {
         Ok(VerifierConfig {
             listen,
             admin_listen,
+            grpc_listen,
             max_connections,
             issuer,
             audience,

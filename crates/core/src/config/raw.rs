@@ -83,6 +83,9 @@ pub struct RawVerifier {
     /// A second listener for the operational routes (`/metrics`, `/keys`,
     /// `/migration`), which then leave the public one. Defaults to none.
     pub admin_listen: Option<String>,
+    /// The gRPC ext_authz listener (`envoy.service.auth.v3.Authorization/Check`).
+    /// Defaults to none (off).
+    pub grpc_listen: Option<String>,
     /// Most connections open at once per listener. Defaults to `10000`.
     pub max_connections: Option<usize>,
     /// The exact `iss` expected. Required.

@@ -256,3 +256,25 @@ fn trusted_proxies_are_networks_or_addresses_and_none_by_default() {
         assert!(msg.contains("is not a CIDR"), "{msg}");
     }
 }
+
+#[test]
+fn grpc_listen_is_off_by_default_and_needs_its_own_port() {
+    let cfg = load(&format!("phase = \"dual\"\n{VERIFIER}")).expect("valid");
+    assert_eq!(cfg.verifier.expect("verifier").grpc_listen, None);
+    let cfg = load(&format!(
+        "phase = \"dual\"\n{VERIFIER}grpc_listen = \"127.0.0.1:8082\"\n"
+    ))
+    .expect("valid");
+    assert_eq!(
+        cfg.verifier.expect("verifier").grpc_listen,
+        Some("127.0.0.1:8082".parse().expect("addr"))
+    );
+    let (field, _) = err_field(&format!(
+        "phase = \"dual\"\n{VERIFIER}listen = \"127.0.0.1:9000\"\ngrpc_listen = \"127.0.0.1:9000\"\n"
+    ));
+    assert_eq!(field, "verifier.grpc_listen");
+    let (field, _) = err_field(&format!(
+        "phase = \"dual\"\n{VERIFIER}grpc_listen = \"localhost\"\n"
+    ));
+    assert_eq!(field, "verifier.grpc_listen");
+}
