@@ -105,11 +105,12 @@ jwks_url = "http://127.0.0.1:9/.well-known/jwks.json"
 hs256_secret_file = "hs256.secret"
 jwks_request_wait = "200ms"
 jwks_connect_timeout = "200ms"
+grpc_listen = "127.0.0.1:8082"
 TOML
 start issuer "$BIN" issuer --config "$WORK/keyshift.toml"
 start verifier "$BIN" verifier --config "$WORK/keyshift.toml"
 start upstream python3 "$ROOT/scripts/proxy_e2e.py" upstream 3000
-wait_port 8080; wait_port 8081; wait_port 3000
+wait_port 8080; wait_port 8081; wait_port 8082; wait_port 3000
 TOKEN=$("$BIN" token --config "$WORK/keyshift.toml" --client svc-a)
 
 # check NAME MALFORMED_STATUS [DUPLICATE]: the client's checks through the
