@@ -56,6 +56,7 @@ impl fmt::Display for Effective<'_> {
                 .map(|n| format!("\"{n}\""))
                 .collect();
             writeln!(f, "trusted_proxies = [{}]", proxies.join(", "))?;
+            writeln!(f, "proxy_protocol = {}", i.proxy_protocol)?;
             for c in &i.clients {
                 writeln!(f, "# client `{}`: scopes [{}]", c.id, c.scopes.join(" "))?;
             }

@@ -7,6 +7,10 @@
 //! its right was written by proxies the operator listed, and everything to
 //! its left by the client, who may write anything. A peer that is not
 //! trusted is counted as itself, whatever its `X-Forwarded-For` says.
+//!
+//! With `issuer.proxy_protocol`, the connection's PROXY header says whose
+//! connection a proxy forwards ([`proxied_peer`]); that address then stands
+//! for the peer, when the header came from a trusted proxy.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -49,6 +53,18 @@ pub fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAd
         nearest = addr;
     }
     nearest
+}
+
+/// The peer of a connection that started with a PROXY header naming
+/// `source`: the source when the socket peer `socket` is a trusted proxy
+/// (anyone else could have written any address), else `socket`. No source
+/// (a LOCAL command) leaves `socket`.
+pub fn proxied_peer(socket: IpAddr, source: Option<SocketAddr>, trusted: &[IpNet]) -> IpAddr {
+    let socket = socket.to_canonical();
+    match source {
+        Some(source) if is_trusted(socket, trusted) => source.ip().to_canonical(),
+        _ => socket,
+    }
 }
 
 fn is_trusted(addr: IpAddr, trusted: &[IpNet]) -> bool {
@@ -129,6 +145,27 @@ mod tests {
         assert_eq!(
             from("10.0.0.1", &["203.0.113.7:4711"], PROXIES),
             "203.0.113.7"
+        );
+    }
+
+    #[test]
+    fn a_proxy_header_is_believed_from_trusted_proxies_only() {
+        let trusted = nets(PROXIES);
+        let source = Some("203.0.113.7:4711".parse().expect("addr"));
+        let ip = |s: &str| -> IpAddr { s.parse().expect("ip") };
+        assert_eq!(
+            proxied_peer(ip("10.0.0.1"), source, &trusted),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            proxied_peer(ip("192.0.2.9"), source, &trusted),
+            ip("192.0.2.9")
+        );
+        assert_eq!(proxied_peer(ip("10.0.0.1"), None, &trusted), ip("10.0.0.1"));
+        let mapped = Some("[::ffff:203.0.113.7]:1".parse().expect("addr"));
+        assert_eq!(
+            proxied_peer(ip("fd00::1"), mapped, &trusted),
+            ip("203.0.113.7")
         );
     }
 

@@ -43,4 +43,4 @@ pub mod service;
 pub use error::IssuerError;
 pub use issuer::{Issuer, Live, StartError};
 pub use keyshift_http::ops::RenderMetrics;
-pub use service::{run, run_with, IssuerService};
+pub use service::{run, run_proxy_protocol, run_with, IssuerService};

@@ -65,6 +65,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default proxies whose `X-Forwarded-For` is believed: none, so a
 /// client cannot choose the address its failed logins are counted against.
 pub const DEFAULT_TRUSTED_PROXIES: &[&str] = &[];
+/// Default of `proxy_protocol`: connections speak HTTP from their first byte.
+pub const DEFAULT_PROXY_PROTOCOL: bool = false;
 /// Longest client id, in bytes. The token endpoint refuses longer ids before
 /// any lookup, so they never become rate-limiter keys.
 pub const MAX_CLIENT_ID_BYTES: usize = 256;
@@ -148,6 +150,9 @@ pub struct IssuerConfig {
     /// them is counted against the right-most address of its
     /// `X-Forwarded-For` outside them.
     pub trusted_proxies: Vec<IpNet>,
+    /// Whether every connection to `listen` starts with a PROXY protocol v2
+    /// header (the admin listener is reached directly and never does).
+    pub proxy_protocol: bool,
     /// The OAuth clients.
     pub clients: Vec<ClientConfig>,
 }
@@ -543,6 +548,13 @@ impl IssuerConfig {
         .into_iter()
         .map(|text| network("issuer.trusted_proxies", text))
         .collect::<Result<Vec<_>, _>>()?;
+        let proxy_protocol = raw.proxy_protocol.unwrap_or(DEFAULT_PROXY_PROTOCOL);
+        if proxy_protocol && trusted_proxies.is_empty() {
+            return Err(ConfigError::invalid(
+                "issuer.proxy_protocol",
+                "needs issuer.trusted_proxies: the proxies whose PROXY header is believed",
+            ));
+        }
         let hs256_secret_file = raw.hs256_secret_file.map(|p| resolve(base, p));
         if phase.needs_shared_secret() && hs256_secret_file.is_none() {
             return Err(ConfigError::invalid(
@@ -610,6 +622,7 @@ impl IssuerConfig {
             failed_auth_limit,
             failed_auth_window,
             trusted_proxies,
+            proxy_protocol,
             clients,
         })
     }

@@ -57,6 +57,9 @@ pub struct RawIssuer {
     /// Proxies (CIDRs or addresses) whose `X-Forwarded-For` names the
     /// client the failed-auth limits count. Defaults to none.
     pub trusted_proxies: Option<Vec<String>>,
+    /// Every connection to `listen` starts with a PROXY protocol v2 header,
+    /// whose source a peer in `trusted_proxies` is believed. Defaults to `false`.
+    pub proxy_protocol: Option<bool>,
     /// `[[issuer.clients]]`. Defaults to none.
     #[serde(default)]
     pub clients: Vec<RawClient>,

@@ -278,3 +278,21 @@ fn grpc_listen_is_off_by_default_and_needs_its_own_port() {
     ));
     assert_eq!(field, "verifier.grpc_listen");
 }
+
+#[test]
+fn proxy_protocol_is_off_by_default_and_needs_trusted_proxies() {
+    let cfg = load(&format!("phase = \"dual\"\n{ISSUER}")).expect("valid");
+    assert!(!cfg.issuer.expect("issuer").proxy_protocol);
+    let (field, msg) = err_field(&format!(
+        "phase = \"dual\"\n{}",
+        with_issuer_key("proxy_protocol = true")
+    ));
+    assert_eq!(field, "issuer.proxy_protocol");
+    assert!(msg.contains("trusted_proxies"), "{msg}");
+    let cfg = load(&format!(
+        "phase = \"dual\"\n{}",
+        with_issuer_key("proxy_protocol = true\ntrusted_proxies = [\"10.0.0.0/8\"]")
+    ))
+    .expect("valid");
+    assert!(cfg.issuer.expect("issuer").proxy_protocol);
+}
