@@ -245,7 +245,14 @@ fn a_chunked_token_body_past_16_kib_gets_413_while_streaming_and_verify_never_re
     let token = fetch_token(issuer.addr, "svc-a", "s3cret");
     let auth = format!("Bearer {token}");
     assert_eq!(
-        http(verifier.addr, "GET", "/verify", &[("Authorization", &auth)], b"").status,
+        http(
+            verifier.addr,
+            "GET",
+            "/verify",
+            &[("Authorization", &auth)],
+            b""
+        )
+        .status,
         200
     );
 }

@@ -132,7 +132,10 @@ async fn oversized_or_too_many_headers_get_431_and_a_normal_request_still_succee
         .write_all(format!("GET / HTTP/1.1\r\nHost: x\r\nX-Filler: {filler}\r\n\r\n").as_bytes())
         .await;
     let answer = read_status(big).await;
-    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer}"
+    );
     // One header more than parsed (Host is one).
     let mut many = TcpStream::connect(addr).await.expect("many");
     let headers: String = (0..keyshift_http::MAX_HEADERS)
@@ -151,5 +154,8 @@ async fn oversized_or_too_many_headers_get_431_and_a_normal_request_still_succee
         .expect("write");
     assert!(read_status(ok).await.starts_with("HTTP/1.1 200"));
     let mut normal = TcpStream::connect(addr).await.expect("normal");
-    assert!(get(&mut normal).await.expect("normal").starts_with("HTTP/1.1 200"));
+    assert!(get(&mut normal)
+        .await
+        .expect("normal")
+        .starts_with("HTTP/1.1 200"));
 }

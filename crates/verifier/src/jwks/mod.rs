@@ -617,7 +617,11 @@ mod tests {
             max_staleness: Duration::from_secs(3600),
             request_wait: Duration::from_secs(1),
         };
-        let cache = JwksCache::new(fetcher, settings, keyshift_core::clock::ManualClock::at_secs(1_000));
+        let cache = JwksCache::new(
+            fetcher,
+            settings,
+            keyshift_core::clock::ManualClock::at_secs(1_000),
+        );
         let until = Duration::from_secs(2_000);
         for i in 0..(2 * NEGATIVE_CACHE_MAX + 7) {
             cache.remember_unknown(&format!("random-{i}"), until);

@@ -226,7 +226,10 @@ mod tests {
         // serde_json stops at 128 levels; the 64 KiB body cap bounds the rest.
         for depth in [200, 20_000] {
             let doc = format!("{{\"keys\":{}{}}}", "[".repeat(depth), "]".repeat(depth));
-            assert_eq!(parse_jwks(doc.as_bytes()).err(), Some(JwksError::NotAJwkSet));
+            assert_eq!(
+                parse_jwks(doc.as_bytes()).err(),
+                Some(JwksError::NotAJwkSet)
+            );
         }
     }
 
