@@ -11,7 +11,7 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::RSA_PKCS1_SHA256;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use keyshift_core::secret::HmacSecret;
-use keyshift_issuer::keystore::KeyStore;
+use keyshift_issuer::keystore::{IfEmpty, KeyStore};
 use keyshift_issuer::mint::{Signer, TokenRequest, TokenTemplate};
 use keyshift_issuer::rotation::RotationPolicy;
 
@@ -41,7 +41,9 @@ fn sign(c: &mut Criterion) {
         prepublish: Duration::from_secs(900),
         token_ttl: Duration::from_secs(900),
     };
-    let (keys, _) = store.maintain(NOW, &policy, 2048).expect("key");
+    let (keys, _) = store
+        .maintain(NOW, &policy, 2048, IfEmpty::CreateFirstKey)
+        .expect("key");
     let key = keys.active().expect("active");
     let secret = HmacSecret::new(vec![0x42; 32]).expect("secret");
 

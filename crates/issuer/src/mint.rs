@@ -167,7 +167,7 @@ fn new_jti() -> Result<String, MintError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keystore::KeyStore;
+    use crate::keystore::{IfEmpty, KeyStore};
     use crate::rotation::RotationPolicy;
     use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
@@ -233,7 +233,9 @@ mod tests {
             prepublish: Duration::from_secs(900),
             token_ttl: Duration::from_secs(900),
         };
-        let (set, _) = store.maintain(now(), &policy, 2048).expect("keys");
+        let (set, _) = store
+            .maintain(now(), &policy, 2048, IfEmpty::CreateFirstKey)
+            .expect("keys");
         let key = set.active().expect("active");
         let signer = Signer::rs256(key.clone());
         let req = TokenRequest {
