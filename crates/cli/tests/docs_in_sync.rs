@@ -27,8 +27,13 @@ const EXPORTED: &[&str] = &[
     verifier::READY_FOR_ASYMMETRIC,
     verifier::HS256_VALID_UNTIL,
     verifier::JWKS_MAX_STALENESS,
+    verifier::PHASE_FORCED,
     keyshift_core::phase_metrics::PHASE_INFO,
     keyshift_core::phase_metrics::SECRET_CONFIGURED,
+    keyshift_core::ops_metrics::BUILD_INFO,
+    keyshift_core::ops_metrics::CONFIG_RELOADS,
+    keyshift_core::ops_metrics::CONFIG_LAST_RELOAD_SUCCESS,
+    keyshift_core::ops_metrics::CONFIG_LAST_RELOAD_SUCCESSFUL,
     issuer::TOKENS_ISSUED,
     issuer::TOKEN_REQUESTS,
     issuer::TOKEN_REQUEST_DURATION,
@@ -36,15 +41,27 @@ const EXPORTED: &[&str] = &[
     issuer::NEXT_ROTATION,
 ];
 
+/// The standard process metrics the binary renders beside its own (both
+/// services; `crates/cli/src/process_metrics.rs`).
+const PROCESS: &[&str] = &[
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "process_virtual_memory_bytes",
+    "process_open_fds",
+    "process_max_fds",
+    "process_start_time_seconds",
+];
+
 fn doc(path: &str) -> String {
     std::fs::read_to_string(format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR"))).expect(path)
 }
 
-/// Every `keyshift_…` metric name in `text` (histogram series suffixes folded).
+/// Every `keyshift_…` and `process_…` metric name in `text` (histogram
+/// series suffixes folded).
 fn names_in(text: &str) -> Vec<String> {
     let mut names: Vec<String> = text
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
-        .filter(|w| w.starts_with("keyshift_") && !w.contains(':'))
+        .filter(|w| (w.starts_with("keyshift_") || w.starts_with("process_")) && !w.contains(':'))
         .map(|w| {
             w.trim_end_matches("_bucket")
                 .trim_end_matches("_sum")
@@ -60,7 +77,7 @@ fn names_in(text: &str) -> Vec<String> {
 #[test]
 fn metrics_doc_lists_every_exported_metric() {
     let text = doc("docs/metrics.md");
-    for name in EXPORTED {
+    for name in EXPORTED.iter().chain(PROCESS) {
         assert!(
             text.contains(&format!("`{name}`")),
             "docs/metrics.md does not document {name}"
@@ -80,7 +97,7 @@ fn dashboard_alerts_and_docs_use_only_exported_metrics() {
     ] {
         for name in names_in(&doc(path)) {
             assert!(
-                EXPORTED.contains(&name.as_str()),
+                EXPORTED.contains(&name.as_str()) || PROCESS.contains(&name.as_str()),
                 "{path} names {name}, which nothing exports"
             );
         }
@@ -318,7 +335,10 @@ fn documented(section: &str) -> BTreeMap<String, Family> {
     let backticked =
         |s: &str| -> Vec<String> { s.split('`').skip(1).step_by(2).map(str::to_owned).collect() };
     let mut out = BTreeMap::new();
-    for row in body.lines().filter(|l| l.starts_with("| `keyshift_")) {
+    for row in body
+        .lines()
+        .filter(|l| l.starts_with("| `keyshift_") || l.starts_with("| `process_"))
+    {
         let cells = table_cells(row);
         assert!(cells.len() >= 4, "docs/metrics.md: malformed row {row}");
         let name = backticked(&cells[0]).remove(0);
@@ -346,6 +366,7 @@ fn documented(section: &str) -> BTreeMap<String, Family> {
 fn scrape_real_services() -> (String, String) {
     let tmp = common::dir_with_secret();
     let config = write_config(tmp.path(), Phase::Transition, None);
+    common::generate_keys(&config);
     let issuer = start("issuer", &config);
     write_config(tmp.path(), Phase::Transition, Some(issuer.addr));
     let verifier = start("verifier", &config);
@@ -407,7 +428,11 @@ fn metrics_doc_matches_what_the_real_binary_renders() {
             }
             rendered.insert(name.clone());
         }
+        for name in PROCESS {
+            assert!(scraped.contains_key(*name), "{section} renders no {name}");
+        }
     }
+    rendered.retain(|name| !PROCESS.contains(&name.as_str()));
     let exported: BTreeSet<String> = EXPORTED.iter().map(|s| (*s).to_owned()).collect();
     assert_eq!(
         exported, rendered,

@@ -347,9 +347,6 @@ impl Issuer {
                 config.failed_auth_window,
             ))
         };
-        if config.listen != current.config.listen {
-            tracing::warn!(old = %current.config.listen, new = %config.listen, "issuer.listen changed; a restart is needed to move the listener");
-        }
         // From a phase whose JWKS lists no RSA key straight to signing RS256:
         // no verifier can have the key yet (leaving `legacy` clears every
         // `published_at`). Refused before anything, rotation included, is applied.
@@ -371,6 +368,9 @@ impl Issuer {
         )
         .await?;
         record_served(&mut live, now).await;
+        if live.config.listen != current.config.listen {
+            tracing::warn!(old = %current.config.listen, new = %live.config.listen, "issuer.listen changed; applied the rest of the config, a restart is needed to move the listener");
+        }
         tracing::info!(phase = %live.phase, signs = %live.signer.alg(), kid = live.signer.kid(), "issuer config reloaded");
         publish_gauges(&live);
         if live.config.key_dir != current.config.key_dir {

@@ -50,6 +50,17 @@ pub struct LedgerFile {
 }
 
 impl LedgerFile {
+    /// The record of HS256 tokens minted at `iat` and valid at most until
+    /// `valid_until` (offline, by `keyshift token`), to [`merge_into`] the file.
+    pub fn minted(iat: u64, valid_until: u64) -> LedgerFile {
+        LedgerFile {
+            version: VERSION,
+            tracked_since_unix: iat,
+            hs256_last_issued_unix: Some(iat),
+            hs256_valid_until_unix: Some(valid_until),
+        }
+    }
+
     /// The later of both records, field by field.
     fn merge(self, other: LedgerFile) -> LedgerFile {
         LedgerFile {

@@ -62,6 +62,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         audience: issuer.audience.clone(),
         ttl: issuer.token_ttl,
     };
+    if signer.alg() == Alg::Hs256 {
+        record_hs256(&issuer.key_dir, issuer.token_ttl);
+    }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for _ in 0..args.count {
         let (token, _) = signer.mint(
@@ -76,4 +79,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// Records the HS256 tokens about to be minted in the issuer's record
+/// (see `keyshift_issuer::ledger`), which the running issuer merges on its
+/// next key tick: verifiers asking the issuer then know about them too.
+/// A key directory that does not exist is not created (a warning says so).
+fn record_hs256(key_dir: &std::path::Path, ttl: std::time::Duration) {
+    use keyshift_issuer::ledger::{merge_into, LedgerFile};
+    let now = SystemClock.now_secs();
+    // Exact, not reserved ahead as the issuer's are: every token is minted
+    // now (the second may turn while `--count` of them are signed).
+    let record = LedgerFile::minted(now, now + ttl.as_secs() + 1);
+    let recorded = if key_dir.is_dir() {
+        merge_into(key_dir, record)
+            .map(drop)
+            .map_err(anyhow::Error::from)
+    } else {
+        Err(anyhow::anyhow!("{} does not exist", key_dir.display()))
+    };
+    if let Err(e) = recorded {
+        eprintln!(
+            "keyshift: warning: the issuer's record of HS256 tokens was not updated ({}): verifiers asking the issuer will not know these tokens",
+            crate::one_line(&e)
+        );
+    }
 }
