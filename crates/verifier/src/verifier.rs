@@ -240,7 +240,9 @@ impl Verifier {
             tracing::info!(issuer = %why, "starting in phase asymmetric without the issuer's /migration answer");
             return Ok(());
         }
-        let report = self.report_with(&policy, &view);
+        // Judged as the switch it is about to be (from an RS256-signing
+        // phase), not as one already made.
+        let report = self.report_with(Phase::Transition, &policy, &view);
         if report.ready_for_asymmetric {
             return Ok(());
         }
@@ -288,7 +290,7 @@ impl Verifier {
         let entering_asymmetric = phase == Phase::Asymmetric && old.phase != Phase::Asymmetric;
         if entering_asymmetric {
             let view = new_authority.as_ref().unwrap_or(&authority).check().await;
-            let report = self.report_with(&old, &view);
+            let report = self.report_with(old.phase, &old, &view);
             if !report.ready_for_asymmetric {
                 self.pass_or_refuse(cfg.force_phase, report.reason)?;
             }
@@ -381,16 +383,22 @@ impl Verifier {
     pub fn migration(&self) -> MigrationReport {
         let policy = self.policy.load();
         let authority = self.authority.load();
-        let mut report = self.report_with(&policy, &authority.view());
+        let mut report = self.report_with(policy.phase, &policy, &authority.view());
         report.issuer = Some(authority.status());
         report.forced = self.forced.load().as_deref().cloned();
         report.stragglers = self.stragglers.list();
         report
     }
 
-    fn report_with(&self, p: &Policy, issuer: &crate::authority::IssuerView) -> MigrationReport {
+    /// The report as of now, judged in `phase` with `p`'s claim rules.
+    fn report_with(
+        &self,
+        phase: Phase,
+        p: &Policy,
+        issuer: &crate::authority::IssuerView,
+    ) -> MigrationReport {
         self.stats.report(ReportInput {
-            phase: p.phase,
+            phase,
             accept: p.accept,
             now: self.clock.now_secs(),
             max_lifetime: p.rules.max_lifetime,
