@@ -121,8 +121,33 @@ fn the_runbook_walk_with_each_mistake_made_once() {
     }
 
     // Mistake 2: the verifier switched to asymmetric while the issuer signs HS256.
+    let from = issuer.log_len();
     let hs = fetch_token(ia, "svc-a", "s3cret");
     assert_eq!(token_alg(&hs), Alg::Hs256);
+    // One audit line per token request, never a secret (finding 7's "what is it doing").
+    let audit = logged(&issuer, "token request", from);
+    let jti = keyshift_testkit::jwt::payload(&hs)
+        .map(|p| p["jti"].as_str().unwrap_or("").to_owned())
+        .expect("claims");
+    for field in [
+        "outcome=\"issued\"",
+        "client=\"svc-a\"",
+        "alg=\"HS256\"",
+        "scope=\"read write\"",
+        &format!("jti=\"{jti}\""),
+    ] {
+        assert!(audit.contains(field), "{field} in {audit}");
+    }
+    let from = issuer.log_len();
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let guess = b"grant_type=client_credentials&client_id=svc-a&client_secret=guessed-secret";
+    assert_eq!(http(ia, "POST", "/oauth/token", &form, guess).status, 401);
+    let audit = logged(&issuer, "token request", from);
+    saw("issuer audit line of a failed token request", &audit);
+    assert!(
+        audit.contains("outcome=\"invalid_client\"") && !audit.contains("guessed-secret"),
+        "{audit}"
+    );
     let line = reload(&verifier, &config(Phase::Asymmetric, port), dir);
     saw(
         "verifier SIGHUP into asymmetric while the issuer signs HS256",
