@@ -19,7 +19,7 @@ use hmac::{Hmac, Mac};
 use keyshift_core::clock::{Clock, SystemClock};
 use keyshift_core::secret::HmacSecret;
 use keyshift_core::{b64, Config, Phase};
-use keyshift_issuer::keystore::KeyStore;
+use keyshift_issuer::keystore::{IfEmpty, KeyStore};
 use keyshift_issuer::mint::{Signer, TokenRequest, TokenTemplate};
 use keyshift_issuer::rotation::RotationPolicy;
 use keyshift_verifier::jwks::rsa_public_key_der;
@@ -75,7 +75,12 @@ fn verify(c: &mut Criterion) {
         token_ttl: Duration::from_secs(900),
     };
     let (keys, _) = KeyStore::new(dir.path())
-        .maintain(SystemClock.now_secs(), &policy, 2048)
+        .maintain(
+            SystemClock.now_secs(),
+            &policy,
+            2048,
+            IfEmpty::CreateFirstKey,
+        )
         .expect("key");
     let key = keys.active().expect("active");
     let jwks = serde_json::json!({ "keys": keys.published() }).to_string();

@@ -121,6 +121,11 @@ impl fmt::Display for Effective<'_> {
                 HumanDuration(v.jwks_request_wait)
             )?;
             writeln!(f, "token_cache_size = {}", v.token_cache_size)?;
+            match &v.issuer_migration_url {
+                Some(u) => writeln!(f, "issuer_migration_url = \"{u}\"")?,
+                None => writeln!(f, "issuer_migration_url = \"off\"")?,
+            }
+            writeln!(f, "force_phase = {}", v.force_phase)?;
         }
         Ok(())
     }

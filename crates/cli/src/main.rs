@@ -5,6 +5,7 @@
 mod cmd;
 mod effective;
 mod listeners;
+mod process_metrics;
 mod signals;
 mod telemetry;
 
@@ -56,6 +57,10 @@ enum ConfigCommand {
     Check {
         /// The config file.
         file: PathBuf,
+        /// The `--accept` flag the verifier runs with, checked against the
+        /// file's phase and the phases after it.
+        #[arg(long, value_delimiter = ',')]
+        accept: Option<Vec<keyshift_core::Alg>>,
     },
 }
 
@@ -74,8 +79,8 @@ fn main() -> ExitCode {
         Command::Keys(args) => cmd::keys::run(args),
         Command::Token(args) => cmd::token::run(args),
         Command::Config {
-            command: ConfigCommand::Check { file },
-        } => cmd::config::check(&file),
+            command: ConfigCommand::Check { file, accept },
+        } => cmd::config::check(&file, accept.as_deref()),
         Command::Secret {
             command: SecretCommand::Hash(args),
         } => cmd::secret::hash(args),

@@ -156,6 +156,12 @@ impl ConfigToml {
         self
     }
 
+    /// A comment in `[verifier]`, before the keys set after it.
+    pub fn verifier_comment(mut self, text: &str) -> ConfigToml {
+        section(&mut self.verifier).comment(text);
+        self
+    }
+
     /// Sets every `key = value` of `lines` (TOML text) in `[verifier]`: a
     /// test's one-off settings, written as the operator would.
     ///

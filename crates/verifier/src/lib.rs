@@ -6,7 +6,9 @@
 //! - [`verifier`]: the [`Verifier`] (usable alone by a Rust service);
 //! - [`jws`], [`claims`], [`policy`]: strict parsing and RFC 8725 checks;
 //! - [`jwks`]: the JWKS cache and fetcher; [`token_cache`]: verified tokens;
-//! - [`migration`]: readiness for phase 3; [`metrics`]: metric names and handles;
+//! - [`migration`]: readiness for phase 3, from this verifier's observations and
+//!   [`authority`] (the issuer's `/migration`); [`stragglers`]: clients refused
+//!   as `alg_disabled`; [`metrics`]: metric names and handles;
 //! - [`service`], [`routes`]: the hyper service and `run`.
 //!
 //! ```no_run
@@ -25,6 +27,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod authority;
 pub mod claims;
 pub mod error;
 pub mod jwks;
@@ -34,6 +37,7 @@ pub mod migration;
 pub mod policy;
 pub mod routes;
 pub mod service;
+pub mod stragglers;
 pub mod token_cache;
 pub mod verifier;
 

@@ -37,6 +37,10 @@ pub const HS256_VALID_UNTIL: &str = "keyshift_hs256_valid_until_timestamp_second
 /// so an alert can compare the age of the keys with it.
 pub const JWKS_MAX_STALENESS: &str = "keyshift_jwks_max_staleness_seconds";
 
+/// `keyshift_phase_forced_total`: switches into phase `asymmetric` that
+/// `force_phase` pushed through while HS256 tokens could still be valid.
+pub const PHASE_FORCED: &str = "keyshift_phase_forced_total";
+
 /// Buckets of `keyshift_verify_duration_seconds`. Measured on one core
 /// (docs/performance.md): a token-cache hit takes ~0.2 µs, a full HS256
 /// verification ~1 µs, RS256 ~13 µs; an unknown-kid refetch takes a network
@@ -116,6 +120,12 @@ pub fn describe() {
         Unit::Seconds,
         "The configured jwks_max_staleness: past it, RS256 requests get 503."
     );
+    describe_counter!(
+        PHASE_FORCED,
+        Unit::Count,
+        "Switches into phase asymmetric made by force_phase while HS256 tokens could still be valid."
+    );
+    counter!(PHASE_FORCED).absolute(0);
     keyshift_core::phase_metrics::describe();
     keyshift_http::metrics::describe();
 }
@@ -207,6 +217,11 @@ pub fn set_phase(phase: Phase, secret_configured: bool) {
 pub fn set_readiness(ready: bool, hs256_valid_until: Option<u64>) {
     gauge!(READY_FOR_ASYMMETRIC).set(if ready { 1.0 } else { 0.0 });
     gauge!(HS256_VALID_UNTIL).set(hs256_valid_until.unwrap_or(0) as f64);
+}
+
+/// Counts a switch into phase `asymmetric` that `force_phase` pushed through.
+pub fn phase_forced() {
+    counter!(PHASE_FORCED).increment(1);
 }
 
 /// Publishes the configured maximum staleness of the JWKS keys.

@@ -12,6 +12,7 @@ use keyshift_core::config::VerifierConfig;
 use keyshift_core::secret::HmacSecret;
 use keyshift_core::{Alg, Phase, SharedClock};
 
+use crate::authority::IssuerAuthority;
 use crate::claims;
 use crate::error::{AlgLabel, Outcome, VerifyError};
 use crate::jwks::{
@@ -19,8 +20,9 @@ use crate::jwks::{
 };
 use crate::jws;
 use crate::metrics::{self, VerifyMetrics};
-use crate::migration::{MigrationReport, MigrationStats};
+use crate::migration::{Forced, MigrationReport, MigrationStats, ReportInput};
 use crate::policy::Policy;
+use crate::stragglers::Stragglers;
 use crate::token_cache::TokenCache;
 
 /// A verified token: what a resource server needs to decide.
@@ -133,6 +135,17 @@ pub enum BuildError {
     /// running URL and its keys stay.
     #[error("verifier.jwks_url: the new URL served no usable keys; keeping the old one")]
     NewJwksUnusable(#[source] Option<Arc<RefreshError>>),
+    /// The client for `issuer_migration_url` could not be created.
+    #[error("verifier.issuer_migration_url: {0}")]
+    IssuerMigration(#[source] FetchError),
+    /// A reload into (or a start in) phase `asymmetric` while HS256 tokens
+    /// this verifier would accept may still be valid: they would be refused.
+    /// The running config stays (on start: the verifier does not start).
+    #[error("refused: phase asymmetric now would refuse valid HS256 tokens: {reason}; wait until GET /migration says \"ready_for_asymmetric\": true, or set verifier.force_phase = true to switch anyway")]
+    NotReady {
+        /// Readiness's reason.
+        reason: String,
+    },
 }
 
 /// The verified-token cache with its hit and miss counters, which exist only
@@ -168,6 +181,13 @@ pub struct Verifier {
     clock: SharedClock,
     metrics: VerifyMetrics,
     stats: MigrationStats,
+    /// The issuer's `/migration`; replaced when a reload changes its URL.
+    authority: ArcSwap<IssuerAuthority>,
+    stragglers: Stragglers,
+    /// Set by a switch into `asymmetric` that `force_phase` pushed through.
+    forced: ArcSwapOption<Forced>,
+    /// The listen address of the config in force (a change needs a restart).
+    listen: std::sync::Mutex<std::net::SocketAddr>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -205,9 +225,13 @@ impl Verifier {
             Some(url) => Some(Arc::new(new_cache(url, cfg, clock.clone())?)),
             None => None,
         };
+        if let Some(jwks) = &jwks {
+            jwks.set_needed(cfg.accept.contains(Alg::Rs256));
+        }
         report_secret(phase, cfg.hs256_secret_file.is_some());
         metrics::set_max_staleness(cfg.jwks_max_staleness);
         let now = clock.now_secs();
+        let authority = new_authority(cfg, clock.clone())?;
         Ok(Verifier {
             policy: ArcSwap::from_pointee(Policy::new(phase, cfg, secret.as_ref(), 1)),
             jwks: ArcSwapOption::new(jwks),
@@ -216,7 +240,49 @@ impl Verifier {
             clock,
             metrics: VerifyMetrics::register(),
             stats: MigrationStats::new(now, phase),
+            authority: ArcSwap::from_pointee(authority),
+            stragglers: Stragglers::default(),
+            forced: ArcSwapOption::empty(),
+            listen: std::sync::Mutex::new(cfg.listen),
         })
+    }
+
+    /// The start check of phase `asymmetric`: refused (unless `force`) only
+    /// when the issuer's `/migration` answers and says an HS256 token it
+    /// minted may still be valid. An issuer without `/migration` (a
+    /// third-party issuer, an RS256-only deployment) never blocks a start.
+    pub async fn check_start(&self, force: bool) -> Result<(), BuildError> {
+        let policy = self.policy.load_full();
+        if policy.phase != Phase::Asymmetric {
+            return Ok(());
+        }
+        let view = self.authority.load().check().await;
+        if let crate::authority::IssuerView::Unknown(why) = &view {
+            tracing::info!(issuer = %why, "starting in phase asymmetric without the issuer's /migration answer");
+            return Ok(());
+        }
+        // Judged as the switch it is about to be (from an RS256-signing
+        // phase), not as one already made.
+        let report = self.report_with(Phase::Transition, &policy, &view);
+        if report.ready_for_asymmetric {
+            return Ok(());
+        }
+        self.pass_or_refuse(force, report.reason)
+    }
+
+    /// Lets a premature switch into `asymmetric` through if `force`
+    /// (logged, counted, shown in `/migration`), else refuses it.
+    fn pass_or_refuse(&self, force: bool, reason: String) -> Result<(), BuildError> {
+        if !force {
+            return Err(BuildError::NotReady { reason });
+        }
+        tracing::warn!(%reason, "verifier.force_phase: entering phase asymmetric though not ready; valid HS256 tokens will be refused");
+        metrics::phase_forced();
+        self.forced.store(Some(Arc::new(Forced {
+            at_unix: self.clock.now_secs(),
+            reason,
+        })));
+        Ok(())
     }
 
     /// Applies a new config (SIGHUP): phase, accepted algorithms and claim
@@ -233,6 +299,23 @@ impl Verifier {
         secret: Option<HmacSecret>,
     ) -> Result<(), BuildError> {
         let mut url = self.reloading.lock().await;
+        let old = self.policy.load_full();
+        // The issuer's answer from the URL of the new config, fetched now:
+        // a switch into asymmetric is decided on the freshest word.
+        let authority = self.authority.load_full();
+        let new_authority = if authority.url() != cfg.issuer_migration_url.as_ref() {
+            Some(Arc::new(new_authority(cfg, self.clock.clone())?))
+        } else {
+            None
+        };
+        let entering_asymmetric = phase == Phase::Asymmetric && old.phase != Phase::Asymmetric;
+        if entering_asymmetric {
+            let view = new_authority.as_ref().unwrap_or(&authority).check().await;
+            let report = self.report_with(old.phase, &old, &view);
+            if !report.ready_for_asymmetric {
+                self.pass_or_refuse(cfg.force_phase, report.reason)?;
+            }
+        }
         let new_jwks = if *url != cfg.jwks_url {
             match &cfg.jwks_url {
                 Some(u) => {
@@ -251,7 +334,15 @@ impl Verifier {
             }
             None
         };
-        let old = self.policy.load_full();
+        match new_authority {
+            Some(a) => self.authority.store(a),
+            None => authority
+                .set_timeouts(cfg.jwks_connect_timeout, cfg.jwks_timeout)
+                .map_err(BuildError::IssuerMigration)?,
+        }
+        if phase != Phase::Asymmetric {
+            self.forced.store(None);
+        }
         self.policy.store(Arc::new(Policy::new(
             phase,
             cfg,
@@ -269,10 +360,24 @@ impl Verifier {
         }
         self.stats
             .phase_changed(Some(old.phase), phase, self.clock.now_secs());
+        if let Some(jwks) = self.jwks.load().as_deref() {
+            jwks.set_needed(cfg.accept.contains(Alg::Rs256));
+        }
         report_secret(phase, cfg.hs256_secret_file.is_some());
         metrics::set_max_staleness(cfg.jwks_max_staleness);
+        let mut listen = self.listen.lock().unwrap_or_else(|p| p.into_inner());
+        if *listen != cfg.listen {
+            tracing::warn!(old = %*listen, new = %cfg.listen, "verifier.listen changed; applied the rest of the config, a restart is needed to move the listener");
+            *listen = cfg.listen;
+        }
+        drop(listen);
         tracing::info!(%phase, accept = %cfg.accept, "verifier config reloaded");
         Ok(())
+    }
+
+    /// The issuer's `/migration` as this verifier sees it.
+    pub fn authority(&self) -> Arc<IssuerAuthority> {
+        self.authority.load_full()
     }
 
     /// The current policy.
@@ -294,16 +399,33 @@ impl Verifier {
         rs_ok && hs_ok
     }
 
-    /// The `/migration` report.
+    /// The `/migration` report, from the issuer's last answer (nothing is
+    /// fetched here: see [`Verifier::run_refresher`]).
     pub fn migration(&self) -> MigrationReport {
-        let p = self.policy.load();
-        self.stats.report(
-            p.phase,
-            p.accept,
-            self.clock.now_secs(),
-            p.rules.max_lifetime,
-            p.rules.leeway,
-        )
+        let policy = self.policy.load();
+        let authority = self.authority.load();
+        let mut report = self.report_with(policy.phase, &policy, &authority.view());
+        report.issuer = Some(authority.status());
+        report.forced = self.forced.load().as_deref().cloned();
+        report.stragglers = self.stragglers.list();
+        report
+    }
+
+    /// The report as of now, judged in `phase` with `p`'s claim rules.
+    fn report_with(
+        &self,
+        phase: Phase,
+        p: &Policy,
+        issuer: &crate::authority::IssuerView,
+    ) -> MigrationReport {
+        self.stats.report(ReportInput {
+            phase,
+            accept: p.accept,
+            now: self.clock.now_secs(),
+            max_lifetime: p.rules.max_lifetime,
+            leeway: p.rules.leeway,
+            issuer,
+        })
     }
 
     /// Sets the gauges that are a function of time (readiness for phase
@@ -313,11 +435,13 @@ impl Verifier {
         metrics::set_readiness(report.ready_for_asymmetric, report.hs256_valid_until_unix);
     }
 
-    /// Background refresh: checks every second whether the JWKS is due and
-    /// fetches it (the request path never waits for this). Runs forever.
+    /// Background refresh: checks every second whether the JWKS or the
+    /// issuer's `/migration` is due and fetches it (the request path never
+    /// waits for this). Runs forever.
     pub async fn run_refresher(self: Arc<Self>) {
         loop {
             self.refresh_tick().await;
+            self.authority.load_full().check_if_due().await;
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
     }
@@ -398,12 +522,32 @@ impl Verifier {
                     AlgLabel::Other => None,
                 };
                 self.stats.rejected(alg);
+                if let (VerifyError::AlgDisabled, Some(alg)) = (e, alg) {
+                    self.straggler(alg, token, now);
+                }
                 e.outcome()
             }
         };
         self.metrics
             .verified(label, outcome, started.elapsed().as_secs_f64());
         result
+    }
+
+    /// Notes a token of a real algorithm the phase refuses, and logs its
+    /// client (rate-limited per client: see [`crate::stragglers`]).
+    fn straggler(&self, alg: Alg, token: &str, now: u64) {
+        if let Some(due) = self.stragglers.refused(alg, token, now) {
+            let s = &due.straggler;
+            tracing::warn!(
+                alg = s.alg,
+                client = ?s.client,
+                sub = ?s.sub.as_deref().unwrap_or(""),
+                iss = ?s.iss.as_deref().unwrap_or(""),
+                refused = due.since_last_line,
+                total = s.count,
+                "token refused: its algorithm is not accepted in this phase (a straggler; claims unverified)"
+            );
+        }
     }
 
     /// The synchronous path: everything but an unknown-kid refetch.
@@ -593,6 +737,16 @@ fn new_cache(
 ) -> Result<JwksCache, BuildError> {
     let fetcher = Fetcher::new(url, cfg.jwks_connect_timeout, cfg.jwks_timeout)?;
     Ok(JwksCache::new(fetcher, JwksSettings::from(cfg), clock))
+}
+
+fn new_authority(cfg: &VerifierConfig, clock: SharedClock) -> Result<IssuerAuthority, BuildError> {
+    IssuerAuthority::new(
+        cfg.issuer_migration_url.as_ref(),
+        cfg.jwks_connect_timeout,
+        cfg.jwks_timeout,
+        clock,
+    )
+    .map_err(BuildError::IssuerMigration)
 }
 
 fn report_secret(phase: Phase, configured: bool) {

@@ -366,6 +366,27 @@ const KEY_CACHE: &str = keyshift_verifier::metrics::KEY_CACHE;
 const TOKEN_CACHE: &str = keyshift_verifier::metrics::TOKEN_CACHE;
 
 #[tokio::test]
+async fn a_503_for_unavailable_keys_counts_as_keys_unavailable_not_unknown_kid() {
+    let (a, _) = keys();
+    let server = JwksServer::start(jwks_of(&[a])).await;
+    server.set(Mode::Status(503));
+    let (verifier, snapshotter) = metered(Phase::Dual, "", &server).await;
+    let err = verifier
+        .verify(&rs256(a, &claims()))
+        .await
+        .expect_err("no keys");
+    assert_eq!(err, VerifyError::KeysUnavailable);
+    let snap = snapshotter.snapshot().into_vec();
+    let rs = |outcome| counter(&snap, VERIFY, &[("alg", "RS256"), ("outcome", outcome)]);
+    assert_eq!(rs("keys_unavailable"), Some(1), "a JWKS outage is ours");
+    assert_eq!(
+        rs("unknown_kid"),
+        Some(0),
+        "and does not look like an attack"
+    );
+}
+
+#[tokio::test]
 async fn an_unknown_kid_refetch_counts_each_decision_once() {
     let (a, b) = keys();
     let server = JwksServer::start(jwks_of(&[a])).await;

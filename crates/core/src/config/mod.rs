@@ -92,6 +92,16 @@ pub const DEFAULT_JWKS_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_JWKS_REQUEST_WAIT: Duration = Duration::from_secs(1);
 /// Default number of entries of the verified-token cache (0 turns it off).
 pub const DEFAULT_TOKEN_CACHE_SIZE: usize = 10_000;
+/// Default of `force_phase`: a verifier refuses to enter phase `asymmetric`
+/// while an HS256 token may still be valid.
+pub const DEFAULT_FORCE_PHASE: bool = false;
+/// The suffix of a JWKS URL from which the issuer's `/migration` URL is
+/// derived when `issuer_migration_url` is not set (the path keyshift's
+/// issuer serves its JWKS at).
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+/// The path of the issuer's migration report, the default
+/// `issuer_migration_url` in place of [`JWKS_PATH`].
+pub const DEFAULT_ISSUER_MIGRATION_PATH: &str = "/migration";
 
 /// A validated config: defaults applied, paths absolute, no contradictions.
 #[derive(Debug, Clone)]
@@ -211,6 +221,13 @@ pub struct VerifierConfig {
     pub jwks_request_wait: Duration,
     /// Entries of the verified-token cache; 0 turns it off.
     pub token_cache_size: usize,
+    /// The issuer's `GET /migration`, whose answer says until when an HS256
+    /// token it minted may be valid; `None` when turned off (`"off"`) or
+    /// not derivable from `jwks_url`.
+    pub issuer_migration_url: Option<url::Url>,
+    /// Whether a reload into (or a start in) phase `asymmetric` goes ahead
+    /// while HS256 tokens may still be valid.
+    pub force_phase: bool,
 }
 
 /// Why a config could not be loaded. The message always names the field.
@@ -688,6 +705,18 @@ impl VerifierConfig {
             ));
         }
         let jwks_max_staleness = duration(raw.jwks_max_staleness, DEFAULT_JWKS_MAX_STALENESS);
+        let issuer_migration_url = match raw.issuer_migration_url.as_deref() {
+            Some("off") => None,
+            Some(text) => {
+                let field = "verifier.issuer_migration_url";
+                let url = url::Url::parse(text).map_err(|e| {
+                    ConfigError::invalid(field, format!("`{text}` is not a URL, or \"off\": {e}"))
+                })?;
+                check_fetch_url(field, &url, allow_insecure_jwks_http)?;
+                Some(url)
+            }
+            None => jwks_url.as_ref().and_then(derive_migration_url),
+        };
         Ok(VerifierConfig {
             listen,
             admin_listen,
@@ -721,6 +750,8 @@ impl VerifierConfig {
                 duration(raw.jwks_request_wait, DEFAULT_JWKS_REQUEST_WAIT),
             )?,
             token_cache_size: raw.token_cache_size.unwrap_or(DEFAULT_TOKEN_CACHE_SIZE),
+            issuer_migration_url,
+            force_phase: raw.force_phase.unwrap_or(DEFAULT_FORCE_PHASE),
         })
     }
 
@@ -773,7 +804,7 @@ fn check_accept(
     if accept.is_empty() {
         return Err(ConfigError::invalid(field, "accepts no algorithm"));
     }
-    if phase == Phase::Asymmetric && accept.contains(Alg::Hs256) {
+    if !phase.refused_in(accept).is_empty() {
         return Err(ConfigError::invalid(
             field,
             "HS256 cannot be accepted in phase asymmetric; remove HS256 or go back to phase transition",
@@ -797,13 +828,34 @@ fn check_accept(
 /// Refuses a JWKS URL that is not https, unless its host is loopback or
 /// `allow_insecure_jwks_http` is set.
 pub fn check_jwks_url(url: &url::Url, allow_insecure_jwks_http: bool) -> Result<(), ConfigError> {
-    let field = "verifier.jwks_url";
+    check_fetch_url("verifier.jwks_url", url, allow_insecure_jwks_http)
+}
+
+/// The issuer's `/migration` beside a JWKS URL served at [`JWKS_PATH`]
+/// (keyshift's issuer); `None` for any other JWKS URL (a third-party issuer).
+pub fn derive_migration_url(jwks_url: &url::Url) -> Option<url::Url> {
+    let base = jwks_url.path().strip_suffix(JWKS_PATH)?;
+    if jwks_url.query().is_some() {
+        return None;
+    }
+    let mut url = jwks_url.clone();
+    url.set_path(&format!("{base}{DEFAULT_ISSUER_MIGRATION_PATH}"));
+    Some(url)
+}
+
+/// The rule of every URL the verifier fetches from (`field` names it):
+/// https, or http to a loopback host or with `allow_insecure_jwks_http`.
+fn check_fetch_url(
+    field: &str,
+    url: &url::Url,
+    allow_insecure_jwks_http: bool,
+) -> Result<(), ConfigError> {
     match url.scheme() {
         "https" => Ok(()),
         "http" if allow_insecure_jwks_http || is_loopback_host(url) => Ok(()),
         "http" => Err(ConfigError::invalid(
             field,
-            "plain http is refused for a non-loopback host (keys fetched over http can be forged); use https or set verifier.allow_insecure_jwks_http = true",
+            "plain http is refused for a non-loopback host (what is fetched over http can be forged); use https or set verifier.allow_insecure_jwks_http = true",
         )),
         other => Err(ConfigError::invalid(field, format!("scheme `{other}` is not http(s)"))),
     }

@@ -122,6 +122,12 @@ pub struct RawVerifier {
     pub jwks_request_wait: Option<HumanDuration>,
     /// Verified-token cache entries; 0 turns it off. Defaults to `10000`.
     pub token_cache_size: Option<usize>,
+    /// The issuer's `GET /migration`, or `"off"`. Defaults to the `jwks_url`
+    /// with `/.well-known/jwks.json` replaced by `/migration`.
+    pub issuer_migration_url: Option<String>,
+    /// Enter phase `asymmetric` even while HS256 tokens may still be valid.
+    /// Defaults to `false`.
+    pub force_phase: Option<bool>,
 }
 
 impl RawConfig {
