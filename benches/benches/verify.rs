@@ -80,11 +80,7 @@ fn verify(c: &mut Criterion) {
     let key = keys.active().expect("active");
     let jwks = serde_json::json!({ "keys": keys.published() }).to_string();
     let secret = HmacSecret::new(vec![0x42; 32]).expect("secret");
-    let template = TokenTemplate {
-        issuer: ISS.into(),
-        audience: AUD.into(),
-        ttl: Duration::from_secs(3600),
-    };
+    let template = TokenTemplate::new(ISS, AUD, Duration::from_secs(3600));
     let req = TokenRequest {
         client_id: "svc-orders",
         scope: "orders:read orders:write",

@@ -17,6 +17,7 @@ use keyshift_verifier::metrics as verifier;
 
 const EXPORTED: &[&str] = &[
     verifier::VERIFY_TOTAL,
+    verifier::VERIFY_LEGACY_TOTAL,
     verifier::VERIFY_DURATION,
     verifier::KEY_CACHE,
     verifier::TOKEN_CACHE,
@@ -29,6 +30,7 @@ const EXPORTED: &[&str] = &[
     verifier::JWKS_MAX_STALENESS,
     keyshift_core::phase_metrics::PHASE_INFO,
     keyshift_core::phase_metrics::SECRET_CONFIGURED,
+    keyshift_core::phase_metrics::SECRET_WEAK,
     issuer::TOKENS_ISSUED,
     issuer::TOKEN_REQUESTS,
     issuer::TOKEN_REQUEST_DURATION,

@@ -5,6 +5,8 @@
 //! Layout:
 //! - [`verifier`]: the [`Verifier`] (usable alone by a Rust service);
 //! - [`jws`], [`claims`], [`policy`]: strict parsing and RFC 8725 checks;
+//! - [`legacy`]: the legacy profile, a second reading of HS256 tokens the
+//!   strict rules refuse (`[verifier.legacy]`);
 //! - [`jwks`]: the JWKS cache and fetcher; [`token_cache`]: verified tokens;
 //! - [`migration`]: readiness for phase 3; [`metrics`]: metric names and handles;
 //! - [`service`], [`routes`]: the hyper service and `run`.
@@ -16,7 +18,7 @@
 //! let verifier = Arc::new(keyshift_verifier::Verifier::new(
 //!     cfg.phase,
 //!     section,
-//!     section.load_secret()?,
+//!     section.load_secrets()?,
 //!     keyshift_core::clock::system_clock(),
 //! )?);
 //! tokio::spawn(verifier.clone().run_refresher());
@@ -29,6 +31,7 @@ pub mod claims;
 pub mod error;
 pub mod jwks;
 pub mod jws;
+pub mod legacy;
 pub mod metrics;
 pub mod migration;
 pub mod policy;

@@ -8,8 +8,8 @@ use ::metrics::Counter;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use hmac::Mac;
 use keyshift_core::b64;
-use keyshift_core::config::VerifierConfig;
-use keyshift_core::secret::HmacSecret;
+use keyshift_core::config::{ignored_warning, VerifierConfig};
+use keyshift_core::secret::HmacSecrets;
 use keyshift_core::{Alg, Phase, SharedClock};
 
 use crate::claims;
@@ -18,6 +18,7 @@ use crate::jwks::{
     FetchError, FetchOutcome, Fetcher, JwksCache, JwksSettings, RefreshError, RsaKey,
 };
 use crate::jws;
+use crate::legacy::{Loosening, Loosenings};
 use crate::metrics::{self, VerifyMetrics};
 use crate::migration::{MigrationReport, MigrationStats};
 use crate::policy::Policy;
@@ -38,6 +39,8 @@ pub struct Verified {
     pub alg: Alg,
     /// `exp`.
     pub exp: u64,
+    /// What the legacy profile loosened to accept it (empty: the strict rules did).
+    loosened: Loosenings,
 }
 
 impl Verified {
@@ -65,7 +68,21 @@ impl Verified {
             has_kid: kid.is_some(),
             alg,
             exp,
+            loosened: Loosenings::NONE,
         }
+    }
+
+    /// The same result, accepted by relying on `loosened`.
+    #[must_use]
+    pub fn with_loosenings(mut self, loosened: Loosenings) -> Verified {
+        self.loosened = loosened;
+        self
+    }
+
+    /// What the legacy profile loosened to accept the token; empty when the
+    /// strict rules accepted it.
+    pub fn loosened(&self) -> Loosenings {
+        self.loosened
     }
 
     fn part(&self, i: usize) -> &str {
@@ -171,24 +188,26 @@ enum Step {
 }
 
 impl Verifier {
-    /// Builds a verifier for `phase` and a validated `[verifier]` section.
-    /// Register metric handles after the recorder is installed: build the
-    /// verifier after installing it.
+    /// Builds a verifier for `phase` and a validated `[verifier]` section,
+    /// with the HS256 secrets it loaded ([`VerifierConfig::load_secrets`]; a
+    /// lone `Option<HmacSecret>` converts). Register metric handles after the
+    /// recorder is installed: build the verifier after installing it.
     pub fn new(
         phase: Phase,
         cfg: &VerifierConfig,
-        secret: Option<HmacSecret>,
+        secrets: impl Into<HmacSecrets>,
         clock: SharedClock,
     ) -> Result<Verifier, BuildError> {
+        let secrets = secrets.into();
         let jwks = match &cfg.jwks_url {
             Some(url) => Some(Arc::new(new_cache(url, cfg, clock.clone())?)),
             None => None,
         };
-        report_secret(phase, cfg.hs256_secret_file.is_some());
+        report_secret(phase, cfg, &secrets);
         metrics::set_max_staleness(cfg.jwks_max_staleness);
         let now = clock.now_secs();
         Ok(Verifier {
-            policy: ArcSwap::from_pointee(Policy::new(phase, cfg, secret.as_ref(), 1)),
+            policy: ArcSwap::from_pointee(Policy::new(phase, cfg, &secrets, 1)),
             jwks: ArcSwapOption::new(jwks),
             reloading: tokio::sync::Mutex::new(cfg.jwks_url.clone()),
             verdicts: ArcSwapOption::new(Verdicts::new(cfg.token_cache_size).map(Arc::new)),
@@ -209,8 +228,9 @@ impl Verifier {
         &self,
         phase: Phase,
         cfg: &VerifierConfig,
-        secret: Option<HmacSecret>,
+        secrets: impl Into<HmacSecrets>,
     ) -> Result<(), BuildError> {
+        let secrets = secrets.into();
         let mut url = self.reloading.lock().await;
         let new_jwks = if *url != cfg.jwks_url {
             match &cfg.jwks_url {
@@ -234,7 +254,7 @@ impl Verifier {
         self.policy.store(Arc::new(Policy::new(
             phase,
             cfg,
-            secret.as_ref(),
+            &secrets,
             old.generation + 1,
         )));
         if let Some(jwks) = new_jwks {
@@ -248,7 +268,7 @@ impl Verifier {
         }
         self.stats
             .phase_changed(Some(old.phase), phase, self.clock.now_secs());
-        report_secret(phase, cfg.hs256_secret_file.is_some());
+        report_secret(phase, cfg, &secrets);
         metrics::set_max_staleness(cfg.jwks_max_staleness);
         tracing::info!(%phase, accept = %cfg.accept, "verifier config reloaded");
         Ok(())
@@ -276,13 +296,19 @@ impl Verifier {
     /// The `/migration` report.
     pub fn migration(&self) -> MigrationReport {
         let p = self.policy.load();
-        self.stats.report(
+        let mut report = self.stats.report(
             p.phase,
             p.accept,
             self.clock.now_secs(),
             p.rules.max_lifetime,
             p.rules.leeway,
-        )
+        );
+        report.hs256_secret_weak = p.hs256_secret_weak;
+        report.legacy_profile = p
+            .legacy
+            .as_ref()
+            .map(|l| self.stats.legacy_report(&l.config));
+        report
     }
 
     /// Sets the gauges that are a function of time (readiness for phase
@@ -361,6 +387,10 @@ impl Verifier {
             Ok(v) => {
                 self.stats.accepted(v.alg, v.exp, now);
                 self.metrics.accepted_at(v.alg, now);
+                if !v.loosened.is_empty() {
+                    self.stats.legacy_accepted(v.loosened);
+                    self.metrics.legacy(v.loosened);
+                }
                 Outcome::Accepted
             }
             Err(e) => {
@@ -450,7 +480,9 @@ impl Verifier {
             Ok(s) => s,
             Err(e) => return Done(label, Err(e)),
         };
-        // The key decides: HS256 only against the secret, RS256 only against the JWKS.
+        // What the legacy profile loosened, if the strict rules refuse.
+        let mut loosened = Loosenings::NONE;
+        // The key decides: HS256 only against the secret(s), RS256 only against the JWKS.
         let signature_ok = match alg {
             Alg::Hs256 => {
                 let Some(key) = &policy.hmac else {
@@ -459,6 +491,18 @@ impl Verifier {
                 let mut mac = key.mac.clone();
                 mac.update(parts.signing_input.as_bytes());
                 mac.verify_slice(signature).is_ok()
+                    || match &policy.legacy {
+                        Some(profile)
+                            if profile.extra_secret_matches(
+                                parts.signing_input.as_bytes(),
+                                signature,
+                            ) =>
+                        {
+                            loosened = loosened.with(Loosening::SecretFiles);
+                            true
+                        }
+                        _ => false,
+                    }
             }
             Alg::Rs256 => {
                 let Some(kid) = kid else {
@@ -506,26 +550,24 @@ impl Verifier {
                 Err(_) => return Done(label, Err(VerifyError::Malformed("bad base64url"))),
             },
         };
-        let claims = match claims::parse(payload) {
-            Ok(c) => c,
+        // With a legacy profile, HS256 claims are read by it (it reads a
+        // token in keyshift's shape exactly as the strict rules do, and
+        // notes each loosening another shape needed); RS256 never is.
+        let read =
+            match (&policy.legacy, alg) {
+                (Some(profile), Alg::Hs256) => profile
+                    .verify(payload, &policy.rules, kid, now)
+                    .map(|(v, used)| {
+                        loosened = loosened.union(used);
+                        v
+                    }),
+                _ => strict_claims(policy, payload, alg, kid, now),
+            };
+        let verified = match read {
+            Ok(v) => v,
             Err(e) => return Done(label, Err(e)),
         };
-        let exp = match policy.rules.check(&claims, now) {
-            Ok(exp) => exp,
-            Err(e) => return Done(label, Err(e)),
-        };
-        let Some(sub) = claims.sub.as_deref().filter(|s| header_safe(s)) else {
-            return Done(
-                label,
-                Err(VerifyError::BadClaims("sub missing or not printable")),
-            );
-        };
-        let client_id = claims.client_id.as_deref().unwrap_or(sub);
-        let scope = claims.scope.as_deref().unwrap_or("");
-        if !header_safe(client_id) || !header_safe(scope) || !kid.is_none_or(header_safe) {
-            return Done(label, Err(VerifyError::BadClaims("claims not printable")));
-        }
-        let verified = Arc::new(Verified::new(sub, client_id, scope, alg, kid, exp));
+        let verified = Arc::new(verified.with_loosenings(loosened));
         if let Some(v) = verdicts.as_deref() {
             v.cache.insert(token, verified.clone(), generation, now);
         }
@@ -533,8 +575,29 @@ impl Verifier {
     }
 }
 
+/// The strict reading of a verified payload: RFC 9068 claims, exactly.
+fn strict_claims(
+    policy: &Policy,
+    payload: &[u8],
+    alg: Alg,
+    kid: Option<&str>,
+    now: u64,
+) -> Result<Verified, VerifyError> {
+    let claims = claims::parse(payload)?;
+    let exp = policy.rules.check(&claims, now)?;
+    let Some(sub) = claims.sub.as_deref().filter(|s| header_safe(s)) else {
+        return Err(VerifyError::BadClaims("sub missing or not printable"));
+    };
+    let client_id = claims.client_id.as_deref().unwrap_or(sub);
+    let scope = claims.scope.as_deref().unwrap_or("");
+    if !header_safe(client_id) || !header_safe(scope) || !kid.is_none_or(header_safe) {
+        return Err(VerifyError::BadClaims("claims not printable"));
+    }
+    Ok(Verified::new(sub, client_id, scope, alg, kid, exp))
+}
+
 /// Claims copied into `X-Auth-*` headers must be printable ASCII.
-fn header_safe(s: &str) -> bool {
+pub(crate) fn header_safe(s: &str) -> bool {
     s.bytes().all(|b| (0x20..0x7f).contains(&b))
 }
 
@@ -547,11 +610,23 @@ fn new_cache(
     Ok(JwksCache::new(fetcher, JwksSettings::from(cfg), clock))
 }
 
-fn report_secret(phase: Phase, configured: bool) {
+/// Says, at start and on every reload, what an operator should know about
+/// the secrets and the settings the phase ignores, and publishes the gauges.
+fn report_secret(phase: Phase, cfg: &VerifierConfig, secrets: &HmacSecrets) {
+    let configured = cfg.hs256_secret_file.is_some();
     if phase == Phase::Asymmetric && configured {
         tracing::warn!(
             "verifier.hs256_secret_file is still set in phase asymmetric; remove the shared secret"
         );
     }
+    if secrets.any_weak() {
+        tracing::warn!(
+            "an HS256 secret is shorter than 32 bytes (allow_weak_hs256_secret): anyone who guesses it mints tokens; replace it before phase transition ends"
+        );
+    }
+    for setting in &cfg.ignored {
+        tracing::warn!("{}", ignored_warning(setting));
+    }
     metrics::set_phase(phase, configured);
+    keyshift_core::phase_metrics::set_secret_weak(secrets.any_weak());
 }
