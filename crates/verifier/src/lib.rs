@@ -9,7 +9,9 @@
 //!   strict rules refuse (`[verifier.legacy]`);
 //! - [`jwks`]: the JWKS cache and fetcher; [`token_cache`]: verified tokens;
 //! - [`migration`]: readiness for phase 3; [`metrics`]: metric names and handles;
-//! - [`service`], [`routes`]: the hyper service and `run`.
+//! - [`service`], [`routes`]: the hyper service and `run`;
+//! - [`layer`]: [`layer::RequireToken`], a `tower::Layer` for Rust resource
+//!   servers that embed the verifier.
 //!
 //! ```no_run
 //! # async fn demo(cfg: keyshift_core::Config) -> Result<(), Box<dyn std::error::Error>> {
@@ -31,6 +33,7 @@ pub mod claims;
 pub mod error;
 pub mod jwks;
 pub mod jws;
+pub mod layer;
 pub mod legacy;
 pub mod metrics;
 pub mod migration;
