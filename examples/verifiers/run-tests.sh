@@ -5,7 +5,9 @@
 # In each phase every example gets keyshift's own token, the tokens of an
 # independent legacy issuer (minted by that language's library, not by
 # keyshift) and forged ones (alg none, alg confusion), and must decide each
-# as keyshift's verifier would.
+# as keyshift's verifier would. A plain PyJWT verifier configured like the
+# old system (its iss, no typ, kid or aud checks) must accept keyshift's
+# HS256 tokens in phases legacy and dual ([issuer.legacy]).
 #
 # PyJWT and jose are installed into OUT_DIR (under target/), never into the
 # system; a second run reuses them. A language is skipped, with one line,
@@ -183,6 +185,13 @@ for phase in legacy dual transition asymmetric; do
         [ "$phase" != legacy ] && expect "$lang" "$phase" "$decisions" confusion "rejected"
         echo "examples/verifiers: $lang, phase $phase: $(grep -c ' ok ' <<<"$decisions") accepted, $(grep -c ' rejected' <<<"$decisions") refused"
     done
+    # A verifier of the old system, not yet replaced, accepts keyshift's
+    # HS256 tokens in the legacy shape (iss legacy-auth, typ JWT, no kid, no aud).
+    if [[ " ${langs[*]} " == *" python "* ]] && [ "$signs" = HS256 ]; then
+        decisions=$("$out/python-venv/bin/python" "$here/python/old_verifier.py" "$run/hs256.secret" legacy-auth <<<"ks $ks")
+        expect "old verifier (PyJWT)" "$phase" "$decisions" ks " ok " "sub=svc-a"
+        echo "examples/verifiers: the old system's PyJWT verifier, phase $phase: keyshift's token $(cut -d' ' -f2 <<<"$decisions")"
+    fi
 done
 
 if [ "$failures" -gt 0 ]; then
