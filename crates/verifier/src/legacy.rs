@@ -220,6 +220,30 @@ impl LegacyProfile {
     }
 }
 
+/// A JSON string, borrowed from the payload unless it has escapes. (serde's
+/// own `Cow<str>` always copies: a derive borrows only with `#[serde(borrow)]`,
+/// which a hand-written visitor cannot use.)
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> de::Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// A subject: a string, or an integer read as its decimal text.
 #[derive(Debug)]
 enum Subject<'a> {
@@ -311,18 +335,18 @@ impl<'de> de::Visitor<'de> for Reader<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Read<'de>, A::Error> {
         let mut r = Read::default();
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             let subject = *key == *self.profile.subject_claim;
             let scope = *key == *self.profile.scope_claim;
             match &*key {
-                "iss" => once(&mut r.iss, map.next_value()?)?,
+                "iss" => once(&mut r.iss, map.next_value::<Text<'de>>()?.0)?,
                 "aud" => once(&mut r.aud, map.next_value()?)?,
                 "exp" => once(&mut r.exp, map.next_value()?)?,
                 "nbf" => once(&mut r.nbf, map.next_value()?)?,
                 "iat" => once(&mut r.iat, map.next_value()?)?,
                 _ if subject => once(&mut r.subject, map.next_value()?)?,
                 _ if scope => once(&mut r.scope, map.next_value()?)?,
-                "client_id" => once(&mut r.client_id, map.next_value()?)?,
+                "client_id" => once(&mut r.client_id, map.next_value::<Text<'de>>()?.0)?,
                 "sub" => once(&mut r.sub, map.next_value()?)?,
                 "scope" => once(&mut r.scope_std, map.next_value()?)?,
                 _ => {

@@ -490,19 +490,16 @@ impl Verifier {
                 };
                 let mut mac = key.mac.clone();
                 mac.update(parts.signing_input.as_bytes());
-                mac.verify_slice(signature).is_ok()
-                    || match &policy.legacy {
-                        Some(profile)
-                            if profile.extra_secret_matches(
-                                parts.signing_input.as_bytes(),
-                                signature,
-                            ) =>
-                        {
-                            loosened = loosened.with(Loosening::SecretFiles);
-                            true
-                        }
-                        _ => false,
-                    }
+                if mac.verify_slice(signature).is_ok() {
+                    true
+                } else if policy.legacy.as_ref().is_some_and(|profile| {
+                    profile.extra_secret_matches(parts.signing_input.as_bytes(), signature)
+                }) {
+                    loosened = loosened.with(Loosening::SecretFiles);
+                    true
+                } else {
+                    false
+                }
             }
             Alg::Rs256 => {
                 let Some(kid) = kid else {
