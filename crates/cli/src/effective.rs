@@ -4,9 +4,111 @@
 
 use std::fmt;
 
-use keyshift_core::config::TypPolicy;
+use keyshift_core::config::{
+    IssuerLegacy, TypPolicy, VerifierLegacy, DEFAULT_LEGACY_SCOPE_CLAIM,
+    DEFAULT_LEGACY_SUBJECT_CLAIM,
+};
 use keyshift_core::duration::HumanDuration;
 use keyshift_core::Config;
+
+/// A string as a TOML basic string (config values hold no control characters).
+fn quoted(s: &str) -> String {
+    format!("{s:?}")
+}
+
+/// A list of strings as a TOML array.
+fn list<S: AsRef<str>>(items: &[S]) -> String {
+    let items: Vec<String> = items.iter().map(|s| quoted(s.as_ref())).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// Says which settings the phase ignores.
+fn ignored(f: &mut fmt::Formatter<'_>, settings: &[&str]) -> fmt::Result {
+    for setting in settings {
+        writeln!(f, "# {setting}: ignored in phase asymmetric")?;
+    }
+    Ok(())
+}
+
+fn issuer_legacy(f: &mut fmt::Formatter<'_>, l: &IssuerLegacy) -> fmt::Result {
+    writeln!(
+        f,
+        "\n[issuer.legacy]   # the shape of HS256 tokens minted in phases legacy and dual"
+    )?;
+    writeln!(f, "issuer = {}", quoted(&l.issuer))?;
+    writeln!(f, "typ = {}", quoted(l.typ.as_header().unwrap_or("")))?;
+    writeln!(f, "kid = {}", l.kid)?;
+    writeln!(
+        f,
+        "audience = {}",
+        quoted(l.audience.as_deref().unwrap_or(""))
+    )?;
+    let claims = serde_json::Value::Object(l.claims.clone());
+    writeln!(f, "# claims: {claims}")
+}
+
+fn verifier_legacy(f: &mut fmt::Formatter<'_>, l: &VerifierLegacy) -> fmt::Result {
+    writeln!(
+        f,
+        "\n[verifier.legacy]   # loosens checks of HS256 tokens only; RS256 never"
+    )?;
+    let loosened = |yes: bool, what: &str| {
+        if yes {
+            format!("   # loosened: {what}")
+        } else {
+            String::new()
+        }
+    };
+    writeln!(
+        f,
+        "issuers = {}{}",
+        list(&l.issuers),
+        loosened(
+            !l.issuers.is_empty(),
+            "these iss values pass on HS256 tokens (\"\": none)"
+        )
+    )?;
+    writeln!(
+        f,
+        "audience_required = {}{}",
+        l.audience_required,
+        loosened(!l.audience_required, "an HS256 token without aud passes")
+    )?;
+    writeln!(
+        f,
+        "subject_claim = {}   # loosened: {}, a number read as text",
+        quoted(&l.subject_claim),
+        if l.subject_claim == DEFAULT_LEGACY_SUBJECT_CLAIM {
+            "sub".to_owned()
+        } else {
+            format!("the subject from {}, else sub", l.subject_claim)
+        }
+    )?;
+    writeln!(
+        f,
+        "scope_claim = {}   # loosened: {}, or an array of strings",
+        quoted(&l.scope_claim),
+        if l.scope_claim == DEFAULT_LEGACY_SCOPE_CLAIM {
+            "scope".to_owned()
+        } else {
+            format!("the scopes from {}, else scope", l.scope_claim)
+        }
+    )?;
+    let files: Vec<String> = l
+        .secret_files
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    writeln!(
+        f,
+        "secret_files = {}{}",
+        list(&files),
+        loosened(
+            !files.is_empty(),
+            "HS256 tokens signed with these secrets pass too"
+        )
+    )
+}
 
 /// Displays a config's effective settings.
 #[derive(Debug)]
@@ -50,8 +152,13 @@ impl fmt::Display for Effective<'_> {
                 "failed_auth_window = \"{}\"",
                 HumanDuration(i.failed_auth_window)
             )?;
+            writeln!(f, "allow_weak_hs256_secret = {}", i.allow_weak_hs256_secret)?;
             for c in &i.clients {
                 writeln!(f, "# client `{}`: scopes [{}]", c.id, c.scopes.join(" "))?;
+            }
+            ignored(f, &i.ignored)?;
+            if let Some(l) = &i.legacy {
+                issuer_legacy(f, l)?;
             }
         }
         if let Some(v) = &self.0.verifier {
@@ -126,6 +233,11 @@ impl fmt::Display for Effective<'_> {
                 None => writeln!(f, "issuer_migration_url = \"off\"")?,
             }
             writeln!(f, "force_phase = {}", v.force_phase)?;
+            writeln!(f, "allow_weak_hs256_secret = {}", v.allow_weak_hs256_secret)?;
+            ignored(f, &v.ignored)?;
+            if let Some(l) = &v.legacy {
+                verifier_legacy(f, l)?;
+            }
         }
         Ok(())
     }
@@ -167,6 +279,45 @@ mod tests {
             .verifier("audience", "https://api.example.com")
             .verifier("jwks_url", "http://127.0.0.1:8080/.well-known/jwks.json")
             .verifier("hs256_secret_file", "hs256.secret")
+    }
+
+    #[test]
+    fn the_legacy_profile_and_what_it_loosens_are_printed() {
+        let text = format!(
+            "{}\
+             [issuer.legacy]\nissuer = \"legacy-auth\"\ntyp = \"\"\nkid = false\naudience = \"\"\n\
+             [issuer.legacy.claims]\ntenant = \"acme\"\n\
+             [verifier.legacy]\nissuers = [\"legacy-auth\", \"\"]\naudience_required = false\n\
+             subject_claim = \"user_id\"\nsecret_files = [\"hs256.previous\"]\n",
+            sample(Phase::Legacy).render()
+        );
+        let config = Config::from_toml_str(&text, Path::new(BASE)).expect("valid");
+        let out = Effective(&config).to_string();
+        for line in [
+            "[issuer.legacy]",
+            "issuer = \"legacy-auth\"",
+            "typ = \"\"",
+            "kid = false",
+            "audience = \"\"",
+            "# claims: {\"tenant\":\"acme\"}",
+            "issuers = [\"legacy-auth\", \"\"]   # loosened",
+            "audience_required = false   # loosened",
+            "subject_claim = \"user_id\"   # loosened: the subject from user_id, else sub",
+            "secret_files = [\"/etc/keyshift/hs256.previous\"]   # loosened",
+        ] {
+            assert!(out.contains(line), "{line} not in:\n{out}");
+        }
+        let asym = Config::from_toml_str(
+            &format!("{}[verifier.legacy]\n", sample(Phase::Asymmetric).render()),
+            Path::new(BASE),
+        )
+        .expect("valid");
+        let out = Effective(&asym).to_string();
+        assert!(
+            out.contains("# verifier.legacy: ignored in phase asymmetric"),
+            "{out}"
+        );
+        assert!(!out.contains("[verifier.legacy]"), "{out}");
     }
 
     #[test]
@@ -230,10 +381,16 @@ mod tests {
             ("## Top level", "zzz = 1\n"),
             ("## `[issuer]`", "[issuer]\nzzz = 1\n"),
             ("### `[[issuer.clients]]`", "[[issuer.clients]]\nzzz = 1\n"),
+            ("### `[issuer.legacy]`", "[issuer.legacy]\nzzz = 1\n"),
             ("## `[verifier]`", "[verifier]\nzzz = 1\n"),
+            ("### `[verifier.legacy]`", "[verifier.legacy]\nzzz = 1\n"),
         ];
-        let config =
-            Config::from_toml_str(&sample(Phase::Dual).render(), Path::new(BASE)).expect("valid");
+        // Empty legacy tables: every default of theirs is printed too.
+        let toml = format!(
+            "{}[issuer.legacy]\n[verifier.legacy]\n",
+            sample(Phase::Dual).render()
+        );
+        let config = Config::from_toml_str(&toml, Path::new(BASE)).expect("valid");
         let effective = Effective(&config)
             .to_string()
             // Paths print resolved; the docs give them relative to the config file.
@@ -242,6 +399,7 @@ mod tests {
             let mut code = accepted_keys(probe);
             // The sections have headings of their own.
             code.retain(|k| !(heading == "## Top level" && (k == "issuer" || k == "verifier")));
+            // `[issuer.legacy.claims]` is free-form: it has no keys of its own.
             let rows = doc_rows(&doc, heading);
             let mut documented: Vec<String> = rows.iter().map(|(k, _)| k.clone()).collect();
             code.sort();

@@ -49,6 +49,18 @@ enum Command {
         #[command(subcommand)]
         command: SecretCommand,
     },
+    /// OAuth client tools.
+    Clients {
+        #[command(subcommand)]
+        command: ClientsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientsCommand {
+    /// Print `[[issuer.clients]]` tables for an export of an old client
+    /// store (JSON or CSV: id, secret_hash, scopes); plain-text secrets are refused.
+    Import(cmd::clients::ImportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,6 +96,9 @@ fn main() -> ExitCode {
         Command::Secret {
             command: SecretCommand::Hash(args),
         } => cmd::secret::hash(args),
+        Command::Clients {
+            command: ClientsCommand::Import(args),
+        } => cmd::clients::import(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,6 +17,7 @@ use keyshift_verifier::metrics as verifier;
 
 const EXPORTED: &[&str] = &[
     verifier::VERIFY_TOTAL,
+    verifier::VERIFY_LEGACY_TOTAL,
     verifier::VERIFY_DURATION,
     verifier::KEY_CACHE,
     verifier::TOKEN_CACHE,
@@ -34,6 +35,7 @@ const EXPORTED: &[&str] = &[
     keyshift_core::ops_metrics::CONFIG_RELOADS,
     keyshift_core::ops_metrics::CONFIG_LAST_RELOAD_SUCCESS,
     keyshift_core::ops_metrics::CONFIG_LAST_RELOAD_SUCCESSFUL,
+    keyshift_core::phase_metrics::SECRET_WEAK,
     issuer::TOKENS_ISSUED,
     issuer::TOKEN_REQUESTS,
     issuer::TOKEN_REQUEST_DURATION,

@@ -90,6 +90,8 @@ pub struct Live {
     pub(crate) metadata: Bytes,
     /// The token endpoint's metric handles for this config's clients.
     pub(crate) metrics: metrics::TokenMetrics,
+    /// Whether the loaded HS256 secret is shorter than 32 bytes.
+    pub(crate) secret_weak: bool,
 }
 
 impl fmt::Debug for Live {
@@ -147,23 +149,21 @@ impl Live {
         limiter: Arc<FailureLimiter>,
         auth_shared: AuthShared,
     ) -> Result<Live, StartError> {
-        let signer = match phase.signs() {
-            keyshift_core::Alg::Hs256 => {
-                let secret = secret.as_ref().ok_or_else(|| {
-                    StartError::Secret(keyshift_core::ConfigError::Invalid {
-                        field: "issuer.hs256_secret_file".into(),
-                        message: format!("phase {phase} signs HS256 and needs the secret"),
-                    })
-                })?;
-                Signer::hs256(secret)
-            }
-            keyshift_core::Alg::Rs256 => {
-                Signer::rs256(keys.active().ok_or_else(|| StartError::NoActiveKey {
-                    dir: config.key_dir.clone(),
-                    phase,
-                })?)
-            }
-        };
+        let signer =
+            Signer::for_phase(&config, phase, secret.as_ref(), keys.active()).ok_or_else(|| {
+                match phase.signs() {
+                    keyshift_core::Alg::Hs256 => {
+                        StartError::Secret(keyshift_core::ConfigError::Invalid {
+                            field: "issuer.hs256_secret_file".into(),
+                            message: format!("phase {phase} signs HS256 and needs the secret"),
+                        })
+                    }
+                    keyshift_core::Alg::Rs256 => StartError::NoActiveKey {
+                        dir: config.key_dir.clone(),
+                        phase,
+                    },
+                }
+            })?;
         let published = if phase.publishes_rsa_keys() {
             keys.published()
         } else {
@@ -194,11 +194,8 @@ impl Live {
         let token_metrics = metrics::TokenMetrics::new(&config.clients);
         Ok(Live {
             phase,
-            template: TokenTemplate {
-                issuer: config.issuer.clone(),
-                audience: config.audience.clone(),
-                ttl: config.token_ttl,
-            },
+            template: TokenTemplate::for_phase(&config, phase),
+            secret_weak: secret.as_ref().is_some_and(HmacSecret::is_weak),
             config,
             auth,
             signer,
@@ -557,6 +554,14 @@ async fn build_live(
             "issuer.hs256_secret_file is still set in phase asymmetric; remove the shared secret"
         );
     }
+    if secret.as_ref().is_some_and(HmacSecret::is_weak) {
+        tracing::warn!(
+            "issuer.hs256_secret_file holds a secret shorter than 32 bytes (allow_weak_hs256_secret): anyone who guesses it mints tokens; replace it before phase transition ends"
+        );
+    }
+    for setting in &config.ignored {
+        tracing::warn!("{}", keyshift_core::config::ignored_warning(setting));
+    }
     let (keys, steps) = maintain(phase, &config, now, foreign_files).await?;
     Ok((
         Live::build(phase, config, secret, keys, limiter, auth_shared)?,
@@ -566,6 +571,7 @@ async fn build_live(
 
 fn publish_gauges(live: &Live) {
     metrics::set_phase(live.phase, live.config.hs256_secret_file.is_some());
+    keyshift_core::phase_metrics::set_secret_weak(live.secret_weak);
     metrics::set_key_counts(|s| live.keys.count(s));
     metrics::set_next_rotation(crate::rotation::next_rotation(
         &live.keys.manifest,

@@ -46,6 +46,10 @@ impl Section {
 
     fn render(&self, header: &str, out: &mut String) {
         out.push_str(&format!("\n[{header}]\n"));
+        self.render_lines(out);
+    }
+
+    fn render_lines(&self, out: &mut String) {
         for line in &self.lines {
             match line {
                 Line::Key(key, value) => out.push_str(&format!("{key} = {value}\n")),
@@ -58,6 +62,13 @@ impl Section {
 /// The section in `slot`, created empty if there is none yet.
 fn section(slot: &mut Option<Section>) -> &mut Section {
     slot.get_or_insert_with(Section::default)
+}
+
+/// `key = value` lines of TOML text, as a table.
+fn toml_lines(lines: &str) -> toml::Table {
+    lines
+        .parse()
+        .unwrap_or_else(|e| panic!("not TOML key = value lines: {lines:?}: {e}"))
 }
 
 /// One `[[issuer.clients]]` entry.
@@ -103,6 +114,7 @@ impl Client {
 pub struct ConfigToml {
     comments: Vec<String>,
     phase: Phase,
+    top: Section,
     issuer: Option<Section>,
     clients: Vec<Client>,
     verifier: Option<Section>,
@@ -114,6 +126,7 @@ impl ConfigToml {
         ConfigToml {
             comments: Vec::new(),
             phase,
+            top: Section::default(),
             issuer: None,
             clients: Vec::new(),
             verifier: None,
@@ -132,6 +145,12 @@ impl ConfigToml {
         self
     }
 
+    /// Sets a top-level `key` (after `phase`, before the sections).
+    pub fn top_level(mut self, key: &str, value: impl Into<toml::Value>) -> ConfigToml {
+        self.top.set(key, value.into());
+        self
+    }
+
     /// Sets `key` of `[issuer]` (creating the section).
     pub fn issuer(mut self, key: &str, value: impl Into<toml::Value>) -> ConfigToml {
         section(&mut self.issuer).set(key, value.into());
@@ -142,6 +161,19 @@ impl ConfigToml {
     pub fn issuer_comment(mut self, text: &str) -> ConfigToml {
         section(&mut self.issuer).comment(text);
         self
+    }
+
+    /// Sets every `key = value` of `lines` (TOML text) in `[issuer]`, as
+    /// [`ConfigToml::verifier_lines`] does in `[verifier]`; a table value
+    /// (`legacy = { … }`) is written inline.
+    ///
+    /// # Panics
+    ///
+    /// If `lines` is not TOML keys and values (a typo in the test).
+    pub fn issuer_lines(self, lines: &str) -> ConfigToml {
+        toml_lines(lines)
+            .into_iter()
+            .fold(self, |cfg, (key, value)| cfg.issuer(&key, value))
     }
 
     /// Adds an `[[issuer.clients]]` entry.
@@ -169,10 +201,7 @@ impl ConfigToml {
     ///
     /// If `lines` is not TOML keys and values (a typo in the test).
     pub fn verifier_lines(self, lines: &str) -> ConfigToml {
-        let table: toml::Table = lines
-            .parse()
-            .unwrap_or_else(|e| panic!("not TOML key = value lines: {lines:?}: {e}"));
-        table
+        toml_lines(lines)
             .into_iter()
             .fold(self, |cfg, (key, value)| cfg.verifier(&key, value))
     }
@@ -184,6 +213,7 @@ impl ConfigToml {
             out.push_str(&format!("# {comment}\n"));
         }
         out.push_str(&format!("phase = \"{}\"\n", self.phase));
+        self.top.render_lines(&mut out);
         if let Some(issuer) = &self.issuer {
             issuer.render("issuer", &mut out);
         }
@@ -225,11 +255,14 @@ mod tests {
             .client(Client::with_hash("a\"b", "sha256:00".to_owned(), &["read"]))
             .phase(Phase::Asymmetric)
             .verifier_lines("strict_typ = true\naccept = [\"RS256\"]")
+            .top_level("allow_weak_hs256_secret", true)
+            .issuer_lines("legacy = { issuer = \"legacy-auth\", claims = { tenant = \"acme\" } }")
             .render();
         assert_eq!(
             text,
-            "# Written by a test.\nphase = \"asymmetric\"\n\
+            "# Written by a test.\nphase = \"asymmetric\"\nallow_weak_hs256_secret = true\n\
              \n[issuer]\ntoken_ttl = \"24h\"\n# Why the next one.\nfailed_auth_limit = 3\n\
+             legacy = { claims = { tenant = \"acme\" }, issuer = \"legacy-auth\" }\n\
              \n[[issuer.clients]]\nid = 'a\"b'\nsecret_hash = \"sha256:00\"\nscopes = [\"read\"]\n\
              \n[verifier]\njwks_url = \"http://127.0.0.1:1/jwks\"\naccept = [\"RS256\"]\nstrict_typ = true\n"
         );

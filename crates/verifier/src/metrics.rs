@@ -11,9 +11,15 @@ use keyshift_core::{Alg, Phase};
 
 use crate::error::{outcome_index, AlgLabel, Outcome};
 use crate::jwks::FetchOutcome;
+use crate::legacy::{Loosening, Loosenings};
 
 /// `keyshift_verify_total{alg, outcome}`.
 pub const VERIFY_TOTAL: &str = "keyshift_verify_total";
+/// `keyshift_verify_legacy_total{loosening}`: HS256 tokens accepted only
+/// through the legacy profile, once per loosening each relied on. A counter
+/// of its own rather than a label of `keyshift_verify_total`, whose label
+/// set is contract: those acceptances also count there as `accepted`.
+pub const VERIFY_LEGACY_TOTAL: &str = "keyshift_verify_legacy_total";
 /// `keyshift_verify_duration_seconds{alg}`.
 pub const VERIFY_DURATION: &str = "keyshift_verify_duration_seconds";
 /// `keyshift_key_cache_total{result}`.
@@ -74,6 +80,11 @@ pub fn describe() {
         VERIFY_TOTAL,
         Unit::Count,
         "Token verifications by algorithm and outcome."
+    );
+    describe_counter!(
+        VERIFY_LEGACY_TOTAL,
+        Unit::Count,
+        "HS256 tokens accepted only through the legacy profile, per loosening relied on."
     );
     describe_histogram!(
         VERIFY_DURATION,
@@ -138,6 +149,7 @@ pub struct VerifyMetrics {
     key_hit: Counter,
     key_miss: Counter,
     last_accepted: [Gauge; 2],
+    legacy: [Counter; Loosening::ALL.len()],
 }
 
 impl std::fmt::Debug for VerifyMetrics {
@@ -169,6 +181,15 @@ impl VerifyMetrics {
                 gauge!(LAST_ACCEPTED, "alg" => Alg::Hs256.as_str()),
                 gauge!(LAST_ACCEPTED, "alg" => Alg::Rs256.as_str()),
             ],
+            legacy: Loosening::ALL
+                .map(|l| counter!(VERIFY_LEGACY_TOTAL, "loosening" => l.as_str())),
+        }
+    }
+
+    /// Counts an acceptance that relied on the legacy profile.
+    pub fn legacy(&self, loosened: Loosenings) {
+        for l in loosened.iter() {
+            self.legacy[l.index()].increment(1);
         }
     }
 

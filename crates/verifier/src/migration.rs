@@ -3,10 +3,12 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use keyshift_core::config::VerifierLegacy;
 use keyshift_core::{AcceptSet, Alg, Phase};
 
 use crate::authority::{IssuerStatus, IssuerView};
 use crate::error::AlgLabel;
+use crate::legacy::{Loosening, Loosenings};
 use crate::stragglers::Straggler;
 use serde::Serialize;
 
@@ -24,6 +26,10 @@ pub struct MigrationStats {
     /// signs RS256 (0: it is in a phase that signs HS256). HS256 tokens minted
     /// before then, unseen here, may be valid until it plus the maximum lifetime.
     rs256_since: AtomicU64,
+    /// HS256 tokens accepted only through the legacy profile.
+    legacy_accepted: AtomicU64,
+    /// The same, per loosening relied on.
+    legacy_by: [AtomicU64; Loosening::ALL.len()],
 }
 
 /// The counter slot of an algorithm: its [`AlgLabel`] position.
@@ -62,6 +68,33 @@ impl MigrationStats {
         if alg == Alg::Hs256 {
             self.last_hs256_accepted.fetch_max(now, Ordering::Relaxed);
             self.latest_hs256_exp.fetch_max(exp, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn legacy_accepted(&self, loosened: Loosenings) {
+        self.legacy_accepted.fetch_add(1, Ordering::Relaxed);
+        for l in loosened.iter() {
+            self.legacy_by[l.index()].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// What `/migration` says about a configured legacy profile.
+    pub fn legacy_report(&self, profile: &VerifierLegacy) -> LegacyReport {
+        let by = |l: Loosening| self.legacy_by[l.index()].load(Ordering::Relaxed);
+        LegacyReport {
+            issuers: profile.issuers.clone(),
+            audience_required: profile.audience_required,
+            subject_claim: profile.subject_claim.clone(),
+            scope_claim: profile.scope_claim.clone(),
+            secret_files: profile.secret_files.len(),
+            accepted: self.legacy_accepted.load(Ordering::Relaxed),
+            accepted_by_loosening: LooseningCounts {
+                issuers: by(Loosening::Issuers),
+                audience_required: by(Loosening::AudienceRequired),
+                subject_claim: by(Loosening::SubjectClaim),
+                scope_claim: by(Loosening::ScopeClaim),
+                secret_files: by(Loosening::SecretFiles),
+            },
         }
     }
 
@@ -108,6 +141,8 @@ impl MigrationStats {
             issuer: None,
             forced: None,
             stragglers: Vec::new(),
+            hs256_secret_weak: false,
+            legacy_profile: None,
         }
     }
 }
@@ -338,6 +373,12 @@ pub struct MigrationReport {
     /// Clients whose tokens were refused as `alg_disabled`, most recent
     /// first (unverified claims; see [`crate::stragglers`]).
     pub stragglers: Vec<Straggler>,
+    /// Whether a loaded HS256 secret is shorter than 32 bytes
+    /// (`allow_weak_hs256_secret`).
+    pub hs256_secret_weak: bool,
+    /// The legacy profile in force (`[verifier.legacy]`), and what it let
+    /// through; `null` when none is (absent, or phase `asymmetric`).
+    pub legacy_profile: Option<LegacyReport>,
 }
 
 /// A switch into phase `asymmetric` made by `force_phase` while not ready.
@@ -347,6 +388,42 @@ pub struct Forced {
     pub at_unix: u64,
     /// Readiness's reason at that moment.
     pub reason: String,
+}
+
+/// The legacy profile as `/migration` lists it: each loosened check, and
+/// how many HS256 tokens relied on it since start. A loosening whose count
+/// stays at 0 for a token lifetime can be turned off.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LegacyReport {
+    /// Extra `iss` values accepted on HS256 tokens (`""`: none needed).
+    pub issuers: Vec<String>,
+    /// Whether `aud` is required on HS256 tokens.
+    pub audience_required: bool,
+    /// The claim the subject is read from.
+    pub subject_claim: String,
+    /// The claim the scopes are read from.
+    pub scope_claim: String,
+    /// How many extra secrets are tried after `hs256_secret_file`.
+    pub secret_files: usize,
+    /// HS256 tokens accepted only through the profile.
+    pub accepted: u64,
+    /// The same, per loosening relied on (a token may count under several).
+    pub accepted_by_loosening: LooseningCounts,
+}
+
+/// Acceptances per loosening, named by the config key that loosens.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct LooseningCounts {
+    /// A listed `iss`, or none.
+    pub issuers: u64,
+    /// No `aud`.
+    pub audience_required: u64,
+    /// The subject from `subject_claim`, or a number.
+    pub subject_claim: u64,
+    /// The scopes from `scope_claim`, or an array.
+    pub scope_claim: u64,
+    /// The signature under an extra secret.
+    pub secret_files: u64,
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@ use ::metrics::Counter;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use hmac::Mac;
 use keyshift_core::b64;
-use keyshift_core::config::VerifierConfig;
-use keyshift_core::secret::HmacSecret;
+use keyshift_core::config::{ignored_warning, VerifierConfig};
+use keyshift_core::secret::HmacSecrets;
 use keyshift_core::{Alg, Phase, SharedClock};
 
 use crate::authority::IssuerAuthority;
@@ -19,6 +19,7 @@ use crate::jwks::{
     FetchError, FetchOutcome, Fetcher, JwksCache, JwksSettings, RefreshError, RsaKey,
 };
 use crate::jws;
+use crate::legacy::{Loosening, Loosenings};
 use crate::metrics::{self, VerifyMetrics};
 use crate::migration::{Forced, MigrationReport, MigrationStats, ReportInput};
 use crate::policy::Policy;
@@ -41,6 +42,8 @@ pub struct Verified {
     pub alg: Alg,
     /// `exp`.
     pub exp: u64,
+    /// What the legacy profile loosened to accept it (empty: the strict rules did).
+    loosened: Loosenings,
 }
 
 impl Verified {
@@ -68,7 +71,21 @@ impl Verified {
             has_kid: kid.is_some(),
             alg,
             exp,
+            loosened: Loosenings::NONE,
         }
+    }
+
+    /// The same result, accepted by relying on `loosened`.
+    #[must_use]
+    pub fn with_loosenings(mut self, loosened: Loosenings) -> Verified {
+        self.loosened = loosened;
+        self
+    }
+
+    /// What the legacy profile loosened to accept the token; empty when the
+    /// strict rules accepted it.
+    pub fn loosened(&self) -> Loosenings {
+        self.loosened
     }
 
     fn range(&self, i: usize) -> std::ops::Range<usize> {
@@ -212,15 +229,17 @@ enum Step {
 }
 
 impl Verifier {
-    /// Builds a verifier for `phase` and a validated `[verifier]` section.
-    /// Register metric handles after the recorder is installed: build the
-    /// verifier after installing it.
+    /// Builds a verifier for `phase` and a validated `[verifier]` section,
+    /// with the HS256 secrets it loaded ([`VerifierConfig::load_secrets`]; a
+    /// lone `Option<HmacSecret>` converts). Register metric handles after the
+    /// recorder is installed: build the verifier after installing it.
     pub fn new(
         phase: Phase,
         cfg: &VerifierConfig,
-        secret: Option<HmacSecret>,
+        secrets: impl Into<HmacSecrets>,
         clock: SharedClock,
     ) -> Result<Verifier, BuildError> {
+        let secrets = secrets.into();
         let jwks = match &cfg.jwks_url {
             Some(url) => Some(Arc::new(new_cache(url, cfg, clock.clone())?)),
             None => None,
@@ -228,12 +247,12 @@ impl Verifier {
         if let Some(jwks) = &jwks {
             jwks.set_needed(cfg.accept.contains(Alg::Rs256));
         }
-        report_secret(phase, cfg.hs256_secret_file.is_some());
+        report_secret(phase, cfg, &secrets);
         metrics::set_max_staleness(cfg.jwks_max_staleness);
         let now = clock.now_secs();
         let authority = new_authority(cfg, clock.clone())?;
         Ok(Verifier {
-            policy: ArcSwap::from_pointee(Policy::new(phase, cfg, secret.as_ref(), 1)),
+            policy: ArcSwap::from_pointee(Policy::new(phase, cfg, &secrets, 1)),
             jwks: ArcSwapOption::new(jwks),
             reloading: tokio::sync::Mutex::new(cfg.jwks_url.clone()),
             verdicts: ArcSwapOption::new(Verdicts::new(cfg.token_cache_size).map(Arc::new)),
@@ -296,8 +315,9 @@ impl Verifier {
         &self,
         phase: Phase,
         cfg: &VerifierConfig,
-        secret: Option<HmacSecret>,
+        secrets: impl Into<HmacSecrets>,
     ) -> Result<(), BuildError> {
+        let secrets = secrets.into();
         let mut url = self.reloading.lock().await;
         let old = self.policy.load_full();
         // The issuer's answer from the URL of the new config, fetched now:
@@ -346,7 +366,7 @@ impl Verifier {
         self.policy.store(Arc::new(Policy::new(
             phase,
             cfg,
-            secret.as_ref(),
+            &secrets,
             old.generation + 1,
         )));
         if let Some(jwks) = new_jwks {
@@ -363,7 +383,7 @@ impl Verifier {
         if let Some(jwks) = self.jwks.load().as_deref() {
             jwks.set_needed(cfg.accept.contains(Alg::Rs256));
         }
-        report_secret(phase, cfg.hs256_secret_file.is_some());
+        report_secret(phase, cfg, &secrets);
         metrics::set_max_staleness(cfg.jwks_max_staleness);
         let mut listen = self.listen.lock().unwrap_or_else(|p| p.into_inner());
         if *listen != cfg.listen {
@@ -408,6 +428,11 @@ impl Verifier {
         report.issuer = Some(authority.status());
         report.forced = self.forced.load().as_deref().cloned();
         report.stragglers = self.stragglers.list();
+        report.hs256_secret_weak = policy.hs256_secret_weak;
+        report.legacy_profile = policy
+            .legacy
+            .as_ref()
+            .map(|l| self.stats.legacy_report(&l.config));
         report
     }
 
@@ -513,6 +538,10 @@ impl Verifier {
             Ok(v) => {
                 self.stats.accepted(v.alg, v.exp, now);
                 self.metrics.accepted_at(v.alg, now);
+                if !v.loosened.is_empty() {
+                    self.stats.legacy_accepted(v.loosened);
+                    self.metrics.legacy(v.loosened);
+                }
                 Outcome::Accepted
             }
             Err(e) => {
@@ -622,7 +651,9 @@ impl Verifier {
             Ok(s) => s,
             Err(e) => return Done(label, Err(e)),
         };
-        // The key decides: HS256 only against the secret, RS256 only against the JWKS.
+        // What the legacy profile loosened, if the strict rules refuse.
+        let mut loosened = Loosenings::NONE;
+        // The key decides: HS256 only against the secret(s), RS256 only against the JWKS.
         let signature_ok = match alg {
             Alg::Hs256 => {
                 let Some(key) = &policy.hmac else {
@@ -630,7 +661,16 @@ impl Verifier {
                 };
                 let mut mac = key.mac.clone();
                 mac.update(parts.signing_input.as_bytes());
-                mac.verify_slice(signature).is_ok()
+                if mac.verify_slice(signature).is_ok() {
+                    true
+                } else if policy.legacy.as_ref().is_some_and(|profile| {
+                    profile.extra_secret_matches(parts.signing_input.as_bytes(), signature)
+                }) {
+                    loosened = loosened.with(Loosening::SecretFiles);
+                    true
+                } else {
+                    false
+                }
             }
             Alg::Rs256 => {
                 let Some(kid) = kid else {
@@ -685,39 +725,24 @@ impl Verifier {
                 }
             },
         };
-        let claims = match claims::parse(payload) {
-            Ok(c) => c,
+        // With a legacy profile, HS256 claims are read by it (it reads a
+        // token in keyshift's shape exactly as the strict rules do, and
+        // notes each loosening another shape needed); RS256 never is.
+        let read =
+            match (&policy.legacy, alg) {
+                (Some(profile), Alg::Hs256) => profile
+                    .verify(payload, &policy.rules, kid, now)
+                    .map(|(v, used)| {
+                        loosened = loosened.union(used);
+                        v
+                    }),
+                _ => strict_claims(policy, payload, alg, kid, now),
+            };
+        let verified = match read {
+            Ok(v) => v,
             Err(e) => return Done(label, Err(e)),
         };
-        let exp = match policy.rules.check(&claims, now) {
-            Ok(exp) => exp,
-            Err(e) => return Done(label, Err(e)),
-        };
-        // An empty subject names nobody: a resource server given
-        // `X-Auth-Subject:` would have no one to authorise.
-        let Some(sub) = claims
-            .sub
-            .as_deref()
-            .filter(|s| !s.is_empty() && header_safe(s))
-        else {
-            return Done(
-                label,
-                Err(VerifyError::BadClaims(crate::reason!(
-                    "sub missing, empty or not printable"
-                ))),
-            );
-        };
-        let client_id = claims.client_id.as_deref().unwrap_or(sub);
-        let scope = claims.scope.as_deref().unwrap_or("");
-        if !header_safe(client_id) || !header_safe(scope) || !kid.is_none_or(header_safe) {
-            return Done(
-                label,
-                Err(VerifyError::BadClaims(crate::reason!(
-                    "claims not printable"
-                ))),
-            );
-        }
-        let verified = Arc::new(Verified::new(sub, client_id, scope, alg, kid, exp));
+        let verified = Arc::new(verified.with_loosenings(loosened));
         if let Some(v) = verdicts.as_deref() {
             v.cache.insert(token, verified.clone(), generation, now);
         }
@@ -725,8 +750,39 @@ impl Verifier {
     }
 }
 
+/// The strict reading of a verified payload: RFC 9068 claims, exactly.
+fn strict_claims(
+    policy: &Policy,
+    payload: &[u8],
+    alg: Alg,
+    kid: Option<&str>,
+    now: u64,
+) -> Result<Verified, VerifyError> {
+    let claims = claims::parse(payload)?;
+    let exp = policy.rules.check(&claims, now)?;
+    // An empty subject names nobody: a resource server given
+    // `X-Auth-Subject:` would have no one to authorise.
+    let Some(sub) = claims
+        .sub
+        .as_deref()
+        .filter(|s| !s.is_empty() && header_safe(s))
+    else {
+        return Err(VerifyError::BadClaims(crate::reason!(
+            "sub missing, empty or not printable"
+        )));
+    };
+    let client_id = claims.client_id.as_deref().unwrap_or(sub);
+    let scope = claims.scope.as_deref().unwrap_or("");
+    if !header_safe(client_id) || !header_safe(scope) || !kid.is_none_or(header_safe) {
+        return Err(VerifyError::BadClaims(crate::reason!(
+            "claims not printable"
+        )));
+    }
+    Ok(Verified::new(sub, client_id, scope, alg, kid, exp))
+}
+
 /// Claims copied into `X-Auth-*` headers must be printable ASCII.
-fn header_safe(s: &str) -> bool {
+pub(crate) fn header_safe(s: &str) -> bool {
     s.bytes().all(|b| (0x20..0x7f).contains(&b))
 }
 
@@ -749,11 +805,23 @@ fn new_authority(cfg: &VerifierConfig, clock: SharedClock) -> Result<IssuerAutho
     .map_err(BuildError::IssuerMigration)
 }
 
-fn report_secret(phase: Phase, configured: bool) {
+/// Says, at start and on every reload, what an operator should know about
+/// the secrets and the settings the phase ignores, and publishes the gauges.
+fn report_secret(phase: Phase, cfg: &VerifierConfig, secrets: &HmacSecrets) {
+    let configured = cfg.hs256_secret_file.is_some();
     if phase == Phase::Asymmetric && configured {
         tracing::warn!(
             "verifier.hs256_secret_file is still set in phase asymmetric; remove the shared secret"
         );
     }
+    if secrets.any_weak() {
+        tracing::warn!(
+            "an HS256 secret is shorter than 32 bytes (allow_weak_hs256_secret): anyone who guesses it mints tokens; replace it before phase transition ends"
+        );
+    }
+    for setting in &cfg.ignored {
+        tracing::warn!("{}", ignored_warning(setting));
+    }
     metrics::set_phase(phase, configured);
+    keyshift_core::phase_metrics::set_secret_weak(secrets.any_weak());
 }

@@ -3,10 +3,15 @@
 use std::path::Path;
 
 use anyhow::Context;
+use keyshift_core::config::ignored_warning;
+use keyshift_core::secret::HmacSecret;
 use keyshift_core::{AcceptSet, Alg, Phase};
 use keyshift_issuer::keystore::{KeyStore, KeyStoreError};
 
 use super::load_config;
+
+/// What `config check` says about a weak secret (the services log it too).
+const WEAK: &str = "SECTION: an HS256 secret is shorter than 32 bytes (allow_weak_hs256_secret); replace it before phase transition ends";
 
 /// Validates a config file (and the files it names) and prints the
 /// effective settings. `accept` is the verifier's `--accept` flag: it must
@@ -15,8 +20,13 @@ use super::load_config;
 pub fn check(path: &Path, accept: Option<&[Alg]>) -> anyhow::Result<()> {
     let mut config = load_config(path)?;
     let context = || path.display().to_string();
+    let mut warnings = Vec::new();
     if let Some(issuer) = &config.issuer {
-        issuer.load_secret(config.phase).with_context(context)?;
+        let secret = issuer.load_secret(config.phase).with_context(context)?;
+        if secret.as_ref().is_some_and(HmacSecret::is_weak) {
+            warnings.push(WEAK.replace("SECTION", "issuer"));
+        }
+        warnings.extend(issuer.ignored.iter().map(|s| ignored_warning(s)));
         keyshift_issuer::auth::Authenticator::check_clients(&issuer.clients)
             .with_context(context)?;
         if config.phase == Phase::Asymmetric && issuer.hs256_secret_file.is_some() {
@@ -77,7 +87,11 @@ pub fn check(path: &Path, accept: Option<&[Alg]>) -> anyhow::Result<()> {
                 }
             }
         }
-        verifier.load_secret().with_context(context)?;
+        let secrets = verifier.load_secrets().with_context(context)?;
+        if secrets.any_weak() {
+            warnings.push(WEAK.replace("SECTION", "verifier"));
+        }
+        warnings.extend(verifier.ignored.iter().map(|s| ignored_warning(s)));
         if phase == Phase::Asymmetric && verifier.hs256_secret_file.is_some() {
             println!("# warning: verifier.hs256_secret_file is set in phase asymmetric; remove the shared secret");
         }
@@ -87,6 +101,9 @@ pub fn check(path: &Path, accept: Option<&[Alg]>) -> anyhow::Result<()> {
         }
     } else if accept.is_some() {
         anyhow::bail!("--accept: {} has no [verifier] section", path.display());
+    }
+    for warning in warnings {
+        println!("# warning: {warning}");
     }
     print!("{}", crate::effective::Effective(&config));
     println!("# {}: OK", path.display());

@@ -43,25 +43,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             client.scopes.join(" ")
         )
     })?;
-    let signer = match config.phase.signs() {
+    let (secret, active) = match config.phase.signs() {
         Alg::Hs256 => {
-            let secret = issuer
-                .load_secret(config.phase)?
-                .context("issuer.hs256_secret_file is not set")?;
-            Signer::hs256(&secret)
+            let secret = issuer.load_secret(config.phase)?;
+            (
+                Some(secret.context("issuer.hs256_secret_file is not set")?),
+                None,
+            )
         }
         Alg::Rs256 => {
             let keys = KeyStore::new(&issuer.key_dir)
                 .load()
                 .context("issuer.key_dir")?;
-            Signer::rs256(keys.active().context("issuer.key_dir: no active key")?)
+            (
+                None,
+                Some(keys.active().context("issuer.key_dir: no active key")?),
+            )
         }
     };
-    let template = TokenTemplate {
-        issuer: issuer.issuer.clone(),
-        audience: issuer.audience.clone(),
-        ttl: issuer.token_ttl,
-    };
+    let signer = Signer::for_phase(issuer, config.phase, secret.as_ref(), active)
+        .context("nothing to sign with")?;
+    let template = TokenTemplate::for_phase(issuer, config.phase);
     let mut tokens = Vec::with_capacity(args.count);
     let mut latest: Option<(u64, u64)> = None;
     for _ in 0..args.count {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use keyshift_core::clock::system_clock;
 use keyshift_core::config::VerifierConfig;
-use keyshift_core::secret::HmacSecret;
+use keyshift_core::secret::HmacSecrets;
 use keyshift_core::{AcceptSet, Alg, Config, Phase};
 use keyshift_verifier::{State, Verifier};
 
@@ -66,17 +66,17 @@ fn effective(
 pub fn run(args: Args) -> anyhow::Result<()> {
     telemetry::init_logging();
     let (phase, section) = effective(&args.config, args.accept.as_deref(), Stage::Start)?;
-    let secret = section
-        .load_secret()
+    let secrets = section
+        .load_secrets()
         .with_context(|| args.config.display().to_string())?;
-    runtime()?.block_on(serve(args, phase, section, secret))
+    runtime()?.block_on(serve(args, phase, section, secrets))
 }
 
 async fn serve(
     args: Args,
     phase: Phase,
     section: VerifierConfig,
-    secret: Option<HmacSecret>,
+    secrets: HmacSecrets,
 ) -> anyhow::Result<()> {
     let (handle, render) = telemetry::install_prometheus(&[(
         keyshift_verifier::metrics::VERIFY_DURATION,
@@ -84,7 +84,7 @@ async fn serve(
     )])?;
     keyshift_verifier::metrics::describe();
     let (term, int, mut hup) = signals::install().context("cannot install signal handlers")?;
-    let verifier = Arc::new(Verifier::new(phase, &section, secret, system_clock())?);
+    let verifier = Arc::new(Verifier::new(phase, &section, secrets, system_clock())?);
     verifier
         .check_start(section.force_phase)
         .await
@@ -113,10 +113,10 @@ async fn serve(
         while hup.recv().await.is_some() {
             tracing::info!(config = %args.config.display(), "SIGHUP: reloading config and refetching the JWKS");
             let loaded = effective(&args.config, args.accept.as_deref(), Stage::Reload)
-                .and_then(|(phase, section)| Ok((phase, section.load_secret()?, section)));
+                .and_then(|(phase, section)| Ok((phase, section.load_secrets()?, section)));
             let reloaded = match loaded {
-                Ok((phase, secret, section)) => background
-                    .reload(phase, &section, secret)
+                Ok((phase, secrets, section)) => background
+                    .reload(phase, &section, secrets)
                     .await
                     .map_err(anyhow::Error::from),
                 Err(e) => Err(e),

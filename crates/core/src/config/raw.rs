@@ -14,6 +14,10 @@ use crate::phase::{Alg, Phase};
 pub struct RawConfig {
     /// `legacy`, `dual`, `transition` or `asymmetric`. Required.
     pub phase: Option<Phase>,
+    /// Accept a 16 to 31-byte HS256 secret in phases `legacy`, `dual` and
+    /// `transition`, for both services unless a section says otherwise.
+    /// Defaults to `false`.
+    pub allow_weak_hs256_secret: Option<bool>,
     /// The `[issuer]` section.
     pub issuer: Option<RawIssuer>,
     /// The `[verifier]` section.
@@ -57,6 +61,29 @@ pub struct RawIssuer {
     /// `[[issuer.clients]]`. Defaults to none.
     #[serde(default)]
     pub clients: Vec<RawClient>,
+    /// Accept a 16 to 31-byte HS256 secret (see the top-level key).
+    /// Defaults to the top-level value, else `false`.
+    pub allow_weak_hs256_secret: Option<bool>,
+    /// `[issuer.legacy]`: the shape of HS256 tokens. Defaults to none.
+    pub legacy: Option<RawIssuerLegacy>,
+}
+
+/// `[issuer.legacy]`: how HS256 tokens minted in phases `legacy` and `dual`
+/// look, so the old fleet's verifiers accept them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssuerLegacy {
+    /// The `iss` claim, any non-empty string. Defaults to `issuer.issuer`.
+    pub issuer: Option<String>,
+    /// The `typ` header: `"JWT"`, `"at+jwt"` or `""` (none). Defaults to `"at+jwt"`.
+    pub typ: Option<String>,
+    /// Whether the header carries the secret's `kid`. Defaults to `true`.
+    pub kid: Option<bool>,
+    /// The `aud` claim; `""` for none. Defaults to `issuer.audience`.
+    pub audience: Option<String>,
+    /// `[issuer.legacy.claims]`: static extra claims. Defaults to none.
+    #[serde(default)]
+    pub claims: toml::Table,
 }
 
 /// `[[issuer.clients]]`.
@@ -128,6 +155,33 @@ pub struct RawVerifier {
     /// Enter phase `asymmetric` even while HS256 tokens may still be valid.
     /// Defaults to `false`.
     pub force_phase: Option<bool>,
+    /// Accept a 16 to 31-byte HS256 secret (see the top-level key).
+    /// Defaults to the top-level value, else `false`.
+    pub allow_weak_hs256_secret: Option<bool>,
+    /// `[verifier.legacy]`: looser checks of HS256 tokens. Defaults to none.
+    pub legacy: Option<RawVerifierLegacy>,
+}
+
+/// `[verifier.legacy]`: the legacy profile, loosening checks of HS256 tokens
+/// only (never RS256), so the old issuer's tokens pass during the migration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVerifierLegacy {
+    /// More `iss` values accepted on HS256 tokens; `""` accepts a token
+    /// without `iss`. Defaults to `[]`.
+    pub issuers: Option<Vec<String>>,
+    /// Whether an HS256 token needs `aud` (one that has it must match
+    /// either way). Defaults to `true`.
+    pub audience_required: Option<bool>,
+    /// The claim holding the subject; a number is read as decimal text.
+    /// Defaults to `"sub"`.
+    pub subject_claim: Option<String>,
+    /// The claim holding the scopes: a space-delimited string or an array
+    /// of strings. Defaults to `"scope"`.
+    pub scope_claim: Option<String>,
+    /// More HS256 secret files, tried in order after `hs256_secret_file`.
+    /// Defaults to `[]`.
+    pub secret_files: Option<Vec<PathBuf>>,
 }
 
 impl RawConfig {

@@ -1,6 +1,8 @@
 //! `/verify` (any method): forward-auth for nginx `auth_request`, Traefik
 //! ForwardAuth and Envoy ext_authz (HTTP). RFC 6750 challenges.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::header::HeaderName;
 use http::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
@@ -131,22 +133,47 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, Denial> {
     Ok(token)
 }
 
+/// The request's bearer token; a request without one, or with two
+/// `Authorization` headers, is counted here (`missing`, `malformed`).
+pub fn token_of<'h>(verifier: &Verifier, headers: &'h HeaderMap) -> Result<&'h str, Denial> {
+    bearer(headers).inspect_err(|denial| match denial {
+        Denial::NoToken => verifier.record_missing(),
+        Denial::BadRequest(_) => verifier.record_malformed_request(),
+        Denial::Token(..) => {}
+    })
+}
+
+/// Verifies `token` and requires `scopes`: the decision `/verify` and the
+/// tower layer ([`crate::layer`]) share, counted once by the verifier.
+pub async fn decide(
+    verifier: &Verifier,
+    token: &str,
+    scopes: Vec<String>,
+) -> Result<Arc<Verified>, Denial> {
+    let required: Vec<&str> = scopes.iter().map(String::as_str).collect();
+    match verifier.verify_with_scopes(token, &required).await {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let retry = match &e {
+                VerifyError::KeysUnavailable => {
+                    verifier.jwks().map(|j| j.retry_after()).unwrap_or(30)
+                }
+                _ => 0,
+            };
+            Err(Denial::Token(e, scopes, retry))
+        }
+    }
+}
+
 /// Handles one `/verify` request.
 pub async fn handle(
     verifier: &Verifier,
     query: Option<&str>,
     headers: &HeaderMap,
 ) -> Response<Full<Bytes>> {
-    let token = match bearer(headers) {
+    let token = match token_of(verifier, headers) {
         Ok(t) => t,
-        Err(denial) => {
-            match denial {
-                Denial::NoToken => verifier.record_missing(),
-                Denial::BadRequest(_) => verifier.record_malformed_request(),
-                Denial::Token(..) => {}
-            }
-            return denial.into_response();
-        }
+        Err(denial) => return denial.into_response(),
     };
     let scopes = match required_scopes(query, headers) {
         Ok(s) => s,
@@ -155,18 +182,9 @@ pub async fn handle(
             return denial.into_response();
         }
     };
-    let required: Vec<&str> = scopes.iter().map(String::as_str).collect();
-    match verifier.verify_with_scopes(token, &required).await {
+    match decide(verifier, token, scopes).await {
         Ok(v) => accepted(&v),
-        Err(e) => {
-            let retry = match &e {
-                VerifyError::KeysUnavailable => {
-                    verifier.jwks().map(|j| j.retry_after()).unwrap_or(30)
-                }
-                _ => 0,
-            };
-            Denial::Token(e, scopes, retry).into_response()
-        }
+        Err(denial) => denial.into_response(),
     }
 }
 

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod snap;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,7 +21,7 @@ use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use keyshift_core::b64;
 use keyshift_core::clock::ManualClock;
-use keyshift_core::secret::HmacSecret;
+use keyshift_core::secret::{HmacSecret, HmacSecrets};
 use keyshift_core::{Config, Phase};
 use keyshift_testkit::ConfigToml;
 use keyshift_verifier::{State, Verifier, VerifierService};
@@ -356,12 +358,22 @@ pub async fn fixture(phase: Phase, extra: &str) -> Fixture {
 }
 
 pub async fn fixture_with(phase: Phase, extra: &str, server: JwksServer) -> Fixture {
+    fixture_with_secrets(phase, extra, server, secret_for(phase).into()).await
+}
+
+/// A verifier as [`fixture_with`] makes it, given its HS256 secrets (the
+/// legacy profile's extra ones too).
+pub async fn fixture_with_secrets(
+    phase: Phase,
+    extra: &str,
+    server: JwksServer,
+    secrets: HmacSecrets,
+) -> Fixture {
     let cfg = config(phase, &server.url(), extra);
     let section = cfg.require_verifier().expect("verifier");
     let clock = ManualClock::at_secs(NOW);
-    let verifier = Arc::new(
-        Verifier::new(phase, section, secret_for(phase), clock.clone()).expect("verifier"),
-    );
+    let verifier =
+        Arc::new(Verifier::new(phase, section, secrets, clock.clone()).expect("verifier"));
     if let Some(jwks) = verifier.jwks() {
         jwks.refresh_if_due().await;
     }
