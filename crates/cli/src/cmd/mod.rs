@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod dev;
+pub mod gateway;
 pub mod issuer;
 pub mod keys;
 pub mod secret;
