@@ -239,6 +239,52 @@ impl fmt::Display for Effective<'_> {
                 verifier_legacy(f, l)?;
             }
         }
+        if let Some(g) = &self.0.gateway {
+            writeln!(f, "\n[gateway]")?;
+            writeln!(f, "listen = \"{}\"", g.listen)?;
+            listeners(f, g.admin_listen, g.max_connections)?;
+            writeln!(f, "key_dir = \"{}\"", g.key_dir.display())?;
+            match &g.issuer {
+                Some(i) => writeln!(f, "issuer = \"{i}\"")?,
+                None => writeln!(f, "# issuer: not set (no route signs)")?,
+            }
+            writeln!(
+                f,
+                "connect_timeout = \"{}\"",
+                HumanDuration(g.connect_timeout)
+            )?;
+            writeln!(
+                f,
+                "upstream_timeout = \"{}\"",
+                HumanDuration(g.upstream_timeout)
+            )?;
+            for r in &g.routes {
+                writeln!(f, "\n[[gateway.routes]]")?;
+                writeln!(f, "name = \"{}\"", r.name)?;
+                match &r.host {
+                    Some(h) => writeln!(f, "host = \"{h}\"")?,
+                    None => writeln!(f, "# host: any")?,
+                }
+                writeln!(f, "path_prefix = \"{}\"", r.path_prefix)?;
+                writeln!(f, "strip_prefix = {}", r.strip_prefix)?;
+                writeln!(f, "upstream = \"{}\"", r.upstream)?;
+                writeln!(f, "verify = {}", r.verify)?;
+                let scopes: Vec<String> = r.scopes.iter().map(|s| format!("\"{s}\"")).collect();
+                writeln!(f, "scopes = [{}]", scopes.join(", "))?;
+                writeln!(f, "sign = {}", r.sign)?;
+                match &r.audience {
+                    Some(a) => writeln!(f, "audience = \"{a}\"")?,
+                    None => writeln!(f, "# audience: not set")?,
+                }
+                writeln!(f, "sign_ttl = \"{}\"", HumanDuration(r.sign_ttl))?;
+                writeln!(f, "sign_header = \"{}\"", r.sign_header)?;
+                writeln!(f, "if_present = \"{}\"", r.if_present.as_str())?;
+                match &r.service_identity {
+                    Some(s) => writeln!(f, "service_identity = \"{s}\"")?,
+                    None => writeln!(f, "# service_identity: not set")?,
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -279,6 +325,9 @@ mod tests {
             .verifier("audience", "https://api.example.com")
             .verifier("jwks_url", "http://127.0.0.1:8080/.well-known/jwks.json")
             .verifier("hs256_secret_file", "hs256.secret")
+            .gateway_lines(
+                "[gateway]\nissuer = \"http://127.0.0.1:8080\"\n\n[[gateway.routes]]\nname = \"orders\"\nupstream = \"http://127.0.0.1:9000\"\nsign = true\naudience = \"https://orders.internal\"\n\n[[gateway.routes]]\nname = \"plain\"\npath_prefix = \"/plain\"\nupstream = \"http://127.0.0.1:9001\"\n",
+            )
     }
 
     #[test]
@@ -384,6 +433,8 @@ mod tests {
             ("### `[issuer.legacy]`", "[issuer.legacy]\nzzz = 1\n"),
             ("## `[verifier]`", "[verifier]\nzzz = 1\n"),
             ("### `[verifier.legacy]`", "[verifier.legacy]\nzzz = 1\n"),
+            ("## `[gateway]`", "[gateway]\nzzz = 1\n"),
+            ("### `[[gateway.routes]]`", "[[gateway.routes]]\nzzz = 1\n"),
         ];
         // Empty legacy tables: every default of theirs is printed too.
         let toml = format!(
@@ -398,7 +449,9 @@ mod tests {
         for (heading, probe) in cases {
             let mut code = accepted_keys(probe);
             // The sections have headings of their own.
-            code.retain(|k| !(heading == "## Top level" && (k == "issuer" || k == "verifier")));
+            code.retain(|k| {
+                !(heading == "## Top level" && (k == "issuer" || k == "verifier" || k == "gateway"))
+            });
             // `[issuer.legacy.claims]` is free-form: it has no keys of its own.
             let rows = doc_rows(&doc, heading);
             let mut documented: Vec<String> = rows.iter().map(|(k, _)| k.clone()).collect();

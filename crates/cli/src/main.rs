@@ -33,6 +33,8 @@ enum Command {
     },
     /// Run the verifier (forward-auth endpoint, JWKS cache).
     Verifier(cmd::verifier::Args),
+    /// Run the gateway (verify at the edge, sign RS256 tokens for backends).
+    Gateway(cmd::gateway::Args),
     /// Run issuer and verifier on loopback with a generated config in ./.keyshift/.
     Dev(cmd::dev::Args),
     /// Manage the issuer's key directory offline.
@@ -87,6 +89,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Issuer { config } => cmd::issuer::run(&config),
         Command::Verifier(args) => cmd::verifier::run(args),
+        Command::Gateway(args) => cmd::gateway::run(args),
         Command::Dev(args) => cmd::dev::run(args),
         Command::Keys(args) => cmd::keys::run(args),
         Command::Token(args) => cmd::token::run(args),

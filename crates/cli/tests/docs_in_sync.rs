@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::{fetch_token, http, start, write_config};
 use keyshift_core::Phase;
+use keyshift_gateway::metrics as gateway;
 use keyshift_issuer::metrics as issuer;
 use keyshift_testkit::prom::{self, Line};
 use keyshift_testkit::{eventually, Service};
@@ -43,6 +44,11 @@ const EXPORTED: &[&str] = &[
     keyshift_http::metrics::CONNECTIONS_REJECTED,
     issuer::SIGNING_KEYS,
     issuer::NEXT_ROTATION,
+    gateway::REQUESTS,
+    gateway::DURATION,
+    gateway::UPSTREAM_ERRORS,
+    gateway::SIGNED,
+    gateway::SIGNED_CACHE,
 ];
 
 /// The standard process metrics the binary renders beside its own (both
@@ -401,6 +407,24 @@ fn documented(section: &str) -> BTreeMap<String, Family> {
     out
 }
 
+/// [`scrape_real_services`], and a gateway's scrape: one route that
+/// neither verifies nor signs, in front of an upstream that is down, so its
+/// series render without a `[verifier]` in the way.
+fn scrape_real_services_and_gateway() -> ((String, String), String) {
+    let services = scrape_real_services();
+    let tmp = common::dir_with_secret();
+    let down = keyshift_testkit::net::unused_fixed_port();
+    let config = keyshift_testkit::ConfigToml::new(Phase::Transition)
+        .gateway_lines(&format!(
+            "[gateway]\nlisten = \"127.0.0.1:0\"\n\n[[gateway.routes]]\nname = \"down\"\nupstream = \"http://127.0.0.1:{down}\"\nverify = false\n"
+        ))
+        .write_to(tmp.path());
+    let gateway = start("gateway", &config);
+    assert_eq!(http(gateway.addr, "GET", "/x", &[], b"").status, 502);
+    let text = http(gateway.addr, "GET", "/metrics", &[], b"").text();
+    (services, text)
+}
+
 /// Starts a real issuer and verifier (phase transition), sends a little
 /// traffic so that lazily created series exist, and returns both scrapes.
 fn scrape_real_services() -> (String, String) {
@@ -439,9 +463,13 @@ fn scrape_real_services() -> (String, String) {
 
 #[test]
 fn metrics_doc_matches_what_the_real_binary_renders() {
-    let (issuer_text, verifier_text) = scrape_real_services();
+    let ((issuer_text, verifier_text), gateway_text) = scrape_real_services_and_gateway();
     let mut rendered = BTreeSet::new();
-    for (section, text) in [("Verifier", &verifier_text), ("Issuer", &issuer_text)] {
+    for (section, text) in [
+        ("Verifier", &verifier_text),
+        ("Issuer", &issuer_text),
+        ("Gateway", &gateway_text),
+    ] {
         let scraped = parse_exposition(text);
         let doc = documented(section);
         let names = |m: &BTreeMap<String, Family>| m.keys().cloned().collect::<BTreeSet<_>>();

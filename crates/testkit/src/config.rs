@@ -118,6 +118,7 @@ pub struct ConfigToml {
     issuer: Option<Section>,
     clients: Vec<Client>,
     verifier: Option<Section>,
+    gateway: String,
 }
 
 impl ConfigToml {
@@ -130,7 +131,18 @@ impl ConfigToml {
             issuer: None,
             clients: Vec::new(),
             verifier: None,
+            gateway: String::new(),
         }
+    }
+
+    /// Appends TOML text after every other section: the `[gateway]` table
+    /// and its `[[gateway.routes]]`, written as the operator would.
+    pub fn gateway_lines(mut self, text: &str) -> ConfigToml {
+        self.gateway.push_str(text);
+        if !self.gateway.ends_with('\n') {
+            self.gateway.push('\n');
+        }
+        self
     }
 
     /// The same config in another phase.
@@ -222,6 +234,10 @@ impl ConfigToml {
         }
         if let Some(verifier) = &self.verifier {
             verifier.render("verifier", &mut out);
+        }
+        if !self.gateway.is_empty() {
+            out.push('\n');
+            out.push_str(&self.gateway);
         }
         out
     }

@@ -3,6 +3,7 @@
 pub mod clients;
 pub mod config;
 pub mod dev;
+pub mod gateway;
 pub mod issuer;
 pub mod keys;
 pub mod secret;

@@ -19,6 +19,7 @@
 //! assert_eq!(cfg.phase.as_str(), "dual");
 //! ```
 
+mod gateway;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -27,7 +28,15 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use raw::{RawClient, RawConfig, RawIssuer, RawIssuerLegacy, RawVerifier, RawVerifierLegacy};
+pub use gateway::{
+    GatewayConfig, IfPresent, RouteConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_GATEWAY_LISTEN,
+    DEFAULT_PATH_PREFIX, DEFAULT_ROUTE_SIGN, DEFAULT_ROUTE_VERIFY, DEFAULT_SIGN_HEADER,
+    DEFAULT_SIGN_TTL, DEFAULT_STRIP_PREFIX, DEFAULT_UPSTREAM_TIMEOUT, MAX_SIGN_TTL,
+};
+pub use raw::{
+    RawClient, RawConfig, RawGateway, RawIssuer, RawIssuerLegacy, RawRoute, RawVerifier,
+    RawVerifierLegacy,
+};
 
 use crate::claims::{HeaderTyp, REGISTERED_CLAIMS};
 use crate::duration::HumanDuration;
@@ -130,6 +139,8 @@ pub struct Config {
     pub issuer: Option<IssuerConfig>,
     /// The `[verifier]` section, if present.
     pub verifier: Option<VerifierConfig>,
+    /// The `[gateway]` section, if present.
+    pub gateway: Option<GatewayConfig>,
 }
 
 /// The validated `[issuer]` section.
@@ -401,10 +412,20 @@ impl Config {
             .verifier
             .map(|r| VerifierConfig::from_raw(r, phase, weak, base_dir))
             .transpose()?;
-        if issuer.is_none() && verifier.is_none() {
+        let gateway = raw
+            .gateway
+            .map(|r| GatewayConfig::from_raw(r, base_dir))
+            .transpose()?;
+        if issuer.is_none() && verifier.is_none() && gateway.is_none() {
             return Err(ConfigError::invalid(
                 "(file)",
-                "neither an [issuer] nor a [verifier] section",
+                "neither an [issuer], a [verifier] nor a [gateway] section",
+            ));
+        }
+        if gateway.as_ref().is_some_and(GatewayConfig::verifies) && verifier.is_none() {
+            return Err(ConfigError::invalid(
+                "verifier",
+                "section missing; a [[gateway.routes]] table has verify = true, and the gateway verifies with the [verifier] settings",
             ));
         }
         Ok(Config {
@@ -412,6 +433,7 @@ impl Config {
             base_dir: base_dir.to_owned(),
             issuer,
             verifier,
+            gateway,
         })
     }
 
@@ -420,6 +442,13 @@ impl Config {
         self.issuer
             .as_ref()
             .ok_or_else(|| ConfigError::invalid("issuer", "section missing"))
+    }
+
+    /// The `[gateway]` section, or an error naming it.
+    pub fn require_gateway(&self) -> Result<&GatewayConfig, ConfigError> {
+        self.gateway
+            .as_ref()
+            .ok_or_else(|| ConfigError::invalid("gateway", "section missing"))
     }
 
     /// The `[verifier]` section, or an error naming it.

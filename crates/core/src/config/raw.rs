@@ -22,6 +22,8 @@ pub struct RawConfig {
     pub issuer: Option<RawIssuer>,
     /// The `[verifier]` section.
     pub verifier: Option<RawVerifier>,
+    /// The `[gateway]` section.
+    pub gateway: Option<RawGateway>,
 }
 
 /// `[issuer]`.
@@ -182,6 +184,62 @@ pub struct RawVerifierLegacy {
     /// More HS256 secret files, tried in order after `hs256_secret_file`.
     /// Defaults to `[]`.
     pub secret_files: Option<Vec<PathBuf>>,
+}
+
+/// `[gateway]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateway {
+    /// Listen address. Defaults to `127.0.0.1:8082`.
+    pub listen: Option<String>,
+    /// A second listener for `/healthz` and `/metrics`, which then leave the
+    /// public one (where every path is proxied). Defaults to none.
+    pub admin_listen: Option<String>,
+    /// Most connections open at once per listener. Defaults to `10000`.
+    pub max_connections: Option<usize>,
+    /// The issuer's key directory, read only. Defaults to `keys`.
+    pub key_dir: Option<PathBuf>,
+    /// The `iss` of signed tokens (the issuer's). Required when a route signs.
+    pub issuer: Option<String>,
+    /// Upstream connect timeout. Defaults to `2s`.
+    pub connect_timeout: Option<HumanDuration>,
+    /// Longest wait for an upstream's response head. Defaults to `30s`.
+    pub upstream_timeout: Option<HumanDuration>,
+    /// `[[gateway.routes]]`. Defaults to none.
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+/// `[[gateway.routes]]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// The route's name (the `route` metric label). Required.
+    pub name: Option<String>,
+    /// The `Host` the route answers. Defaults to any host.
+    pub host: Option<String>,
+    /// The path prefix the route answers. Defaults to `/`.
+    pub path_prefix: Option<String>,
+    /// Remove `path_prefix` before forwarding. Defaults to `false`.
+    pub strip_prefix: Option<bool>,
+    /// The upstream base URL (`http://host:port[/path]`). Required.
+    pub upstream: Option<String>,
+    /// Verify the client's bearer token. Defaults to `true`.
+    pub verify: Option<bool>,
+    /// Scopes the verified token must hold. Defaults to none.
+    pub scopes: Option<Vec<String>>,
+    /// Sign a fresh RS256 token for the upstream. Defaults to `false`.
+    pub sign: Option<bool>,
+    /// `aud` of signed tokens. Required when `sign = true`.
+    pub audience: Option<String>,
+    /// Lifetime of signed tokens, at most `1h`. Defaults to `60s`.
+    pub sign_ttl: Option<HumanDuration>,
+    /// Header carrying the signed token. Defaults to `authorization`.
+    pub sign_header: Option<String>,
+    /// `replace` or `fail` when the client sent `sign_header`. Defaults to `replace`.
+    pub if_present: Option<String>,
+    /// The `sub` and `client_id` of signed tokens when `verify = false`. No default.
+    pub service_identity: Option<String>,
 }
 
 impl RawConfig {

@@ -445,3 +445,100 @@ fn weak_secrets_load_only_with_the_flag_which_a_section_can_override() {
         .expect_err("15 bytes even with the flag");
     assert_eq!(err.field(), Some("verifier.legacy.secret_files[0]"));
 }
+
+const GATEWAY: &str = r#"
+[gateway]
+issuer = "http://127.0.0.1:8080"
+
+[[gateway.routes]]
+name = "orders"
+path_prefix = "/orders"
+upstream = "http://127.0.0.1:9000"
+sign = true
+audience = "https://orders.internal"
+"#;
+
+#[test]
+fn gateway_routes_load_with_defaults() {
+    let cfg = load(&format!("phase = \"dual\"\n{VERIFIER}{GATEWAY}")).expect("valid");
+    let g = cfg.require_gateway().expect("gateway");
+    assert_eq!(g.listen.to_string(), DEFAULT_GATEWAY_LISTEN);
+    assert_eq!(g.key_dir, Path::new(BASE).join("keys"));
+    assert_eq!(g.upstream_timeout, DEFAULT_UPSTREAM_TIMEOUT);
+    let r = &g.routes[0];
+    assert!(r.verify && r.sign && !r.strip_prefix);
+    assert_eq!(r.sign_ttl, DEFAULT_SIGN_TTL);
+    assert_eq!(r.sign_header, DEFAULT_SIGN_HEADER);
+    assert_eq!(r.if_present, IfPresent::Replace);
+}
+
+#[test]
+fn gateway_refuses_what_it_could_not_do() {
+    let verifying = format!("phase = \"dual\"\n{GATEWAY}");
+    assert_eq!(
+        err_field(&verifying).0,
+        "verifier",
+        "verify needs [verifier]"
+    );
+    let cases = [
+        (
+            "audience = \"https://orders.internal\"",
+            "",
+            "gateway.routes[0].audience",
+        ),
+        (
+            "sign = true",
+            "sign = true\nverify = false",
+            "gateway.routes[0].service_identity",
+        ),
+        (
+            "sign = true",
+            "sign = true\nif_present = \"keep\"",
+            "gateway.routes[0].if_present",
+        ),
+        (
+            "sign = true",
+            "sign = true\nsign_ttl = \"2h\"",
+            "gateway.routes[0].sign_ttl",
+        ),
+        (
+            "sign = true",
+            "sign = true\nsign_header = \"x y\"",
+            "gateway.routes[0].sign_header",
+        ),
+        (
+            "name = \"orders\"",
+            "name = \"a b\"",
+            "gateway.routes[0].name",
+        ),
+        (
+            "path_prefix = \"/orders\"",
+            "path_prefix = \"orders\"",
+            "gateway.routes[0].path_prefix",
+        ),
+        (
+            "upstream = \"http://127.0.0.1:9000\"",
+            "upstream = \"ftp://x\"",
+            "gateway.routes[0].upstream",
+        ),
+        ("issuer = \"http://127.0.0.1:8080\"", "", "gateway.issuer"),
+        (
+            "sign = true",
+            "sign = true\ncolour = 1",
+            "gateway.routes[0].colour",
+        ),
+    ];
+    for (from, to, field) in cases {
+        let text = format!(
+            "phase = \"dual\"\n{VERIFIER}{}",
+            GATEWAY.replacen(from, to, 1)
+        );
+        let (got, message) = err_field(&text);
+        assert!(got.starts_with(field), "{from} -> {to}: {got}: {message}");
+    }
+    let duplicate = format!(
+        "phase = \"dual\"\n{VERIFIER}{GATEWAY}{}",
+        &GATEWAY[GATEWAY.find("[[").unwrap_or(0)..]
+    );
+    assert_eq!(err_field(&duplicate).0, "gateway.routes[1].name");
+}
