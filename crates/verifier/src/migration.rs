@@ -141,6 +141,7 @@ impl MigrationStats {
             issuer: None,
             forced: None,
             stragglers: Vec::new(),
+            legacy_clients: Vec::new(),
             hs256_secret_weak: false,
             legacy_profile: None,
         }
@@ -373,6 +374,10 @@ pub struct MigrationReport {
     /// Clients whose tokens were refused as `alg_disabled`, most recent
     /// first (unverified claims; see [`crate::stragglers`]).
     pub stragglers: Vec<Straggler>,
+    /// Clients whose HS256 tokens passed only through the legacy profile,
+    /// most recent first (bounded like `stragglers`; `alg` is HS256, `count`
+    /// counts acceptances): who still mints the old shape.
+    pub legacy_clients: Vec<Straggler>,
     /// Whether a loaded HS256 secret is shorter than 32 bytes
     /// (`allow_weak_hs256_secret`).
     pub hs256_secret_weak: bool,

@@ -104,23 +104,65 @@ fn text(value: Option<serde_json::Value>) -> Option<String> {
     Some(out)
 }
 
+/// The naming claims of `token`'s payload, unverified; `None` when it is
+/// too large or unreadable.
+fn read_named(token: &str) -> Option<Named> {
+    let payload_b64 = token.split('.').nth(1)?;
+    if payload_b64.len() > MAX_PAYLOAD_BYTES {
+        return None;
+    }
+    let payload = b64::decode(payload_b64).ok()?;
+    serde_json::from_slice(&payload).ok()
+}
+
 impl Stragglers {
     /// Notes a token of `alg` refused as `alg_disabled` at `now`; returns the
     /// log line when one is due. `None` too when the payload is unreadable
     /// (then it is not a client's token to chase).
     pub fn refused(&self, alg: Alg, token: &str, now: u64) -> Option<Due> {
-        let payload_b64 = token.split('.').nth(1)?;
-        if payload_b64.len() > MAX_PAYLOAD_BYTES {
-            return None;
-        }
-        let payload = b64::decode(payload_b64).ok()?;
-        let named: Named = serde_json::from_slice(&payload).ok()?;
+        let named = read_named(token)?;
         let sub = text(named.sub);
         let client = text(named.client_id)
             .or_else(|| sub.clone())
             .unwrap_or_default();
         let iss = text(named.iss);
         let exp = named.exp.map(|d| d.0);
+        self.note(alg, client, sub, iss, exp, now)
+    }
+
+    /// Notes a token accepted for `client` (and `sub`, verified), with the
+    /// `iss` read from `token`, as [`Stragglers::refused`] notes a refusal:
+    /// the same bounded list and once-a-minute log budget per client.
+    pub fn accepted(
+        &self,
+        alg: Alg,
+        client: &str,
+        sub: &str,
+        exp: u64,
+        token: &str,
+        now: u64,
+    ) -> Option<Due> {
+        let iss = read_named(token).and_then(|n| text(n.iss));
+        let limit = |s: &str| text(Some(serde_json::Value::String(s.to_owned())));
+        self.note(
+            alg,
+            limit(client).unwrap_or_default(),
+            limit(sub),
+            iss,
+            Some(exp),
+            now,
+        )
+    }
+
+    fn note(
+        &self,
+        alg: Alg,
+        client: String,
+        sub: Option<String>,
+        iss: Option<String>,
+        exp: Option<u64>,
+        now: u64,
+    ) -> Option<Due> {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let key = (alg, client);
         if !entries.contains_key(&key) && entries.len() >= MAX_STRAGGLERS {

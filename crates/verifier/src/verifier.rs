@@ -201,6 +201,8 @@ pub struct Verifier {
     /// The issuer's `/migration`; replaced when a reload changes its URL.
     authority: ArcSwap<IssuerAuthority>,
     stragglers: Stragglers,
+    /// Clients whose HS256 tokens passed only through the legacy profile.
+    legacy_clients: Stragglers,
     /// Set by a switch into `asymmetric` that `force_phase` pushed through.
     forced: ArcSwapOption<Forced>,
     /// The listen address of the config in force (a change needs a restart).
@@ -261,6 +263,7 @@ impl Verifier {
             stats: MigrationStats::new(now, phase),
             authority: ArcSwap::from_pointee(authority),
             stragglers: Stragglers::default(),
+            legacy_clients: Stragglers::default(),
             forced: ArcSwapOption::empty(),
             listen: std::sync::Mutex::new(cfg.listen),
         })
@@ -428,6 +431,7 @@ impl Verifier {
         report.issuer = Some(authority.status());
         report.forced = self.forced.load().as_deref().cloned();
         report.stragglers = self.stragglers.list();
+        report.legacy_clients = self.legacy_clients.list();
         report.hs256_secret_weak = policy.hs256_secret_weak;
         report.legacy_profile = policy
             .legacy
@@ -541,6 +545,7 @@ impl Verifier {
                 if !v.loosened.is_empty() {
                     self.stats.legacy_accepted(v.loosened);
                     self.metrics.legacy(v.loosened);
+                    self.legacy_client(v, token, now);
                 }
                 Outcome::Accepted
             }
@@ -575,6 +580,27 @@ impl Verifier {
                 refused = due.since_last_line,
                 total = s.count,
                 "token refused: its algorithm is not accepted in this phase (a straggler; claims unverified)"
+            );
+        }
+    }
+
+    /// Notes a client whose token passed only through the legacy profile, and
+    /// logs it (rate-limited per client, as stragglers are): the clients an
+    /// operator must move before the profile can be turned off.
+    fn legacy_client(&self, v: &Verified, token: &str, now: u64) {
+        let due =
+            self.legacy_clients
+                .accepted(Alg::Hs256, v.client_id(), v.sub(), v.exp, token, now);
+        if let Some(due) = due {
+            let s = &due.straggler;
+            tracing::info!(
+                client = v.client_id(),
+                sub = v.sub(),
+                iss = ?s.iss.as_deref().unwrap_or(""),
+                loosened = ?v.loosened,
+                accepted = due.since_last_line,
+                total = s.count,
+                "token accepted through the legacy profile"
             );
         }
     }

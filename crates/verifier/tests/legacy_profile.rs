@@ -247,6 +247,18 @@ async fn legacy_acceptances_are_counted_apart_and_listed_in_migration() {
     assert_eq!(profile.accepted, 2);
     assert_eq!(profile.accepted_by_loosening.secret_files, 2);
     assert!(!report.hs256_secret_weak);
+    // The old issuer's client is named, by its verified subject, with its iss;
+    // keyshift's strict token is not a legacy client.
+    assert_eq!(
+        report.legacy_clients.len(),
+        1,
+        "{:?}",
+        report.legacy_clients
+    );
+    let client = &report.legacy_clients[0];
+    assert_eq!(client.client, "4711");
+    assert_eq!(client.iss.as_deref(), Some("legacy-auth"));
+    assert_eq!(client.count, 2, "the cache hit counts too");
     let json = serde_json::to_value(verifier.migration()).expect("json");
     assert_eq!(json["legacy_profile"]["accepted"], 2);
     assert_eq!(json["hs256_secret_weak"], false);
