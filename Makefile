@@ -14,10 +14,13 @@ build:
 	$(CARGO) build -j$(JOBS) --workspace
 
 ## test: every test of the workspace (unit, service, end-to-end with the real binary),
-##       then a --quick load test through the three phases (checks its own report)
+##       the Python and Node example verifiers against the real issuer through the four
+##       phases (PyJWT and jose installed under target/), then a --quick load test
+##       through the three phases (checks its own report)
 test:
 	$(CARGO) test -j$(JOBS) --workspace
 	$(CARGO) build -j$(JOBS) -p keyshift -p keyshift-loadtest
+	bash examples/verifiers/run-tests.sh $(TARGET_DIR)/debug/keyshift $(TARGET_DIR)/examples-verifiers
 	$(TARGET_DIR)/debug/keyshift-loadtest --quick --keyshift $(TARGET_DIR)/debug/keyshift --out $(TARGET_DIR)/loadtest-smoke
 
 ## lint: formatting and clippy, as CI runs them

@@ -2,8 +2,9 @@
 
 Usage: observability_e2e.py PATH/TO/keyshift
 
-1. Every PromQL expression of the dashboard (panels inside collapsed rows too) is parsed by
-   promtool; no panel or target names a datasource other than the `datasource` variable.
+1. Every PromQL expression of the dashboard (panels inside collapsed rows too), its fleet variables
+   ($job, $instance, $environment) set to All, is parsed by promtool; no panel or target names a
+   datasource other than the `datasource` variable.
 2. An issuer and a verifier start on loopback in phase `transition`, scraped every second by a
    Prometheus that also evaluates docs/alerts/keyshift.rules.yml every second. Traffic: RS256
    tokens from the token endpoint, HS256 tokens minted with the shared secret, a bad signature, a
@@ -47,6 +48,8 @@ NEEDS_HISTORY = {"keyshift:signed_token_rejection_ratio:rate1h_offset30m"}
 # The one alert the run provokes on purpose (HS256 stragglers after the switch); any other
 # alert pending or firing fails the run.
 EXPECTED_ALERT = "KeyshiftRejectionsAfterChange"
+# What the dashboard's fleet variables ($job, $instance, $environment) are set to: All.
+ALL = ".*"
 # What Grafana's $__rate_interval is for a 1 s scrape interval and a short time range (4 x the
 # scrape interval, rounded up): rates over the last phase only, a few seconds after a switch.
 RATE_INTERVAL = "15s"
@@ -136,7 +139,10 @@ def dashboard_exprs():
         if p.get("type") != "row":
             assert p.get("datasource", {}).get("uid") == "${datasource}", f"panel {p['title']}: no datasource variable"
         for t in p.get("targets", []):
-            out.append((p["title"], t["expr"].replace("$__rate_interval", RATE_INTERVAL)))
+            expr = t["expr"].replace("$__rate_interval", RATE_INTERVAL)
+            for var in ("$job", "$instance", "$environment"):
+                expr = expr.replace(var, ALL)
+            out.append((p["title"], expr))
     nested = sum(len(p.get("panels", [])) for p in d["panels"] if p.get("type") == "row")
     return out, nested
 
@@ -235,11 +241,12 @@ def main():
         iport = free_port()
 
         # Short token lifetimes so that readiness for phase asymmetric comes within seconds.
-        def config(phase, with_secret):
+        def config(phase, with_secret, key_dir="keys"):
             secret_line = 'hs256_secret_file = "hs256.secret"\n' if with_secret else ""
             return f'''phase = "{phase}"
 [issuer]
 listen = "127.0.0.1:{iport}"
+key_dir = "{key_dir}"
 issuer = "http://obs"
 audience = "https://api.obs"
 token_ttl = "15s"
@@ -259,8 +266,14 @@ leeway = "1s"
 
         cfg = os.path.join(work, "keyshift.toml")
         dual = os.path.join(work, "dual.toml")  # for `keyshift token`: HS256 tokens like phase dual's issuer
+        # After the switch, stragglers come from a minter the issuer does not know of (its record of
+        # HS256 tokens is elsewhere): the issuer's /migration rightly stays done with HS256.
+        straggler = os.path.join(work, "straggler.toml")
         open(cfg, "w").write(config("transition", True))
         open(dual, "w").write(config("dual", True))
+        open(straggler, "w").write(config("dual", True, key_dir="elsewhere"))
+        # A first start in transition needs its key directory made deliberately.
+        subprocess.run([KEYSHIFT, "keys", "generate", "--config", cfg], check=True, capture_output=True)
         issuer_p, issuer = start([KEYSHIFT, "issuer", "--config", cfg], os.path.join(work, "issuer.log"))
         verifier_p, verifier = start([KEYSHIFT, "verifier", "--config", cfg], os.path.join(work, "verifier.log"))
 
@@ -293,7 +306,8 @@ scrape_configs:
             return json.loads(b)["access_token"]
 
         def mint_hs(n):
-            out = subprocess.run([KEYSHIFT, "token", "--config", dual, "--client", "obs-client", "--count", str(n)],
+            minter = straggler if state["stragglers"] else dual
+            out = subprocess.run([KEYSHIFT, "token", "--config", minter, "--client", "obs-client", "--count", str(n)],
                                  check=True, capture_output=True, text=True).stdout.split()
             assert len(out) == n
             return out

@@ -54,11 +54,7 @@ fn service(secret: &HmacSecret) -> VerifierService {
 
 fn route(c: &mut Criterion) {
     let secret = HmacSecret::new(vec![0x42; 32]).expect("secret");
-    let template = TokenTemplate {
-        issuer: ISS.into(),
-        audience: AUD.into(),
-        ttl: Duration::from_secs(3600),
-    };
+    let template = TokenTemplate::new(ISS, AUD, Duration::from_secs(3600));
     let req = TokenRequest {
         client_id: "svc-orders",
         scope: "orders:read orders:write",

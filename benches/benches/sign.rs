@@ -17,11 +17,11 @@ use keyshift_issuer::mint::{Signer, TokenRequest, TokenTemplate};
 const NOW: u64 = 1_800_000_000;
 
 fn template() -> TokenTemplate {
-    TokenTemplate {
-        issuer: "https://issuer.example.com".into(),
-        audience: "https://api.example.com".into(),
-        ttl: Duration::from_secs(900),
-    }
+    TokenTemplate::new(
+        "https://issuer.example.com",
+        "https://api.example.com",
+        Duration::from_secs(900),
+    )
 }
 
 fn request() -> TokenRequest<'static> {

@@ -1,6 +1,7 @@
 //! Verification: keyshift's full verify path (parse, kid lookup, signature,
-//! claims, policy) for RS256 and HS256, a token-cache hit and a JWKS-cache
-//! lookup, beside the references of the same run: raw aws-lc-rs RS256 with
+//! claims, policy) for RS256 and HS256, the HS256 path under a legacy
+//! profile (keyshift's own token, an old issuer's token, one signed with an
+//! extra secret), a token-cache hit and a JWKS-cache lookup, beside the references of the same run: raw aws-lc-rs RS256 with
 //! a pre-parsed key (the limit), raw HMAC-SHA256 over the same signing
 //! input, jsonwebtoken's decode, and the `rsa` crate. The `_metered`
 //! variants run with the Prometheus recorder the binary installs (counters,
@@ -17,9 +18,9 @@ use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use hmac::{Hmac, Mac};
 use keyshift_core::clock::{Clock, SystemClock};
-use keyshift_core::secret::HmacSecret;
+use keyshift_core::secret::{HmacSecret, HmacSecrets};
 use keyshift_core::{b64, Config, Phase};
-use keyshift_issuer::keystore::KeyStore;
+use keyshift_issuer::keystore::{IfEmpty, KeyStore};
 use keyshift_issuer::mint::{Signer, TokenRequest, TokenTemplate};
 use keyshift_issuer::rotation::RotationPolicy;
 use keyshift_verifier::jwks::rsa_public_key_der;
@@ -41,6 +42,11 @@ fn now_or_never<F: Future>(f: F) -> F::Output {
 }
 
 fn verifier(token_cache: usize, jwks: &str, secret: &HmacSecret) -> Verifier {
+    verifier_with(token_cache, jwks, Some(secret.clone()).into(), "")
+}
+
+/// A verifier with `secrets` and `extra` TOML lines in `[verifier]`.
+fn verifier_with(token_cache: usize, jwks: &str, secrets: HmacSecrets, extra: &str) -> Verifier {
     let text = format!(
         r#"phase = "transition"
 [verifier]
@@ -49,6 +55,7 @@ audience = "{AUD}"
 jwks_url = "http://127.0.0.1:9/jwks.json"
 hs256_secret_file = "unused"
 token_cache_size = {token_cache}
+{extra}
 "#
     );
     let cfg = Config::from_toml_str(&text, std::path::Path::new("/tmp")).expect("config");
@@ -56,7 +63,7 @@ token_cache_size = {token_cache}
     let v = Verifier::new(
         Phase::Transition,
         section,
-        Some(secret.clone()),
+        secrets,
         keyshift_core::clock::system_clock(),
     )
     .expect("verifier");
@@ -75,16 +82,17 @@ fn verify(c: &mut Criterion) {
         token_ttl: Duration::from_secs(900),
     };
     let (keys, _) = KeyStore::new(dir.path())
-        .maintain(SystemClock.now_secs(), &policy, 2048)
+        .maintain(
+            SystemClock.now_secs(),
+            &policy,
+            2048,
+            IfEmpty::CreateFirstKey,
+        )
         .expect("key");
     let key = keys.active().expect("active");
     let jwks = serde_json::json!({ "keys": keys.published() }).to_string();
     let secret = HmacSecret::new(vec![0x42; 32]).expect("secret");
-    let template = TokenTemplate {
-        issuer: ISS.into(),
-        audience: AUD.into(),
-        ttl: Duration::from_secs(3600),
-    };
+    let template = TokenTemplate::new(ISS, AUD, Duration::from_secs(3600));
     let req = TokenRequest {
         client_id: "svc-orders",
         scope: "orders:read orders:write",
@@ -153,6 +161,46 @@ fn verify(c: &mut Criterion) {
             upkeep();
             now_or_never(metered.verify(&hs_token)).expect("valid")
         })
+    });
+    // The legacy profile: the old issuer's shape (another iss, no aud, a
+    // numeric subject in user_id, scopes as an array in scp), and a second
+    // secret tried after the shared one.
+    let previous = HmacSecret::new(vec![0x24; 32]).expect("secret");
+    let legacy = verifier_with(
+        0,
+        &jwks,
+        HmacSecrets {
+            primary: Some(secret.clone()),
+            extra: vec![previous.clone()],
+        },
+        r#"legacy = { issuers = ["legacy-auth"], audience_required = false, subject_claim = "user_id", scope_claim = "scp", secret_files = ["unused.previous"] }"#,
+    );
+    let now = SystemClock.now_secs();
+    let old_claims = serde_json::json!({
+        "iss": "legacy-auth", "user_id": 4711, "scp": ["orders:read", "orders:write"],
+        "iat": now, "exp": now + 3600,
+    });
+    let old_token = |key: &HmacSecret| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &old_claims,
+            &jsonwebtoken::EncodingKey::from_secret(key.expose()),
+        )
+        .expect("old token")
+    };
+    let (old, old_previous) = (old_token(&secret), old_token(&previous));
+    assert!(!now_or_never(legacy.verify(&old))
+        .expect("old")
+        .loosened()
+        .is_empty());
+    g.bench_function("hs256_legacy_profile_keyshift_token", |b| {
+        b.iter(|| now_or_never(legacy.verify(&hs_token)).expect("valid"))
+    });
+    g.bench_function("hs256_legacy_profile_old_token", |b| {
+        b.iter(|| now_or_never(legacy.verify(&old)).expect("valid"))
+    });
+    g.bench_function("hs256_legacy_profile_old_token_previous_secret", |b| {
+        b.iter(|| now_or_never(legacy.verify(&old_previous)).expect("valid"))
     });
     g.bench_function("hs256_raw_hmac_keyed", |b| {
         b.iter(|| {

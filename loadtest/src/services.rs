@@ -49,7 +49,13 @@ pub fn write_config(
             .verifier("audience", "https://api.loadtest")
             .verifier("jwks_url", url)
             .verifier("hs256_secret_file", "hs256.secret")
-            .verifier("jwks_min_ttl", "1s");
+            .verifier("jwks_min_ttl", "1s")
+            .verifier_comment(
+                "The harness compresses the migration into minutes: it enters phase asymmetric\n\
+                 while the HS256 tokens of phase transition (15m) are still valid, on purpose\n\
+                 (its stragglers). A real fleet waits for GET /migration to say ready.",
+            )
+            .verifier("force_phase", true);
     }
     let path = dir.join(FILE_NAME);
     replace_file(&path, &config.render(), false)?;

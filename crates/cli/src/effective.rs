@@ -4,9 +4,111 @@
 
 use std::fmt;
 
-use keyshift_core::config::TypPolicy;
+use keyshift_core::config::{
+    IssuerLegacy, TypPolicy, VerifierLegacy, DEFAULT_LEGACY_SCOPE_CLAIM,
+    DEFAULT_LEGACY_SUBJECT_CLAIM,
+};
 use keyshift_core::duration::HumanDuration;
 use keyshift_core::Config;
+
+/// A string as a TOML basic string (config values hold no control characters).
+fn quoted(s: &str) -> String {
+    format!("{s:?}")
+}
+
+/// A list of strings as a TOML array.
+fn list<S: AsRef<str>>(items: &[S]) -> String {
+    let items: Vec<String> = items.iter().map(|s| quoted(s.as_ref())).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// Says which settings the phase ignores.
+fn ignored(f: &mut fmt::Formatter<'_>, settings: &[&str]) -> fmt::Result {
+    for setting in settings {
+        writeln!(f, "# {setting}: ignored in phase asymmetric")?;
+    }
+    Ok(())
+}
+
+fn issuer_legacy(f: &mut fmt::Formatter<'_>, l: &IssuerLegacy) -> fmt::Result {
+    writeln!(
+        f,
+        "\n[issuer.legacy]   # the shape of HS256 tokens minted in phases legacy and dual"
+    )?;
+    writeln!(f, "issuer = {}", quoted(&l.issuer))?;
+    writeln!(f, "typ = {}", quoted(l.typ.as_header().unwrap_or("")))?;
+    writeln!(f, "kid = {}", l.kid)?;
+    writeln!(
+        f,
+        "audience = {}",
+        quoted(l.audience.as_deref().unwrap_or(""))
+    )?;
+    let claims = serde_json::Value::Object(l.claims.clone());
+    writeln!(f, "# claims: {claims}")
+}
+
+fn verifier_legacy(f: &mut fmt::Formatter<'_>, l: &VerifierLegacy) -> fmt::Result {
+    writeln!(
+        f,
+        "\n[verifier.legacy]   # loosens checks of HS256 tokens only; RS256 never"
+    )?;
+    let loosened = |yes: bool, what: &str| {
+        if yes {
+            format!("   # loosened: {what}")
+        } else {
+            String::new()
+        }
+    };
+    writeln!(
+        f,
+        "issuers = {}{}",
+        list(&l.issuers),
+        loosened(
+            !l.issuers.is_empty(),
+            "these iss values pass on HS256 tokens (\"\": none)"
+        )
+    )?;
+    writeln!(
+        f,
+        "audience_required = {}{}",
+        l.audience_required,
+        loosened(!l.audience_required, "an HS256 token without aud passes")
+    )?;
+    writeln!(
+        f,
+        "subject_claim = {}   # loosened: {}, a number read as text",
+        quoted(&l.subject_claim),
+        if l.subject_claim == DEFAULT_LEGACY_SUBJECT_CLAIM {
+            "sub".to_owned()
+        } else {
+            format!("the subject from {}, else sub", l.subject_claim)
+        }
+    )?;
+    writeln!(
+        f,
+        "scope_claim = {}   # loosened: {}, or an array of strings",
+        quoted(&l.scope_claim),
+        if l.scope_claim == DEFAULT_LEGACY_SCOPE_CLAIM {
+            "scope".to_owned()
+        } else {
+            format!("the scopes from {}, else scope", l.scope_claim)
+        }
+    )?;
+    let files: Vec<String> = l
+        .secret_files
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    writeln!(
+        f,
+        "secret_files = {}{}",
+        list(&files),
+        loosened(
+            !files.is_empty(),
+            "HS256 tokens signed with these secrets pass too"
+        )
+    )
+}
 
 /// Displays a config's effective settings.
 #[derive(Debug)]
@@ -57,8 +159,13 @@ impl fmt::Display for Effective<'_> {
                 .collect();
             writeln!(f, "trusted_proxies = [{}]", proxies.join(", "))?;
             writeln!(f, "proxy_protocol = {}", i.proxy_protocol)?;
+            writeln!(f, "allow_weak_hs256_secret = {}", i.allow_weak_hs256_secret)?;
             for c in &i.clients {
                 writeln!(f, "# client `{}`: scopes [{}]", c.id, c.scopes.join(" "))?;
+            }
+            ignored(f, &i.ignored)?;
+            if let Some(l) = &i.legacy {
+                issuer_legacy(f, l)?;
             }
         }
         if let Some(v) = &self.0.verifier {
@@ -132,6 +239,62 @@ impl fmt::Display for Effective<'_> {
                 HumanDuration(v.jwks_request_wait)
             )?;
             writeln!(f, "token_cache_size = {}", v.token_cache_size)?;
+            match &v.issuer_migration_url {
+                Some(u) => writeln!(f, "issuer_migration_url = \"{u}\"")?,
+                None => writeln!(f, "issuer_migration_url = \"off\"")?,
+            }
+            writeln!(f, "force_phase = {}", v.force_phase)?;
+            writeln!(f, "allow_weak_hs256_secret = {}", v.allow_weak_hs256_secret)?;
+            ignored(f, &v.ignored)?;
+            if let Some(l) = &v.legacy {
+                verifier_legacy(f, l)?;
+            }
+        }
+        if let Some(g) = &self.0.gateway {
+            writeln!(f, "\n[gateway]")?;
+            writeln!(f, "listen = \"{}\"", g.listen)?;
+            listeners(f, g.admin_listen, g.max_connections)?;
+            writeln!(f, "key_dir = \"{}\"", g.key_dir.display())?;
+            match &g.issuer {
+                Some(i) => writeln!(f, "issuer = \"{i}\"")?,
+                None => writeln!(f, "# issuer: not set (no route signs)")?,
+            }
+            writeln!(
+                f,
+                "connect_timeout = \"{}\"",
+                HumanDuration(g.connect_timeout)
+            )?;
+            writeln!(
+                f,
+                "upstream_timeout = \"{}\"",
+                HumanDuration(g.upstream_timeout)
+            )?;
+            for r in &g.routes {
+                writeln!(f, "\n[[gateway.routes]]")?;
+                writeln!(f, "name = \"{}\"", r.name)?;
+                match &r.host {
+                    Some(h) => writeln!(f, "host = \"{h}\"")?,
+                    None => writeln!(f, "# host: any")?,
+                }
+                writeln!(f, "path_prefix = \"{}\"", r.path_prefix)?;
+                writeln!(f, "strip_prefix = {}", r.strip_prefix)?;
+                writeln!(f, "upstream = \"{}\"", r.upstream)?;
+                writeln!(f, "verify = {}", r.verify)?;
+                let scopes: Vec<String> = r.scopes.iter().map(|s| format!("\"{s}\"")).collect();
+                writeln!(f, "scopes = [{}]", scopes.join(", "))?;
+                writeln!(f, "sign = {}", r.sign)?;
+                match &r.audience {
+                    Some(a) => writeln!(f, "audience = \"{a}\"")?,
+                    None => writeln!(f, "# audience: not set")?,
+                }
+                writeln!(f, "sign_ttl = \"{}\"", HumanDuration(r.sign_ttl))?;
+                writeln!(f, "sign_header = \"{}\"", r.sign_header)?;
+                writeln!(f, "if_present = \"{}\"", r.if_present.as_str())?;
+                match &r.service_identity {
+                    Some(s) => writeln!(f, "service_identity = \"{s}\"")?,
+                    None => writeln!(f, "# service_identity: not set")?,
+                }
+            }
         }
         Ok(())
     }
@@ -173,6 +336,48 @@ mod tests {
             .verifier("audience", "https://api.example.com")
             .verifier("jwks_url", "http://127.0.0.1:8080/.well-known/jwks.json")
             .verifier("hs256_secret_file", "hs256.secret")
+            .gateway_lines(
+                "[gateway]\nissuer = \"http://127.0.0.1:8080\"\n\n[[gateway.routes]]\nname = \"orders\"\nupstream = \"http://127.0.0.1:9000\"\nsign = true\naudience = \"https://orders.internal\"\n\n[[gateway.routes]]\nname = \"plain\"\npath_prefix = \"/plain\"\nupstream = \"http://127.0.0.1:9001\"\n",
+            )
+    }
+
+    #[test]
+    fn the_legacy_profile_and_what_it_loosens_are_printed() {
+        let text = format!(
+            "{}\
+             [issuer.legacy]\nissuer = \"legacy-auth\"\ntyp = \"\"\nkid = false\naudience = \"\"\n\
+             [issuer.legacy.claims]\ntenant = \"acme\"\n\
+             [verifier.legacy]\nissuers = [\"legacy-auth\", \"\"]\naudience_required = false\n\
+             subject_claim = \"user_id\"\nsecret_files = [\"hs256.previous\"]\n",
+            sample(Phase::Legacy).render()
+        );
+        let config = Config::from_toml_str(&text, Path::new(BASE)).expect("valid");
+        let out = Effective(&config).to_string();
+        for line in [
+            "[issuer.legacy]",
+            "issuer = \"legacy-auth\"",
+            "typ = \"\"",
+            "kid = false",
+            "audience = \"\"",
+            "# claims: {\"tenant\":\"acme\"}",
+            "issuers = [\"legacy-auth\", \"\"]   # loosened",
+            "audience_required = false   # loosened",
+            "subject_claim = \"user_id\"   # loosened: the subject from user_id, else sub",
+            "secret_files = [\"/etc/keyshift/hs256.previous\"]   # loosened",
+        ] {
+            assert!(out.contains(line), "{line} not in:\n{out}");
+        }
+        let asym = Config::from_toml_str(
+            &format!("{}[verifier.legacy]\n", sample(Phase::Asymmetric).render()),
+            Path::new(BASE),
+        )
+        .expect("valid");
+        let out = Effective(&asym).to_string();
+        assert!(
+            out.contains("# verifier.legacy: ignored in phase asymmetric"),
+            "{out}"
+        );
+        assert!(!out.contains("[verifier.legacy]"), "{out}");
     }
 
     #[test]
@@ -236,10 +441,18 @@ mod tests {
             ("## Top level", "zzz = 1\n"),
             ("## `[issuer]`", "[issuer]\nzzz = 1\n"),
             ("### `[[issuer.clients]]`", "[[issuer.clients]]\nzzz = 1\n"),
+            ("### `[issuer.legacy]`", "[issuer.legacy]\nzzz = 1\n"),
             ("## `[verifier]`", "[verifier]\nzzz = 1\n"),
+            ("### `[verifier.legacy]`", "[verifier.legacy]\nzzz = 1\n"),
+            ("## `[gateway]`", "[gateway]\nzzz = 1\n"),
+            ("### `[[gateway.routes]]`", "[[gateway.routes]]\nzzz = 1\n"),
         ];
-        let config =
-            Config::from_toml_str(&sample(Phase::Dual).render(), Path::new(BASE)).expect("valid");
+        // Empty legacy tables: every default of theirs is printed too.
+        let toml = format!(
+            "{}[issuer.legacy]\n[verifier.legacy]\n",
+            sample(Phase::Dual).render()
+        );
+        let config = Config::from_toml_str(&toml, Path::new(BASE)).expect("valid");
         let effective = Effective(&config)
             .to_string()
             // Paths print resolved; the docs give them relative to the config file.
@@ -247,7 +460,10 @@ mod tests {
         for (heading, probe) in cases {
             let mut code = accepted_keys(probe);
             // The sections have headings of their own.
-            code.retain(|k| !(heading == "## Top level" && (k == "issuer" || k == "verifier")));
+            code.retain(|k| {
+                !(heading == "## Top level" && (k == "issuer" || k == "verifier" || k == "gateway"))
+            });
+            // `[issuer.legacy.claims]` is free-form: it has no keys of its own.
             let rows = doc_rows(&doc, heading);
             let mut documented: Vec<String> = rows.iter().map(|(k, _)| k.clone()).collect();
             code.sort();

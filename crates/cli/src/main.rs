@@ -5,6 +5,7 @@
 mod cmd;
 mod effective;
 mod listeners;
+mod process_metrics;
 mod signals;
 mod telemetry;
 
@@ -32,6 +33,8 @@ enum Command {
     },
     /// Run the verifier (forward-auth endpoint, JWKS cache).
     Verifier(cmd::verifier::Args),
+    /// Run the gateway (verify at the edge, sign RS256 tokens for backends).
+    Gateway(cmd::gateway::Args),
     /// Run issuer and verifier on loopback with a generated config in ./.keyshift/.
     Dev(cmd::dev::Args),
     /// Manage the issuer's key directory offline.
@@ -48,6 +51,18 @@ enum Command {
         #[command(subcommand)]
         command: SecretCommand,
     },
+    /// OAuth client tools.
+    Clients {
+        #[command(subcommand)]
+        command: ClientsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientsCommand {
+    /// Print `[[issuer.clients]]` tables for an export of an old client
+    /// store (JSON or CSV: id, secret_hash, scopes); plain-text secrets are refused.
+    Import(cmd::clients::ImportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,6 +71,10 @@ enum ConfigCommand {
     Check {
         /// The config file.
         file: PathBuf,
+        /// The `--accept` flag the verifier runs with, checked against the
+        /// file's phase and the phases after it.
+        #[arg(long, value_delimiter = ',')]
+        accept: Option<Vec<keyshift_core::Alg>>,
     },
 }
 
@@ -70,15 +89,19 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Issuer { config } => cmd::issuer::run(&config),
         Command::Verifier(args) => cmd::verifier::run(args),
+        Command::Gateway(args) => cmd::gateway::run(args),
         Command::Dev(args) => cmd::dev::run(args),
         Command::Keys(args) => cmd::keys::run(args),
         Command::Token(args) => cmd::token::run(args),
         Command::Config {
-            command: ConfigCommand::Check { file },
-        } => cmd::config::check(&file),
+            command: ConfigCommand::Check { file, accept },
+        } => cmd::config::check(&file, accept.as_deref()),
         Command::Secret {
             command: SecretCommand::Hash(args),
         } => cmd::secret::hash(args),
+        Command::Clients {
+            command: ClientsCommand::Import(args),
+        } => cmd::clients::import(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -19,7 +19,9 @@ pub fn init_logging() {
 }
 
 /// Installs the global Prometheus recorder with explicit buckets for each
-/// histogram (so `histogram_quantile` works), and returns a render function.
+/// histogram (so `histogram_quantile` works), publishes the build and the
+/// config loaded now, and returns a render function that appends the
+/// `process_*` metrics.
 pub fn install_prometheus(
     histograms: &[(&str, &[f64])],
 ) -> anyhow::Result<(PrometheusHandle, keyshift_verifier::RenderMetrics)> {
@@ -32,8 +34,32 @@ pub fn install_prometheus(
     let handle = builder
         .install_recorder()
         .context("cannot install the metrics recorder")?;
+    keyshift_core::ops_metrics::describe();
+    let build = keyshift_http::ops::BUILD;
+    keyshift_core::ops_metrics::started(build.version, build.git_sha, now_secs());
     let render_handle = handle.clone();
-    Ok((handle, Arc::new(move || render_handle.render())))
+    let render = move || {
+        let mut text = render_handle.render();
+        if let Some(reading) = crate::process_metrics::read() {
+            crate::process_metrics::render(&reading, &mut text);
+        }
+        text
+    };
+    Ok((handle, Arc::new(render)))
+}
+
+/// Counts a config reload (SIGHUP) and its result.
+pub fn reloaded(ok: bool) {
+    let result = if ok {
+        keyshift_core::ops_metrics::ReloadResult::Ok
+    } else {
+        keyshift_core::ops_metrics::ReloadResult::Error
+    };
+    keyshift_core::ops_metrics::reloaded(result, now_secs());
+}
+
+fn now_secs() -> u64 {
+    keyshift_core::clock::Clock::now_secs(&keyshift_core::clock::SystemClock)
 }
 
 /// Runs the exporter's periodic upkeep (drains histogram buffers).

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::{fetch_token, http, start, write_config};
 use keyshift_core::Phase;
+use keyshift_gateway::metrics as gateway;
 use keyshift_issuer::metrics as issuer;
 use keyshift_testkit::prom::{self, Line};
 use keyshift_testkit::{eventually, Service};
@@ -17,6 +18,7 @@ use keyshift_verifier::metrics as verifier;
 
 const EXPORTED: &[&str] = &[
     verifier::VERIFY_TOTAL,
+    verifier::VERIFY_LEGACY_TOTAL,
     verifier::VERIFY_DURATION,
     verifier::KEY_CACHE,
     verifier::TOKEN_CACHE,
@@ -27,8 +29,14 @@ const EXPORTED: &[&str] = &[
     verifier::READY_FOR_ASYMMETRIC,
     verifier::HS256_VALID_UNTIL,
     verifier::JWKS_MAX_STALENESS,
+    verifier::PHASE_FORCED,
     keyshift_core::phase_metrics::PHASE_INFO,
     keyshift_core::phase_metrics::SECRET_CONFIGURED,
+    keyshift_core::ops_metrics::BUILD_INFO,
+    keyshift_core::ops_metrics::CONFIG_RELOADS,
+    keyshift_core::ops_metrics::CONFIG_LAST_RELOAD_SUCCESS,
+    keyshift_core::ops_metrics::CONFIG_LAST_RELOAD_SUCCESSFUL,
+    keyshift_core::phase_metrics::SECRET_WEAK,
     issuer::TOKENS_ISSUED,
     issuer::TOKEN_REQUESTS,
     issuer::TOKEN_REQUEST_DURATION,
@@ -36,17 +44,34 @@ const EXPORTED: &[&str] = &[
     keyshift_http::metrics::CONNECTIONS_REJECTED,
     issuer::SIGNING_KEYS,
     issuer::NEXT_ROTATION,
+    gateway::REQUESTS,
+    gateway::DURATION,
+    gateway::UPSTREAM_ERRORS,
+    gateway::SIGNED,
+    gateway::SIGNED_CACHE,
+];
+
+/// The standard process metrics the binary renders beside its own (both
+/// services; `crates/cli/src/process_metrics.rs`).
+const PROCESS: &[&str] = &[
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "process_virtual_memory_bytes",
+    "process_open_fds",
+    "process_max_fds",
+    "process_start_time_seconds",
 ];
 
 fn doc(path: &str) -> String {
     std::fs::read_to_string(format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR"))).expect(path)
 }
 
-/// Every `keyshift_…` metric name in `text` (histogram series suffixes folded).
+/// Every `keyshift_…` and `process_…` metric name in `text` (histogram
+/// series suffixes folded).
 fn names_in(text: &str) -> Vec<String> {
     let mut names: Vec<String> = text
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
-        .filter(|w| w.starts_with("keyshift_") && !w.contains(':'))
+        .filter(|w| (w.starts_with("keyshift_") || w.starts_with("process_")) && !w.contains(':'))
         .map(|w| {
             w.trim_end_matches("_bucket")
                 .trim_end_matches("_sum")
@@ -62,7 +87,7 @@ fn names_in(text: &str) -> Vec<String> {
 #[test]
 fn metrics_doc_lists_every_exported_metric() {
     let text = doc("docs/metrics.md");
-    for name in EXPORTED {
+    for name in EXPORTED.iter().chain(PROCESS) {
         assert!(
             text.contains(&format!("`{name}`")),
             "docs/metrics.md does not document {name}"
@@ -80,9 +105,13 @@ fn dashboard_alerts_and_docs_use_only_exported_metrics() {
         "docs/security.md",
         "docs/architecture.md",
     ] {
-        for name in names_in(&doc(path)) {
+        // The runbook base is an external label of Prometheus, not a metric.
+        for name in names_in(&doc(path))
+            .into_iter()
+            .filter(|n| n != RUNBOOK_LABEL)
+        {
             assert!(
-                EXPORTED.contains(&name.as_str()),
+                EXPORTED.contains(&name.as_str()) || PROCESS.contains(&name.as_str()),
                 "{path} names {name}, which nothing exports"
             );
         }
@@ -142,6 +171,13 @@ fn anchors(markdown: &str) -> Vec<String> {
     out
 }
 
+/// The external label that sets the runbook base (not a metric).
+const RUNBOOK_LABEL: &str = "keyshift_runbook_url";
+
+/// The one base of every alert's runbook_url: the evaluating Prometheus's
+/// external label `keyshift_runbook_url`, else the runbook in the repository.
+const RUNBOOK_BASE: &str = "{{ or $externalLabels.keyshift_runbook_url \"https://example.invalid/keyshift/blob/main/docs/migration-runbook.md\" }}";
+
 /// `(alert name, runbook_url)` for every alert of the rules file.
 fn alert_runbooks() -> Vec<(String, Option<String>)> {
     let mut alerts: Vec<(String, Option<String>)> = Vec::new();
@@ -151,10 +187,35 @@ fn alert_runbooks() -> Vec<(String, Option<String>)> {
             alerts.push((name.trim().to_owned(), None));
         } else if let Some(url) = line.strip_prefix("runbook_url:") {
             let last = alerts.last_mut().expect("runbook_url before any alert");
-            last.1 = Some(url.trim().trim_matches('"').to_owned());
+            last.1 = Some(url.trim().trim_matches('\'').to_owned());
         }
     }
     alerts
+}
+
+#[test]
+fn runbook_urls_are_absolute_from_one_base_in_the_repository() {
+    let repository = doc("Cargo.toml")
+        .lines()
+        .find_map(|l| l.strip_prefix("repository = "))
+        .map(|r| r.trim_matches('"').to_owned())
+        .expect("workspace repository");
+    let default = RUNBOOK_BASE
+        .split('"')
+        .nth(1)
+        .expect("the default base is quoted");
+    assert_eq!(
+        default,
+        format!("{repository}/blob/main/docs/migration-runbook.md"),
+        "the default runbook base is the repository's runbook"
+    );
+    for (alert, url) in alert_runbooks() {
+        let url = url.unwrap_or_else(|| panic!("{alert} has no runbook_url"));
+        assert!(
+            url.starts_with(&format!("{RUNBOOK_BASE}#")),
+            "{alert}: runbook_url {url} is not built from the one base"
+        );
+    }
 }
 
 #[test]
@@ -179,10 +240,10 @@ fn every_alert_links_to_its_own_runbook_section() {
     assert!(alerts.len() >= 10, "alerts not found in the rules file");
     for (alert, url) in alerts {
         let url = url.unwrap_or_else(|| panic!("{alert} has no runbook_url"));
-        let (path, anchor) = url
-            .split_once('#')
-            .unwrap_or_else(|| panic!("{alert}: runbook_url {url} has no #anchor"));
-        assert!(path.starts_with("docs/"), "{alert}: {url} is not in docs/");
+        let anchor = url
+            .strip_prefix(&format!("{RUNBOOK_BASE}#"))
+            .unwrap_or_else(|| panic!("{alert}: runbook_url {url} has no #anchor on the base"));
+        let path = "docs/migration-runbook.md";
         let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../..")
             .join(path);
@@ -320,7 +381,10 @@ fn documented(section: &str) -> BTreeMap<String, Family> {
     let backticked =
         |s: &str| -> Vec<String> { s.split('`').skip(1).step_by(2).map(str::to_owned).collect() };
     let mut out = BTreeMap::new();
-    for row in body.lines().filter(|l| l.starts_with("| `keyshift_")) {
+    for row in body
+        .lines()
+        .filter(|l| l.starts_with("| `keyshift_") || l.starts_with("| `process_"))
+    {
         let cells = table_cells(row);
         assert!(cells.len() >= 4, "docs/metrics.md: malformed row {row}");
         let name = backticked(&cells[0]).remove(0);
@@ -343,11 +407,30 @@ fn documented(section: &str) -> BTreeMap<String, Family> {
     out
 }
 
+/// [`scrape_real_services`], and a gateway's scrape: one route that
+/// neither verifies nor signs, in front of an upstream that is down, so its
+/// series render without a `[verifier]` in the way.
+fn scrape_real_services_and_gateway() -> ((String, String), String) {
+    let services = scrape_real_services();
+    let tmp = common::dir_with_secret();
+    let down = keyshift_testkit::net::unused_fixed_port();
+    let config = keyshift_testkit::ConfigToml::new(Phase::Transition)
+        .gateway_lines(&format!(
+            "[gateway]\nlisten = \"127.0.0.1:0\"\n\n[[gateway.routes]]\nname = \"down\"\nupstream = \"http://127.0.0.1:{down}\"\nverify = false\n"
+        ))
+        .write_to(tmp.path());
+    let gateway = start("gateway", &config);
+    assert_eq!(http(gateway.addr, "GET", "/x", &[], b"").status, 502);
+    let text = http(gateway.addr, "GET", "/metrics", &[], b"").text();
+    (services, text)
+}
+
 /// Starts a real issuer and verifier (phase transition), sends a little
 /// traffic so that lazily created series exist, and returns both scrapes.
 fn scrape_real_services() -> (String, String) {
     let tmp = common::dir_with_secret();
     let config = write_config(tmp.path(), Phase::Transition, None);
+    common::generate_keys(&config);
     let issuer = start("issuer", &config);
     write_config(tmp.path(), Phase::Transition, Some(issuer.addr));
     let verifier = start("verifier", &config);
@@ -380,9 +463,13 @@ fn scrape_real_services() -> (String, String) {
 
 #[test]
 fn metrics_doc_matches_what_the_real_binary_renders() {
-    let (issuer_text, verifier_text) = scrape_real_services();
+    let ((issuer_text, verifier_text), gateway_text) = scrape_real_services_and_gateway();
     let mut rendered = BTreeSet::new();
-    for (section, text) in [("Verifier", &verifier_text), ("Issuer", &issuer_text)] {
+    for (section, text) in [
+        ("Verifier", &verifier_text),
+        ("Issuer", &issuer_text),
+        ("Gateway", &gateway_text),
+    ] {
         let scraped = parse_exposition(text);
         let doc = documented(section);
         let names = |m: &BTreeMap<String, Family>| m.keys().cloned().collect::<BTreeSet<_>>();
@@ -409,7 +496,11 @@ fn metrics_doc_matches_what_the_real_binary_renders() {
             }
             rendered.insert(name.clone());
         }
+        for name in PROCESS {
+            assert!(scraped.contains_key(*name), "{section} renders no {name}");
+        }
     }
+    rendered.retain(|name| !PROCESS.contains(&name.as_str()));
     let exported: BTreeSet<String> = EXPORTED.iter().map(|s| (*s).to_owned()).collect();
     assert_eq!(
         exported, rendered,
@@ -583,5 +674,137 @@ fn security_doc_names_functions_and_tests_that_exist() {
     assert!(
         checked >= 30,
         "only {checked} functions and tests found in the table"
+    );
+}
+
+// === the dashboard ===
+
+/// Every PromQL expression of the dashboard, collapsed rows included.
+fn dashboard_exprs() -> Vec<(String, String)> {
+    fn walk(panels: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        for p in panels.as_array().into_iter().flatten() {
+            for t in p["targets"].as_array().into_iter().flatten() {
+                let title = p["title"].as_str().unwrap_or("").to_owned();
+                out.push((title, t["expr"].as_str().unwrap_or("").to_owned()));
+            }
+            walk(&p["panels"], out);
+        }
+    }
+    let d: serde_json::Value =
+        serde_json::from_str(&doc("docs/dashboards/keyshift-migration.json")).expect("json");
+    let mut out = Vec::new();
+    walk(&d["panels"], &mut out);
+    out
+}
+
+/// The dashboard serves a fleet: `job`, `instance` and `environment`
+/// variables, and every metric selector of every query filtered by all three.
+#[test]
+fn every_dashboard_query_is_filtered_by_job_instance_and_environment() {
+    let d: serde_json::Value =
+        serde_json::from_str(&doc("docs/dashboards/keyshift-migration.json")).expect("json");
+    let variables: Vec<&str> = d["templating"]["list"]
+        .as_array()
+        .expect("variables")
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    for name in ["datasource", "job", "instance", "environment"] {
+        assert!(
+            variables.contains(&name),
+            "no `{name}` variable: {variables:?}"
+        );
+    }
+    let filter = r#"{job=~"$job",instance=~"$instance",environment=~"$environment""#;
+    let exprs = dashboard_exprs();
+    assert!(exprs.len() >= 30, "expressions not found");
+    for (title, expr) in exprs {
+        for name in names_in(&expr) {
+            for (i, _) in expr.match_indices(name.as_str()) {
+                let rest = &expr[i..];
+                let word_end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                assert!(
+                    rest[word_end..].starts_with(filter),
+                    "{title}: `{name}` is not filtered by the fleet variables in {expr}"
+                );
+            }
+        }
+    }
+}
+
+// === routes ===
+
+/// The `` `METHOD /path` `` (or `` `/path` ``) routes of the first column of
+/// the markdown table rows in `text` that follow `after`, up to the next
+/// blank line after the table.
+fn route_rows(text: &str, after: &str) -> Vec<String> {
+    let start = text.find(after).unwrap_or_else(|| panic!("no {after:?}"));
+    text[start..]
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|l| {
+            let cell = table_cells(l).into_iter().next()?;
+            let route = cell.strip_prefix('`')?.split('`').next()?.to_owned();
+            route.contains('/').then_some(route)
+        })
+        .collect()
+}
+
+/// docs/architecture.md lists each service's routes exactly as its
+/// `service.rs` module doc does, and the real binaries answer each `GET`
+/// route (no 404).
+#[test]
+fn routes_in_the_docs_are_the_services_routes() {
+    let arch = doc("docs/architecture.md");
+    let tmp = common::dir_with_secret();
+    let config = write_config(tmp.path(), Phase::Dual, None);
+    let issuer = start("issuer", &config);
+    write_config(tmp.path(), Phase::Dual, Some(issuer.addr));
+    let verifier = start("verifier", &config);
+    for (service, source, heading, addr) in [
+        (
+            "issuer",
+            "crates/issuer/src/service.rs",
+            "Issuer:\n",
+            issuer.addr,
+        ),
+        (
+            "verifier",
+            "crates/verifier/src/service.rs",
+            "Verifier:\n",
+            verifier.addr,
+        ),
+    ] {
+        let module_doc: String = doc(source)
+            .lines()
+            .filter_map(|l| l.strip_prefix("//! "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let code = route_rows(&module_doc, "| route |");
+        let documented = route_rows(&arch, heading);
+        assert_eq!(
+            documented, code,
+            "docs/architecture.md and {source} list other routes"
+        );
+        for path in ["GET /version", "GET /migration"] {
+            assert!(code.iter().any(|r| r == path), "{service} has no {path}");
+        }
+        for route in &code {
+            if let Some(path) = route.strip_prefix("GET ") {
+                let status = http(addr, "GET", path, &[], b"").status;
+                assert_ne!(status, 404, "{service}: GET {path}");
+            }
+        }
+    }
+    let version = http(verifier.addr, "GET", "/version", &[], b"").json();
+    assert_eq!(version["service"], "verifier");
+    let metrics = http(issuer.addr, "GET", "/metrics", &[], b"").text();
+    let sha = version["git_sha"].as_str().expect("git_sha");
+    assert!(
+        metrics.contains(&format!("git_sha=\"{sha}\"")),
+        "keyshift_build_info names the same commit as /version: {sha}"
     );
 }

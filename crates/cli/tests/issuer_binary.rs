@@ -154,7 +154,8 @@ fn keys(config: &std::path::Path, args: &[&str]) -> (bool, String, String) {
 /// The kid in "generated KID (STATE, BITS bits)".
 fn generated_kid(stdout: &str) -> String {
     stdout
-        .strip_prefix("generated ")
+        .lines()
+        .find_map(|l| l.strip_prefix("generated "))
         .and_then(|r| r.split_whitespace().next())
         .unwrap_or_else(|| panic!("no kid in {stdout}"))
         .to_owned()
@@ -175,21 +176,33 @@ fn keys_commands_generate_list_rotate_and_retire_offline() {
     let config = write_config(tmp.path(), Phase::Transition, None);
     let key_dir = tmp.path().join("keys");
 
-    // Nothing to rotate in an empty folder: a clear error, nothing created.
-    let (ok, _, err) = keys(&config, &["rotate"]);
-    assert!(!ok);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(
-        err.contains("no active key to rotate") && err.contains("keyshift keys generate"),
-        "{err}"
-    );
-    assert!(!key_dir.join("manifest.json").exists());
-    let (ok, _, err) = keys(&config, &["list"]);
-    assert!(!ok && err.contains("keyshift keys generate"), "{err}");
+    // No key directory: a clear error naming the setting, nothing created
+    // (finding 8 of issue 12: not even the folder and its keys.lock).
+    for args in [
+        &["rotate"][..],
+        &["rotate", "--now"],
+        &["retire", "kid", "--force"],
+        &["list"],
+    ] {
+        let (ok, _, err) = keys(&config, args);
+        assert!(!ok, "{args:?}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("issuer.key_dir")
+                && err.contains("does not exist")
+                && err.contains("a typo?"),
+            "{args:?}: {err}"
+        );
+        assert!(!key_dir.exists(), "{args:?} created {}", key_dir.display());
+    }
 
     // The first key is active at once; the second one waits as next.
     let (ok, out, err) = keys(&config, &["generate"]);
     assert!(ok, "{err}");
+    assert!(
+        out.starts_with(&format!("created the key directory {}", key_dir.display())),
+        "{out}"
+    );
     assert!(out.contains("(active, 2048 bits)"), "{out}");
     let first = generated_kid(&out);
     let (ok, out, err) = keys(&config, &["generate", "--bits", "3072"]);

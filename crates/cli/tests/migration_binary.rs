@@ -1,6 +1,7 @@
 //! End to end: the real issuer and verifier binaries walk the migration
 //! (dual → transition → asymmetric) by config edit + SIGHUP while a client
-//! keeps minting and verifying tokens; not one request may fail.
+//! keeps minting and verifying tokens; not one request may fail. Tokens
+//! live 2 s, so that the verifier is ready for asymmetric within seconds.
 
 mod common;
 
@@ -8,10 +9,24 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{fetch_token, http, start, token_alg, write_config};
+use common::{fetch_token, http, start, token_alg};
 use keyshift_core::{Alg, Phase};
 use keyshift_testkit::eventually;
 use nix::sys::signal::Signal;
+
+/// The common config with 2 s tokens and a 1 s leeway.
+fn write_config(
+    dir: &std::path::Path,
+    phase: Phase,
+    jwks_of: Option<std::net::SocketAddr>,
+) -> std::path::PathBuf {
+    let cfg = common::config(phase, jwks_of).issuer("token_ttl", "2s");
+    match jwks_of {
+        Some(_) => cfg.verifier("leeway", "1s"),
+        None => cfg,
+    }
+    .write_to(dir)
+}
 
 fn verify(verifier: std::net::SocketAddr, token: &str) -> common::HttpResponse {
     http(
@@ -80,6 +95,16 @@ fn phase_switches_by_sighup_fail_no_request() {
             )) == Alg::Rs256),
             "issuer did not switch to RS256"
         );
+        if phase == Phase::Asymmetric {
+            // As the runbook says: only once the verifier is ready (the
+            // issuer's last HS256 token, 2 s + leeway, has expired).
+            assert!(
+                eventually(Duration::from_secs(30), || {
+                    http(va, "GET", "/migration", &[], b"").json()["ready_for_asymmetric"] == true
+                }),
+                "the verifier never became ready for asymmetric"
+            );
+        }
         verifier.signal(Signal::SIGHUP);
         assert!(
             eventually(Duration::from_secs(10), || {

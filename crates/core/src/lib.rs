@@ -7,7 +7,9 @@
 //! - [`secret`]: the shared HS256 secret and client secret hashes;
 //! - [`clock`]: wall-clock time behind a trait, so tests can move it;
 //! - [`fs`]: atomic file replacement;
-//! - [`phase_metrics`]: the phase gauges both services export (via the `metrics` facade);
+//! - [`migration`]: the issuer's `/migration` answer, which verifiers read;
+//! - [`phase_metrics`], [`ops_metrics`]: what both services export about their phase, their
+//!   build and their config reloads (via the `metrics` facade);
 //! - [`duration`] and [`b64`]: small codecs; [`error::chain`]: an error and its causes on one line.
 //!
 //! No async runtime, no HTTP, no metrics exporter lives here (only the `metrics` facade).
@@ -27,6 +29,8 @@ pub mod duration;
 pub mod error;
 pub mod fs;
 pub mod jwk;
+pub mod migration;
+pub mod ops_metrics;
 pub mod phase;
 pub mod phase_metrics;
 pub mod secret;

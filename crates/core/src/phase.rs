@@ -136,6 +136,18 @@ impl Phase {
         }
     }
 
+    /// Whether an `accept` override may include `alg` in this phase: every
+    /// algorithm but HS256 in phase `asymmetric`, which needs no secret at all.
+    pub const fn may_accept(self, alg: Alg) -> bool {
+        !matches!((self, alg), (Phase::Asymmetric, Alg::Hs256))
+    }
+
+    /// The algorithms of `accept` this phase refuses in an override (see
+    /// [`Phase::may_accept`]); empty when the override fits the phase.
+    pub fn refused_in(self, accept: AcceptSet) -> AcceptSet {
+        accept.iter().filter(|a| !self.may_accept(*a)).collect()
+    }
+
     /// Whether the issuer's JWKS lists RSA keys in this phase.
     pub const fn publishes_rsa_keys(self) -> bool {
         !matches!(self, Phase::Legacy)
@@ -268,7 +280,11 @@ mod tests {
             assert_eq!(phase.accepts(Hs256), hs, "{phase}");
             assert_eq!(phase.accepts(Rs256), rs, "{phase}");
             assert_eq!(phase.as_str().parse::<Phase>(), Ok(phase));
+            assert!(phase.default_accept().iter().all(|a| phase.may_accept(a)));
         }
+        let both = Phase::Dual.default_accept();
+        assert_eq!(Asymmetric.refused_in(both).to_string(), "HS256");
+        assert!(Transition.refused_in(both).is_empty());
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The two metrics both services export about the phase (names per the
-//! contract). Recorded through the `metrics` facade: a no-op until the
+//! The metrics both services export about the phase and the shared secret
+//! (names per the contract). Recorded through the `metrics` facade: a no-op until the
 //! binary installs an exporter.
 
 use metrics::{describe_gauge, gauge};
@@ -11,6 +11,10 @@ pub const PHASE_INFO: &str = "keyshift_phase_info";
 /// `keyshift_hs256_secret_configured`: 1 while a shared HS256 secret is
 /// loaded. In phase `asymmetric` it should be 0 (the secret removed).
 pub const SECRET_CONFIGURED: &str = "keyshift_hs256_secret_configured";
+/// `keyshift_hs256_secret_weak`: 1 while a loaded HS256 secret is shorter
+/// than 32 bytes (`allow_weak_hs256_secret`), so a dashboard shows that the
+/// weak legacy secret is still live.
+pub const SECRET_WEAK: &str = "keyshift_hs256_secret_weak";
 
 /// Registers help text; each service calls it once at start.
 pub fn describe() {
@@ -22,6 +26,10 @@ pub fn describe() {
         SECRET_CONFIGURED,
         "1 while a shared HS256 secret is configured; remove it in phase asymmetric."
     );
+    describe_gauge!(
+        SECRET_WEAK,
+        "1 while a loaded HS256 secret is shorter than 32 bytes (allow_weak_hs256_secret)."
+    );
 }
 
 /// Publishes the phase and whether a secret is configured.
@@ -30,4 +38,9 @@ pub fn set(phase: Phase, secret_configured: bool) {
         gauge!(PHASE_INFO, "phase" => p.as_str()).set(if p == phase { 1.0 } else { 0.0 });
     }
     gauge!(SECRET_CONFIGURED).set(if secret_configured { 1.0 } else { 0.0 });
+}
+
+/// Publishes whether a loaded HS256 secret is weak.
+pub fn set_secret_weak(weak: bool) {
+    gauge!(SECRET_WEAK).set(if weak { 1.0 } else { 0.0 });
 }

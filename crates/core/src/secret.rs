@@ -14,6 +14,31 @@ use crate::b64;
 
 /// Fewest bytes an HS256 secret may have (RFC 7518 §3.2: a key of the hash's size).
 pub const MIN_HS256_SECRET_BYTES: usize = 32;
+/// Fewest bytes a weak legacy HS256 secret may have, with
+/// `allow_weak_hs256_secret = true`: the floor whatever the config says.
+pub const MIN_WEAK_HS256_SECRET_BYTES: usize = 16;
+
+/// Which HS256 secret lengths a load accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SecretFloor {
+    /// At least [`MIN_HS256_SECRET_BYTES`].
+    #[default]
+    Full,
+    /// At least [`MIN_WEAK_HS256_SECRET_BYTES`]: a legacy secret shorter than
+    /// RFC 7518 wants, allowed by `allow_weak_hs256_secret` in the phases
+    /// that still use it.
+    AllowWeak,
+}
+
+impl SecretFloor {
+    /// The fewest bytes accepted.
+    pub const fn min_bytes(self) -> usize {
+        match self {
+            SecretFloor::Full => MIN_HS256_SECRET_BYTES,
+            SecretFloor::AllowWeak => MIN_WEAK_HS256_SECRET_BYTES,
+        }
+    }
+}
 
 /// The shared HS256 secret.
 #[derive(Clone)]
@@ -35,28 +60,49 @@ pub enum SecretError {
         #[source]
         source: std::io::Error,
     },
-    /// The secret is shorter than [`MIN_HS256_SECRET_BYTES`].
-    #[error("{path}: the secret has {len} bytes; HS256 needs at least {MIN_HS256_SECRET_BYTES}")]
+    /// The secret is shorter than its [`SecretFloor`] allows.
+    #[error("{path}: the secret has {len} bytes; HS256 needs at least {MIN_HS256_SECRET_BYTES}{}", weak_hint(*len, *floor))]
     TooShort {
         /// The file.
         path: String,
         /// Its length after the trailing newline was removed.
         len: usize,
+        /// The floor it was loaded under.
+        floor: SecretFloor,
     },
+}
+
+/// What the operator can do about a short secret.
+fn weak_hint(len: usize, floor: SecretFloor) -> &'static str {
+    match floor {
+        _ if len < MIN_WEAK_HS256_SECRET_BYTES => {
+            " (16 bytes is the floor even with allow_weak_hs256_secret)"
+        }
+        SecretFloor::Full => {
+            " (a legacy secret of 16 to 31 bytes is accepted in phases legacy, dual and transition with allow_weak_hs256_secret = true)"
+        }
+        SecretFloor::AllowWeak => "",
+    }
 }
 
 impl HmacSecret {
     /// Wraps secret bytes; refuses fewer than [`MIN_HS256_SECRET_BYTES`].
     pub fn new(bytes: Vec<u8>) -> Result<HmacSecret, SecretError> {
-        Self::named(bytes, "<secret>")
+        Self::named(bytes, "<secret>", SecretFloor::Full)
     }
 
-    fn named(bytes: Vec<u8>, path: &str) -> Result<HmacSecret, SecretError> {
+    /// Wraps secret bytes; refuses fewer than `floor` allows.
+    pub fn with_floor(bytes: Vec<u8>, floor: SecretFloor) -> Result<HmacSecret, SecretError> {
+        Self::named(bytes, "<secret>", floor)
+    }
+
+    fn named(bytes: Vec<u8>, path: &str, floor: SecretFloor) -> Result<HmacSecret, SecretError> {
         let bytes = Zeroizing::new(bytes);
-        if bytes.len() < MIN_HS256_SECRET_BYTES {
+        if bytes.len() < floor.min_bytes() {
             return Err(SecretError::TooShort {
                 path: path.to_owned(),
                 len: bytes.len(),
+                floor,
             });
         }
         // The kid must identify the secret without revealing anything usable
@@ -72,6 +118,11 @@ impl HmacSecret {
     /// Reads a secret file: its bytes with one trailing newline (`\n` or
     /// `\r\n`) removed, at least [`MIN_HS256_SECRET_BYTES`] long.
     pub fn load(path: &Path) -> Result<HmacSecret, SecretError> {
+        Self::load_with_floor(path, SecretFloor::Full)
+    }
+
+    /// Reads a secret file as [`HmacSecret::load`] does, under `floor`.
+    pub fn load_with_floor(path: &Path, floor: SecretFloor) -> Result<HmacSecret, SecretError> {
         let shown = path.display().to_string();
         let mut bytes = std::fs::read(path).map_err(|source| SecretError::Read {
             path: shown.clone(),
@@ -83,7 +134,13 @@ impl HmacSecret {
                 bytes.pop();
             }
         }
-        Self::named(bytes, &shown)
+        Self::named(bytes, &shown, floor)
+    }
+
+    /// Whether the secret is shorter than [`MIN_HS256_SECRET_BYTES`]
+    /// (loaded under [`SecretFloor::AllowWeak`]).
+    pub fn is_weak(&self) -> bool {
+        self.bytes.len() < MIN_HS256_SECRET_BYTES
     }
 
     /// The secret bytes.
@@ -94,6 +151,37 @@ impl HmacSecret {
     /// The `kid` HS256 tokens signed with this secret carry.
     pub fn kid(&self) -> &str {
         &self.kid
+    }
+}
+
+/// The HS256 secrets a verifier checks tokens against: the shared secret of
+/// `hs256_secret_file`, then the legacy profile's `secret_files`, in order.
+#[derive(Debug, Clone, Default)]
+pub struct HmacSecrets {
+    /// The shared secret (`hs256_secret_file`), if HS256 is accepted.
+    pub primary: Option<HmacSecret>,
+    /// More secrets tried after it (`[verifier.legacy] secret_files`).
+    pub extra: Vec<HmacSecret>,
+}
+
+impl HmacSecrets {
+    /// Every secret, the primary first.
+    pub fn iter(&self) -> impl Iterator<Item = &HmacSecret> {
+        self.primary.iter().chain(&self.extra)
+    }
+
+    /// Whether any of them is weak (see [`HmacSecret::is_weak`]).
+    pub fn any_weak(&self) -> bool {
+        self.iter().any(HmacSecret::is_weak)
+    }
+}
+
+impl From<Option<HmacSecret>> for HmacSecrets {
+    fn from(primary: Option<HmacSecret>) -> Self {
+        HmacSecrets {
+            primary,
+            extra: Vec::new(),
+        }
     }
 }
 
@@ -266,9 +354,41 @@ mod tests {
             Err(SecretError::TooShort { len: 5, .. })
         ));
         assert!(matches!(
+            HmacSecret::load_with_floor(&path, SecretFloor::AllowWeak),
+            Err(SecretError::TooShort { len: 5, .. })
+        ));
+        assert!(matches!(
             HmacSecret::load(&dir.path().join("missing")),
             Err(SecretError::Read { .. })
         ));
+    }
+
+    #[test]
+    fn a_weak_secret_needs_the_weak_floor_and_sixteen_bytes_stay_the_floor() {
+        let weak = vec![b'w'; 24];
+        let err = HmacSecret::new(weak.clone()).expect_err("24 bytes under the full floor");
+        let text = err.to_string();
+        assert!(
+            text.contains("24 bytes") && text.contains("allow_weak_hs256_secret = true"),
+            "{text}"
+        );
+        let s = HmacSecret::with_floor(weak, SecretFloor::AllowWeak).expect("weak allowed");
+        assert!(s.is_weak());
+        assert!(!HmacSecret::new(vec![b's'; 32]).expect("full").is_weak());
+        for len in [0, 15] {
+            let err = HmacSecret::with_floor(vec![b'w'; len], SecretFloor::AllowWeak)
+                .expect_err("under the floor");
+            assert!(err.to_string().contains("16 bytes is the floor"), "{err}");
+        }
+        assert!(HmacSecret::with_floor(vec![b'w'; 16], SecretFloor::AllowWeak).is_ok());
+        let both = HmacSecrets {
+            primary: Some(HmacSecret::new(vec![b's'; 32]).expect("full")),
+            extra: vec![
+                HmacSecret::with_floor(vec![b'w'; 16], SecretFloor::AllowWeak).expect("weak"),
+            ],
+        };
+        assert!(both.any_weak());
+        assert_eq!(both.iter().count(), 2);
     }
 
     #[test]

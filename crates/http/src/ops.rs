@@ -1,6 +1,6 @@
 //! The operational answers every keyshift service gives the same way:
-//! `GET /healthz` and `GET /metrics`, and the plain and JSON responses the
-//! other operational routes are built from.
+//! `GET /healthz`, `GET /metrics` and `GET /version`, and the plain and JSON
+//! responses the other operational routes are built from.
 
 use std::sync::Arc;
 
@@ -56,6 +56,38 @@ pub fn json(value: &impl serde::Serialize) -> Response<Full<Bytes>> {
     resp
 }
 
+/// What build a service runs: the workspace version and the git commit it
+/// was built from (`unknown` when built without git; see `build.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct BuildInfo {
+    /// The package version (`Cargo.toml`).
+    pub version: &'static str,
+    /// The abbreviated commit, or `unknown`.
+    pub git_sha: &'static str,
+}
+
+/// This build: one value for every service of the binary.
+pub const BUILD: BuildInfo = BuildInfo {
+    version: env!("CARGO_PKG_VERSION"),
+    git_sha: env!("KEYSHIFT_GIT_SHA"),
+};
+
+#[derive(serde::Serialize)]
+struct VersionBody {
+    service: &'static str,
+    #[serde(flatten)]
+    build: BuildInfo,
+}
+
+/// `GET /version`: `{"service", "version", "git_sha"}` of [`BUILD`];
+/// `service` names who answers (`issuer`, `verifier`).
+pub fn version(service: &'static str) -> Response<Full<Bytes>> {
+    json(&VersionBody {
+        service,
+        build: BUILD,
+    })
+}
+
 /// Liveness: the process answers.
 pub fn healthz() -> Response<Full<Bytes>> {
     text(StatusCode::OK, "ok\n")
@@ -85,5 +117,23 @@ mod tests {
         let resp = json(&serde_json::json!({"a": 1}));
         assert_eq!(resp.headers()[CACHE_CONTROL], "no-store");
         assert_eq!(healthz().status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn version_names_the_service_the_version_and_a_commit() {
+        let body = version("issuer")
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["service"], "issuer");
+        assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+        let sha = v["git_sha"].as_str().expect("git_sha");
+        assert!(
+            sha == "unknown" || (sha.len() >= 7 && sha.bytes().all(|b| b.is_ascii_hexdigit())),
+            "{sha}"
+        );
     }
 }

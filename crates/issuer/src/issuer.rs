@@ -19,7 +19,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::auth::{AuthShared, Authenticator};
-use crate::keystore::{KeySet, KeyStore, KeyStoreError};
+use crate::keystore::{IfEmpty, KeySet, KeyStore, KeyStoreError};
+use crate::ledger::Hs256Ledger;
 use crate::metrics;
 use crate::mint::{Signer, TokenTemplate};
 use crate::ratelimit::FailureLimiter;
@@ -32,6 +33,17 @@ pub enum StartError {
     /// The key directory is unusable.
     #[error("issuer.key_dir: {0}")]
     Keys(#[from] KeyStoreError),
+    /// The phase signs RS256 and the key directory does not exist or holds
+    /// no key: a fresh key would orphan every token signed by the keys of the
+    /// directory that was meant (a mistyped path), so none is made.
+    #[error("issuer.key_dir: phase {phase} signs RS256, and {source}; a new key here would make verifiers refuse every outstanding RS256 token (unknown key id)")]
+    KeyDirRefused {
+        /// The phase.
+        phase: Phase,
+        /// What is wrong with the folder.
+        #[source]
+        source: KeyStoreError,
+    },
     /// The HS256 secret is needed but unusable.
     #[error("{0}")]
     Secret(#[from] keyshift_core::ConfigError),
@@ -78,6 +90,8 @@ pub struct Live {
     pub(crate) metadata: Bytes,
     /// The token endpoint's metric handles for this config's clients.
     pub(crate) metrics: metrics::TokenMetrics,
+    /// Whether the loaded HS256 secret is shorter than 32 bytes.
+    pub(crate) secret_weak: bool,
 }
 
 impl fmt::Debug for Live {
@@ -148,23 +162,21 @@ impl Live {
         limiter: Arc<FailureLimiter>,
         auth_shared: AuthShared,
     ) -> Result<Live, StartError> {
-        let signer = match phase.signs() {
-            keyshift_core::Alg::Hs256 => {
-                let secret = secret.as_ref().ok_or_else(|| {
-                    StartError::Secret(keyshift_core::ConfigError::Invalid {
-                        field: "issuer.hs256_secret_file".into(),
-                        message: format!("phase {phase} signs HS256 and needs the secret"),
-                    })
-                })?;
-                Signer::hs256(secret)
-            }
-            keyshift_core::Alg::Rs256 => {
-                Signer::rs256(keys.active().ok_or_else(|| StartError::NoActiveKey {
-                    dir: config.key_dir.clone(),
-                    phase,
-                })?)
-            }
-        };
+        let signer =
+            Signer::for_phase(&config, phase, secret.as_ref(), keys.active()).ok_or_else(|| {
+                match phase.signs() {
+                    keyshift_core::Alg::Hs256 => {
+                        StartError::Secret(keyshift_core::ConfigError::Invalid {
+                            field: "issuer.hs256_secret_file".into(),
+                            message: format!("phase {phase} signs HS256 and needs the secret"),
+                        })
+                    }
+                    keyshift_core::Alg::Rs256 => StartError::NoActiveKey {
+                        dir: config.key_dir.clone(),
+                        phase,
+                    },
+                }
+            })?;
         let published = if phase.publishes_rsa_keys() {
             keys.published()
         } else {
@@ -197,11 +209,8 @@ impl Live {
         let token_metrics = metrics::TokenMetrics::new(&config.clients);
         Ok(Live {
             phase,
-            template: TokenTemplate {
-                issuer: config.issuer.clone(),
-                audience: config.audience.clone(),
-                ttl: config.token_ttl,
-            },
+            template: TokenTemplate::for_phase(&config, phase),
+            secret_weak: secret.as_ref().is_some_and(HmacSecret::is_weak),
             config,
             auth,
             signer,
@@ -232,6 +241,8 @@ pub struct Issuer {
     /// the decoy key.
     auth_shared: AuthShared,
     foreign_files: ForeignFileLog,
+    /// The HS256 tokens minted, for `GET /migration`.
+    ledger: Hs256Ledger,
     clock: SharedClock,
     render_metrics: RenderMetrics,
     /// Serialises reloads and key maintenance (never held by requests).
@@ -282,10 +293,18 @@ impl Issuer {
         }
         record_served(&mut live, now).await;
         publish_gauges(&live);
+        let ledger = {
+            let (dir, phase) = (live.config.key_dir.clone(), live.phase);
+            let secret = live.config.hs256_secret_file.is_some();
+            let ttl = live.config.token_ttl;
+            tokio::task::spawn_blocking(move || Hs256Ledger::open(&dir, phase, secret, ttl, now))
+                .await??
+        };
         Ok(Issuer {
             live: ArcSwap::from_pointee(live),
             auth_shared,
             foreign_files,
+            ledger,
             clock,
             render_metrics,
             maintenance: tokio::sync::Mutex::new(()),
@@ -315,6 +334,17 @@ impl Issuer {
         &self.render_metrics
     }
 
+    /// The `GET /migration` answer: the phase, and until when an HS256 token
+    /// this issuer minted may be valid.
+    pub fn migration(&self) -> keyshift_core::migration::IssuerMigration {
+        self.ledger.answer(self.live.load().phase)
+    }
+
+    /// Records an HS256 token about to be minted (see [`crate::ledger`]).
+    pub async fn note_hs256(&self, iat: u64, exp: u64, token_ttl: Duration) {
+        self.ledger.note(iat, exp, token_ttl).await;
+    }
+
     /// Replaces phase and config (SIGHUP). On error the running snapshot stays.
     pub async fn reload(&self, phase: Phase, config: IssuerConfig) -> Result<(), StartError> {
         let _guard = self.maintenance.lock().await;
@@ -329,9 +359,6 @@ impl Issuer {
                 config.failed_auth_window,
             ))
         };
-        if config.listen != current.config.listen {
-            tracing::warn!(old = %current.config.listen, new = %config.listen, "issuer.listen changed; a restart is needed to move the listener");
-        }
         // From a phase whose JWKS lists no RSA key straight to signing RS256:
         // no verifier can have the key yet (leaving `legacy` clears every
         // `published_at`). Refused before anything, rotation included, is applied.
@@ -353,8 +380,14 @@ impl Issuer {
         )
         .await?;
         record_served(&mut live, now).await;
+        if live.config.listen != current.config.listen {
+            tracing::warn!(old = %current.config.listen, new = %live.config.listen, "issuer.listen changed; applied the rest of the config, a restart is needed to move the listener");
+        }
         tracing::info!(phase = %live.phase, signs = %live.signer.alg(), kid = live.signer.kid(), "issuer config reloaded");
         publish_gauges(&live);
+        if live.config.key_dir != current.config.key_dir {
+            self.ledger.sync(&live.config.key_dir).await;
+        }
         self.live.store(Arc::new(live));
         Ok(())
     }
@@ -365,7 +398,8 @@ impl Issuer {
         let _guard = self.maintenance.lock().await;
         let current = self.live.load_full();
         let now = self.clock.now().as_secs();
-        let (keys, _) = maintain(&current.config, now, &self.foreign_files).await?;
+        self.ledger.sync(&current.config.key_dir).await;
+        let (keys, _) = maintain(current.phase, &current.config, now, &self.foreign_files).await?;
         if keys.manifest == current.keys.manifest
             && !current
                 .keys
@@ -418,7 +452,10 @@ impl ForeignFileLog {
     }
 }
 
+/// Applies due rotation steps. A phase that signs HS256 may get a new key
+/// directory (its last folder) and first key; one that signs RS256 never.
 async fn maintain(
+    phase: Phase,
     config: &IssuerConfig,
     now: u64,
     foreign_files: &ForeignFileLog,
@@ -426,8 +463,23 @@ async fn maintain(
     let store = KeyStore::new(config.key_dir.clone());
     let policy = policy(config);
     let bits = config.key_bits;
+    let if_empty = match phase.signs() {
+        keyshift_core::Alg::Hs256 => IfEmpty::CreateFirstKey,
+        keyshift_core::Alg::Rs256 => IfEmpty::Refuse,
+    };
     let (keys, steps) =
-        tokio::task::spawn_blocking(move || store.maintain(now, &policy, bits)).await??;
+        match tokio::task::spawn_blocking(move || store.maintain(now, &policy, bits, if_empty))
+            .await?
+        {
+            Ok(done) => done,
+            Err(source @ (KeyStoreError::NoDirectory { .. } | KeyStoreError::Empty { .. })) => {
+                return Err(StartError::KeyDirRefused { phase, source })
+            }
+            Err(e) => return Err(e.into()),
+        };
+    if keys.created_dir {
+        tracing::info!(key_dir = %config.key_dir.display(), %phase, "created the key directory");
+    }
     foreign_files.report(&keys.foreign_files);
     if let Some(path) = &keys.adopted {
         tracing::warn!(path = %path.display(), "the key directory had this key file but no manifest.json, as a first start interrupted between the two writes leaves it: adopted it as the active key");
@@ -517,7 +569,15 @@ async fn build_live(
             "issuer.hs256_secret_file is still set in phase asymmetric; remove the shared secret"
         );
     }
-    let (keys, steps) = maintain(&config, now, foreign_files).await?;
+    if secret.as_ref().is_some_and(HmacSecret::is_weak) {
+        tracing::warn!(
+            "issuer.hs256_secret_file holds a secret shorter than 32 bytes (allow_weak_hs256_secret): anyone who guesses it mints tokens; replace it before phase transition ends"
+        );
+    }
+    for setting in &config.ignored {
+        tracing::warn!("{}", keyshift_core::config::ignored_warning(setting));
+    }
+    let (keys, steps) = maintain(phase, &config, now, foreign_files).await?;
     Ok((
         Live::build(phase, config, secret, keys, limiter, auth_shared)?,
         steps,
@@ -526,6 +586,7 @@ async fn build_live(
 
 fn publish_gauges(live: &Live) {
     metrics::set_phase(live.phase, live.config.hs256_secret_file.is_some());
+    keyshift_core::phase_metrics::set_secret_weak(live.secret_weak);
     metrics::set_key_counts(|s| live.keys.count(s));
     metrics::set_next_rotation(crate::rotation::next_rotation(
         &live.keys.manifest,

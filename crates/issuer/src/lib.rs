@@ -4,6 +4,7 @@
 //!
 //! Layout:
 //! - [`keystore`]: the key directory (PKCS#8 PEM 0600, manifest, atomic writes, lock);
+//! - [`ledger`]: the record of HS256 tokens minted, the authority on HS256's end;
 //! - [`rotation`]: the pure rotation schedule (`next` → `active` → `retiring` → `retired`);
 //! - [`mint`]: token signing with keys parsed once;
 //! - [`form`], [`auth`], [`ratelimit`]: the token request, client authentication, failure limiting;
@@ -33,6 +34,7 @@ pub mod form;
 pub mod forwarded;
 pub mod issuer;
 pub mod keystore;
+pub mod ledger;
 pub mod metrics;
 pub mod mint;
 pub mod ratelimit;

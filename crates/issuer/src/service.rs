@@ -7,8 +7,10 @@
 //! | `GET /.well-known/oauth-authorization-server` | RFC 8414 metadata |
 //! | `GET /.well-known/openid-configuration` | the same document |
 //! | `GET /.well-known/oauth-authorization-server/<issuer path>`, `GET /<issuer path>/.well-known/openid-configuration` | the same document, for an issuer URL with a path |
+//! | `GET /migration` | the phase, and until when an HS256 token minted here may be valid |
 //! | `GET /healthz` | liveness |
 //! | `GET /metrics` | Prometheus text format |
+//! | `GET /version` | version and git commit of the build |
 //!
 //! Anything else: 404, or 405 with `Allow` for a known path.
 
@@ -72,18 +74,22 @@ impl IssuerService {
                 _,
                 "/.well-known/oauth-authorization-server" | "/.well-known/openid-configuration",
             ) if get => routes::metadata::handle(&self.issuer.live()),
+            (_, "/migration") if get => routes::migration::handle(&self.issuer),
             (_, "/healthz") if get => ops::healthz(),
             (_, "/metrics") if get && self.exposure.ops() => {
                 ops::metrics(self.issuer.render_metrics())
             }
             (_, "/metrics") if !self.exposure.ops() => IssuerError::NotFound.into_response(),
+            (_, "/version") if get => ops::version("issuer"),
             (
                 _,
                 "/.well-known/jwks.json"
                 | "/.well-known/oauth-authorization-server"
                 | "/.well-known/openid-configuration"
+                | "/migration"
                 | "/healthz"
-                | "/metrics",
+                | "/metrics"
+                | "/version",
             ) => IssuerError::MethodNotAllowed("GET, HEAD").into_response(),
             (_, path) if routes::metadata::is_metadata_path(self.issuer.live().config(), path) => {
                 if get {

@@ -33,7 +33,7 @@ async fn dual_phase_issues_hs256_with_every_claim() {
     );
     assert_eq!((claims.iat, claims.nbf, claims.exp), (T0, T0, T0 + 600));
     assert_eq!(claims.iss, "http://issuer.test");
-    assert_eq!(claims.aud, "https://api.test");
+    assert_eq!(claims.aud.as_deref(), Some("https://api.test"));
 }
 
 #[tokio::test]

@@ -46,6 +46,10 @@ impl Section {
 
     fn render(&self, header: &str, out: &mut String) {
         out.push_str(&format!("\n[{header}]\n"));
+        self.render_lines(out);
+    }
+
+    fn render_lines(&self, out: &mut String) {
         for line in &self.lines {
             match line {
                 Line::Key(key, value) => out.push_str(&format!("{key} = {value}\n")),
@@ -58,6 +62,13 @@ impl Section {
 /// The section in `slot`, created empty if there is none yet.
 fn section(slot: &mut Option<Section>) -> &mut Section {
     slot.get_or_insert_with(Section::default)
+}
+
+/// `key = value` lines of TOML text, as a table.
+fn toml_lines(lines: &str) -> toml::Table {
+    lines
+        .parse()
+        .unwrap_or_else(|e| panic!("not TOML key = value lines: {lines:?}: {e}"))
 }
 
 /// One `[[issuer.clients]]` entry.
@@ -103,9 +114,11 @@ impl Client {
 pub struct ConfigToml {
     comments: Vec<String>,
     phase: Phase,
+    top: Section,
     issuer: Option<Section>,
     clients: Vec<Client>,
     verifier: Option<Section>,
+    gateway: String,
 }
 
 impl ConfigToml {
@@ -114,10 +127,22 @@ impl ConfigToml {
         ConfigToml {
             comments: Vec::new(),
             phase,
+            top: Section::default(),
             issuer: None,
             clients: Vec::new(),
             verifier: None,
+            gateway: String::new(),
         }
+    }
+
+    /// Appends TOML text after every other section: the `[gateway]` table
+    /// and its `[[gateway.routes]]`, written as the operator would.
+    pub fn gateway_lines(mut self, text: &str) -> ConfigToml {
+        self.gateway.push_str(text);
+        if !self.gateway.ends_with('\n') {
+            self.gateway.push('\n');
+        }
+        self
     }
 
     /// The same config in another phase.
@@ -129,6 +154,12 @@ impl ConfigToml {
     /// A comment at the top of the file, one `#` line per line of `text`.
     pub fn comment(mut self, text: &str) -> ConfigToml {
         self.comments.extend(text.lines().map(str::to_owned));
+        self
+    }
+
+    /// Sets a top-level `key` (after `phase`, before the sections).
+    pub fn top_level(mut self, key: &str, value: impl Into<toml::Value>) -> ConfigToml {
+        self.top.set(key, value.into());
         self
     }
 
@@ -144,6 +175,19 @@ impl ConfigToml {
         self
     }
 
+    /// Sets every `key = value` of `lines` (TOML text) in `[issuer]`, as
+    /// [`ConfigToml::verifier_lines`] does in `[verifier]`; a table value
+    /// (`legacy = { … }`) is written inline.
+    ///
+    /// # Panics
+    ///
+    /// If `lines` is not TOML keys and values (a typo in the test).
+    pub fn issuer_lines(self, lines: &str) -> ConfigToml {
+        toml_lines(lines)
+            .into_iter()
+            .fold(self, |cfg, (key, value)| cfg.issuer(&key, value))
+    }
+
     /// Adds an `[[issuer.clients]]` entry.
     pub fn client(mut self, client: Client) -> ConfigToml {
         self.clients.push(client);
@@ -156,6 +200,12 @@ impl ConfigToml {
         self
     }
 
+    /// A comment in `[verifier]`, before the keys set after it.
+    pub fn verifier_comment(mut self, text: &str) -> ConfigToml {
+        section(&mut self.verifier).comment(text);
+        self
+    }
+
     /// Sets every `key = value` of `lines` (TOML text) in `[verifier]`: a
     /// test's one-off settings, written as the operator would.
     ///
@@ -163,10 +213,7 @@ impl ConfigToml {
     ///
     /// If `lines` is not TOML keys and values (a typo in the test).
     pub fn verifier_lines(self, lines: &str) -> ConfigToml {
-        let table: toml::Table = lines
-            .parse()
-            .unwrap_or_else(|e| panic!("not TOML key = value lines: {lines:?}: {e}"));
-        table
+        toml_lines(lines)
             .into_iter()
             .fold(self, |cfg, (key, value)| cfg.verifier(&key, value))
     }
@@ -178,6 +225,7 @@ impl ConfigToml {
             out.push_str(&format!("# {comment}\n"));
         }
         out.push_str(&format!("phase = \"{}\"\n", self.phase));
+        self.top.render_lines(&mut out);
         if let Some(issuer) = &self.issuer {
             issuer.render("issuer", &mut out);
         }
@@ -186,6 +234,10 @@ impl ConfigToml {
         }
         if let Some(verifier) = &self.verifier {
             verifier.render("verifier", &mut out);
+        }
+        if !self.gateway.is_empty() {
+            out.push('\n');
+            out.push_str(&self.gateway);
         }
         out
     }
@@ -219,11 +271,14 @@ mod tests {
             .client(Client::with_hash("a\"b", "sha256:00".to_owned(), &["read"]))
             .phase(Phase::Asymmetric)
             .verifier_lines("strict_typ = true\naccept = [\"RS256\"]")
+            .top_level("allow_weak_hs256_secret", true)
+            .issuer_lines("legacy = { issuer = \"legacy-auth\", claims = { tenant = \"acme\" } }")
             .render();
         assert_eq!(
             text,
-            "# Written by a test.\nphase = \"asymmetric\"\n\
+            "# Written by a test.\nphase = \"asymmetric\"\nallow_weak_hs256_secret = true\n\
              \n[issuer]\ntoken_ttl = \"24h\"\n# Why the next one.\nfailed_auth_limit = 3\n\
+             legacy = { claims = { tenant = \"acme\" }, issuer = \"legacy-auth\" }\n\
              \n[[issuer.clients]]\nid = 'a\"b'\nsecret_hash = \"sha256:00\"\nscopes = [\"read\"]\n\
              \n[verifier]\njwks_url = \"http://127.0.0.1:1/jwks\"\naccept = [\"RS256\"]\nstrict_typ = true\n"
         );

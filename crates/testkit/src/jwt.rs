@@ -1,5 +1,6 @@
-//! A JWT's JOSE header, read without checking anything: for tests and the
-//! load-test harness, which only need to know what was sent (`alg`, `kid`).
+//! A JWT's JOSE header and claims, read without checking anything: for tests
+//! and the load-test harness, which only need to know what was sent (`alg`,
+//! `kid`, `jti`).
 
 use keyshift_core::{b64, Alg};
 
@@ -16,6 +17,13 @@ pub struct Header {
 /// is not base64url JSON.
 pub fn header_json(token: &str) -> Option<serde_json::Value> {
     let segment = token.split('.').next()?;
+    serde_json::from_slice(&b64::decode(segment).ok()?).ok()
+}
+
+/// The decoded claims (second segment) of a compact JWS as JSON; `None` if
+/// it is not base64url JSON.
+pub fn payload(token: &str) -> Option<serde_json::Value> {
+    let segment = token.split('.').nth(1)?;
     serde_json::from_slice(&b64::decode(segment).ok()?).ok()
 }
 

@@ -47,22 +47,36 @@ impl<'de> Deserialize<'de> for NumericDate {
     }
 }
 
-/// `aud`: one string or an array of strings (RFC 7519 §4.1.3).
+/// One string or an array of strings: `aud` (RFC 7519 §4.1.3), and the
+/// scopes of a legacy token.
 #[derive(Debug)]
-pub enum Audience<'a> {
-    /// A single audience.
+pub enum OneOrMany<'a> {
+    /// A single string.
     One(Cow<'a, str>),
     /// Several.
     Many(Vec<Cow<'a, str>>),
 }
 
+/// `aud`: one string or an array of strings (RFC 7519 §4.1.3).
+pub type Audience<'a> = OneOrMany<'a>;
+
+impl OneOrMany<'_> {
+    /// Whether `value` is the one string or one of the array.
+    pub fn contains(&self, value: &str) -> bool {
+        match self {
+            OneOrMany::One(a) => *a == value,
+            OneOrMany::Many(list) => list.iter().any(|a| *a == value),
+        }
+    }
+}
+
 // Hand-written rather than `#[serde(untagged)]`, which buffers the value
 // into an intermediate tree first: this is on the verify path.
-impl<'de: 'a, 'a> Deserialize<'de> for Audience<'a> {
+impl<'de: 'a, 'a> Deserialize<'de> for OneOrMany<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> de::Visitor<'de> for V {
-            type Value = Audience<'de>;
+            type Value = OneOrMany<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a string or an array of strings")
             }
@@ -145,19 +159,40 @@ pub fn parse(payload: &[u8]) -> Result<Claims<'_>, VerifyError> {
 }
 
 impl ClaimRules {
-    /// Checks time, issuer and audience; `now` in seconds.
+    /// Checks time, issuer and audience; `now` in seconds. Returns `exp`.
     pub fn check(&self, c: &Claims<'_>, now: u64) -> Result<u64, VerifyError> {
-        let exp = c
-            .exp
+        let exp = self.check_time(c.exp, c.nbf, c.iat, now)?;
+        match c.iss.as_deref() {
+            Some(iss) if iss == self.issuer => {}
+            _ => return Err(VerifyError::BadClaims(crate::reason!("wrong issuer"))),
+        }
+        if !c.aud.as_ref().is_some_and(|a| a.contains(&self.audience)) {
+            return Err(VerifyError::BadClaims(crate::reason!("wrong audience")));
+        }
+        Ok(exp)
+    }
+
+    /// Checks `exp` (required), `nbf` and `iat` against `now` with the
+    /// leeway, and the lifetime; returns `exp`. The legacy profile never
+    /// loosens these.
+    #[inline]
+    pub fn check_time(
+        &self,
+        exp: Option<NumericDate>,
+        nbf: Option<NumericDate>,
+        iat: Option<NumericDate>,
+        now: u64,
+    ) -> Result<u64, VerifyError> {
+        let exp = exp
             .ok_or(VerifyError::BadClaims(crate::reason!("exp is required")))?
             .0;
         if exp.saturating_add(self.leeway) <= now {
             return Err(VerifyError::Expired);
         }
-        if c.nbf.is_some_and(|n| n.0 > now.saturating_add(self.leeway)) {
+        if nbf.is_some_and(|n| n.0 > now.saturating_add(self.leeway)) {
             return Err(VerifyError::NotYetValid);
         }
-        if let Some(iat) = c.iat {
+        if let Some(iat) = iat {
             if iat.0 > now.saturating_add(self.leeway) {
                 return Err(VerifyError::NotYetValid);
             }
@@ -171,18 +206,6 @@ impl ClaimRules {
             return Err(VerifyError::BadClaims(crate::reason!(
                 "exp too far in the future"
             )));
-        }
-        match c.iss.as_deref() {
-            Some(iss) if iss == self.issuer => {}
-            _ => return Err(VerifyError::BadClaims(crate::reason!("wrong issuer"))),
-        }
-        let aud_ok = match &c.aud {
-            Some(Audience::One(a)) => *a == self.audience,
-            Some(Audience::Many(list)) => list.iter().any(|a| *a == self.audience),
-            None => false,
-        };
-        if !aud_ok {
-            return Err(VerifyError::BadClaims(crate::reason!("wrong audience")));
         }
         Ok(exp)
     }

@@ -96,19 +96,20 @@ pub enum VerifyError {
     #[error("insufficient scope")]
     InsufficientScope,
     /// RS256 keys are unavailable: never fetched, or stale beyond
-    /// `jwks_max_staleness`. Our fault: 503, not 401.
+    /// `jwks_max_staleness`. Our fault: 503, not 401 (outcome `keys_unavailable`).
     #[error("signing keys unavailable")]
     KeysUnavailable,
 }
 
 impl VerifyError {
-    /// The `outcome` label (`KeysUnavailable` counts as `unknown_kid`: no key to check with).
+    /// The `outcome` label.
     pub const fn outcome(&self) -> Outcome {
         match self {
             VerifyError::Missing => Outcome::Missing,
             VerifyError::Malformed(_) => Outcome::Malformed,
             VerifyError::AlgDisabled => Outcome::AlgDisabled,
-            VerifyError::UnknownKid | VerifyError::KeysUnavailable => Outcome::UnknownKid,
+            VerifyError::UnknownKid => Outcome::UnknownKid,
+            VerifyError::KeysUnavailable => Outcome::KeysUnavailable,
             VerifyError::BadSignature => Outcome::BadSignature,
             VerifyError::Expired => Outcome::Expired,
             VerifyError::NotYetValid => Outcome::NotYetValid,
@@ -176,11 +177,14 @@ pub enum Outcome {
     Missing,
     /// See [`VerifyError::InsufficientScope`].
     InsufficientScope,
+    /// See [`VerifyError::KeysUnavailable`]: the 503, a fault of ours (the
+    /// JWKS cannot be fetched), never a client's.
+    KeysUnavailable,
 }
 
 impl Outcome {
     /// Every outcome, for pre-registering metric handles.
-    pub const ALL: [Outcome; 10] = [
+    pub const ALL: [Outcome; 11] = [
         Outcome::Accepted,
         Outcome::Expired,
         Outcome::NotYetValid,
@@ -191,6 +195,7 @@ impl Outcome {
         Outcome::Malformed,
         Outcome::Missing,
         Outcome::InsufficientScope,
+        Outcome::KeysUnavailable,
     ];
 
     /// The label value.
@@ -206,6 +211,7 @@ impl Outcome {
             Outcome::Malformed => "malformed",
             Outcome::Missing => "missing",
             Outcome::InsufficientScope => "insufficient_scope",
+            Outcome::KeysUnavailable => "keys_unavailable",
         }
     }
 

@@ -11,9 +11,15 @@ use keyshift_core::{Alg, Phase};
 
 use crate::error::{outcome_index, AlgLabel, Outcome};
 use crate::jwks::FetchOutcome;
+use crate::legacy::{Loosening, Loosenings};
 
 /// `keyshift_verify_total{alg, outcome}`.
 pub const VERIFY_TOTAL: &str = "keyshift_verify_total";
+/// `keyshift_verify_legacy_total{loosening}`: HS256 tokens accepted only
+/// through the legacy profile, once per loosening each relied on. A counter
+/// of its own rather than a label of `keyshift_verify_total`, whose label
+/// set is contract: those acceptances also count there as `accepted`.
+pub const VERIFY_LEGACY_TOTAL: &str = "keyshift_verify_legacy_total";
 /// `keyshift_verify_duration_seconds{alg}`.
 pub const VERIFY_DURATION: &str = "keyshift_verify_duration_seconds";
 /// `keyshift_key_cache_total{result}`.
@@ -36,6 +42,10 @@ pub const HS256_VALID_UNTIL: &str = "keyshift_hs256_valid_until_timestamp_second
 /// `keyshift_jwks_max_staleness_seconds`: the configured `jwks_max_staleness`,
 /// so an alert can compare the age of the keys with it.
 pub const JWKS_MAX_STALENESS: &str = "keyshift_jwks_max_staleness_seconds";
+
+/// `keyshift_phase_forced_total`: switches into phase `asymmetric` that
+/// `force_phase` pushed through while HS256 tokens could still be valid.
+pub const PHASE_FORCED: &str = "keyshift_phase_forced_total";
 
 /// Buckets of `keyshift_verify_duration_seconds`. Measured on one core
 /// (docs/performance.md): a token-cache hit takes ~0.2 µs, a full HS256
@@ -70,6 +80,11 @@ pub fn describe() {
         VERIFY_TOTAL,
         Unit::Count,
         "Token verifications by algorithm and outcome."
+    );
+    describe_counter!(
+        VERIFY_LEGACY_TOTAL,
+        Unit::Count,
+        "HS256 tokens accepted only through the legacy profile, per loosening relied on."
     );
     describe_histogram!(
         VERIFY_DURATION,
@@ -116,6 +131,12 @@ pub fn describe() {
         Unit::Seconds,
         "The configured jwks_max_staleness: past it, RS256 requests get 503."
     );
+    describe_counter!(
+        PHASE_FORCED,
+        Unit::Count,
+        "Switches into phase asymmetric made by force_phase while HS256 tokens could still be valid."
+    );
+    counter!(PHASE_FORCED).absolute(0);
     keyshift_core::phase_metrics::describe();
     keyshift_http::metrics::describe();
 }
@@ -128,6 +149,7 @@ pub struct VerifyMetrics {
     key_hit: Counter,
     key_miss: Counter,
     last_accepted: [Gauge; 2],
+    legacy: [Counter; Loosening::ALL.len()],
 }
 
 impl std::fmt::Debug for VerifyMetrics {
@@ -159,6 +181,15 @@ impl VerifyMetrics {
                 gauge!(LAST_ACCEPTED, "alg" => Alg::Hs256.as_str()),
                 gauge!(LAST_ACCEPTED, "alg" => Alg::Rs256.as_str()),
             ],
+            legacy: Loosening::ALL
+                .map(|l| counter!(VERIFY_LEGACY_TOTAL, "loosening" => l.as_str())),
+        }
+    }
+
+    /// Counts an acceptance that relied on the legacy profile.
+    pub fn legacy(&self, loosened: Loosenings) {
+        for l in loosened.iter() {
+            self.legacy[l.index()].increment(1);
         }
     }
 
@@ -207,6 +238,11 @@ pub fn set_phase(phase: Phase, secret_configured: bool) {
 pub fn set_readiness(ready: bool, hs256_valid_until: Option<u64>) {
     gauge!(READY_FOR_ASYMMETRIC).set(if ready { 1.0 } else { 0.0 });
     gauge!(HS256_VALID_UNTIL).set(hs256_valid_until.unwrap_or(0) as f64);
+}
+
+/// Counts a switch into phase `asymmetric` that `force_phase` pushed through.
+pub fn phase_forced() {
+    counter!(PHASE_FORCED).increment(1);
 }
 
 /// Publishes the configured maximum staleness of the JWKS keys.

@@ -4,12 +4,13 @@
 use hmac::{Hmac, Mac};
 use keyshift_core::claims::JwsHeader;
 use keyshift_core::config::{TypPolicy, VerifierConfig};
-use keyshift_core::secret::HmacSecret;
+use keyshift_core::secret::{HmacSecret, HmacSecrets};
 use keyshift_core::{AcceptSet, Alg, Phase};
 use sha2::Sha256;
 
 use crate::claims::ClaimRules;
 use crate::error::VerifyError;
+use crate::legacy::LegacyProfile;
 
 /// The HS256 secret, keyed once; cloned per token.
 #[derive(Clone)]
@@ -22,6 +23,18 @@ pub struct HmacKey {
     /// (`{"alg":"HS256","typ":"at+jwt","kid":…}`): a token carrying it byte
     /// for byte needs no header decoding.
     pub header_b64: String,
+}
+
+impl HmacKey {
+    /// Keys a secret once; the header is keyshift's strict one for it.
+    pub fn new(secret: &HmacSecret) -> HmacKey {
+        HmacKey {
+            header_b64: JwsHeader::new(Alg::Hs256, secret.kid()).encode(),
+            kid: secret.kid().to_owned(),
+            mac: <Hmac<Sha256> as Mac>::new_from_slice(secret.expose())
+                .expect("HMAC accepts keys of any length"),
+        }
+    }
 }
 
 impl std::fmt::Debug for HmacKey {
@@ -41,6 +54,11 @@ pub struct Policy {
     pub accept: AcceptSet,
     /// The HS256 key, when a secret is configured.
     pub hmac: Option<HmacKey>,
+    /// The legacy profile (`[verifier.legacy]`), consulted only for HS256
+    /// tokens the strict rules refuse.
+    pub legacy: Option<LegacyProfile>,
+    /// Whether a loaded HS256 secret is shorter than 32 bytes.
+    pub hs256_secret_weak: bool,
     /// Claim checks.
     pub rules: ClaimRules,
     /// Token size cap.
@@ -52,22 +70,26 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Builds the policy of a validated config section.
+    /// Builds the policy of a validated config section. The legacy profile
+    /// applies only while HS256 is accepted (the config already drops it in
+    /// phase `asymmetric`).
     pub fn new(
         phase: Phase,
         cfg: &VerifierConfig,
-        secret: Option<&HmacSecret>,
+        secrets: &HmacSecrets,
         generation: u64,
     ) -> Policy {
+        let hs256 = cfg.accept.contains(Alg::Hs256);
         Policy {
             phase,
             accept: cfg.accept,
-            hmac: secret.map(|s| HmacKey {
-                header_b64: JwsHeader::new(Alg::Hs256, s.kid()).encode(),
-                kid: s.kid().to_owned(),
-                mac: <Hmac<Sha256> as Mac>::new_from_slice(s.expose())
-                    .expect("HMAC accepts keys of any length"),
-            }),
+            hmac: secrets.primary.as_ref().map(HmacKey::new),
+            legacy: cfg
+                .legacy
+                .as_ref()
+                .filter(|_| hs256)
+                .map(|l| LegacyProfile::new(l, &secrets.extra)),
+            hs256_secret_weak: secrets.any_weak(),
             rules: ClaimRules {
                 issuer: cfg.issuer.clone(),
                 audience: cfg.audience.clone(),

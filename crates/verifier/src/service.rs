@@ -10,6 +10,7 @@
 //! | `GET /healthz` | liveness |
 //! | `GET /readyz` | 200 once the needed keys are loaded |
 //! | `GET /metrics` | Prometheus text format |
+//! | `GET /version` | version and git commit of the build |
 //!
 //! Anything else: 404, or 405 for a known path with another method.
 
@@ -98,7 +99,8 @@ impl VerifierService {
                 s.verifier.publish_gauges();
                 ops::metrics(&s.render_metrics)
             }
-            "/migration" | "/keys" | "/healthz" | "/readyz" | "/metrics" => {
+            "/version" if get => ops::version("verifier"),
+            "/migration" | "/keys" | "/healthz" | "/readyz" | "/metrics" | "/version" => {
                 status(StatusCode::METHOD_NOT_ALLOWED)
             }
             _ => status(StatusCode::NOT_FOUND),

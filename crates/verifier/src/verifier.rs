@@ -8,19 +8,22 @@ use ::metrics::Counter;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use hmac::Mac;
 use keyshift_core::b64;
-use keyshift_core::config::VerifierConfig;
-use keyshift_core::secret::HmacSecret;
+use keyshift_core::config::{ignored_warning, VerifierConfig};
+use keyshift_core::secret::HmacSecrets;
 use keyshift_core::{Alg, Phase, SharedClock};
 
+use crate::authority::IssuerAuthority;
 use crate::claims;
 use crate::error::{AlgLabel, Outcome, VerifyError};
 use crate::jwks::{
     FetchError, FetchOutcome, Fetcher, JwksCache, JwksSettings, RefreshError, RsaKey,
 };
 use crate::jws;
+use crate::legacy::{Loosening, Loosenings};
 use crate::metrics::{self, VerifyMetrics};
-use crate::migration::{MigrationReport, MigrationStats};
+use crate::migration::{Forced, MigrationReport, MigrationStats, ReportInput};
 use crate::policy::Policy;
+use crate::stragglers::Stragglers;
 use crate::token_cache::TokenCache;
 
 /// A verified token: what a resource server needs to decide.
@@ -39,6 +42,8 @@ pub struct Verified {
     pub alg: Alg,
     /// `exp`.
     pub exp: u64,
+    /// What the legacy profile loosened to accept it (empty: the strict rules did).
+    loosened: Loosenings,
 }
 
 impl Verified {
@@ -66,7 +71,21 @@ impl Verified {
             has_kid: kid.is_some(),
             alg,
             exp,
+            loosened: Loosenings::NONE,
         }
+    }
+
+    /// The same result, accepted by relying on `loosened`.
+    #[must_use]
+    pub fn with_loosenings(mut self, loosened: Loosenings) -> Verified {
+        self.loosened = loosened;
+        self
+    }
+
+    /// What the legacy profile loosened to accept the token; empty when the
+    /// strict rules accepted it.
+    pub fn loosened(&self) -> Loosenings {
+        self.loosened
     }
 
     fn range(&self, i: usize) -> std::ops::Range<usize> {
@@ -133,6 +152,17 @@ pub enum BuildError {
     /// running URL and its keys stay.
     #[error("verifier.jwks_url: the new URL served no usable keys; keeping the old one")]
     NewJwksUnusable(#[source] Option<Arc<RefreshError>>),
+    /// The client for `issuer_migration_url` could not be created.
+    #[error("verifier.issuer_migration_url: {0}")]
+    IssuerMigration(#[source] FetchError),
+    /// A reload into (or a start in) phase `asymmetric` while HS256 tokens
+    /// this verifier would accept may still be valid: they would be refused.
+    /// The running config stays (on start: the verifier does not start).
+    #[error("refused: phase asymmetric now would refuse valid HS256 tokens: {reason}; wait until GET /migration says \"ready_for_asymmetric\": true, or set verifier.force_phase = true to switch anyway")]
+    NotReady {
+        /// Readiness's reason.
+        reason: String,
+    },
 }
 
 /// The verified-token cache with its hit and miss counters, which exist only
@@ -168,6 +198,15 @@ pub struct Verifier {
     clock: SharedClock,
     metrics: VerifyMetrics,
     stats: MigrationStats,
+    /// The issuer's `/migration`; replaced when a reload changes its URL.
+    authority: ArcSwap<IssuerAuthority>,
+    stragglers: Stragglers,
+    /// Clients whose HS256 tokens passed only through the legacy profile.
+    legacy_clients: Stragglers,
+    /// Set by a switch into `asymmetric` that `force_phase` pushed through.
+    forced: ArcSwapOption<Forced>,
+    /// The listen address of the config in force (a change needs a restart).
+    listen: std::sync::Mutex<std::net::SocketAddr>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -192,31 +231,80 @@ enum Step {
 }
 
 impl Verifier {
-    /// Builds a verifier for `phase` and a validated `[verifier]` section.
-    /// Register metric handles after the recorder is installed: build the
-    /// verifier after installing it.
+    /// Builds a verifier for `phase` and a validated `[verifier]` section,
+    /// with the HS256 secrets it loaded ([`VerifierConfig::load_secrets`]; a
+    /// lone `Option<HmacSecret>` converts). Register metric handles after the
+    /// recorder is installed: build the verifier after installing it.
     pub fn new(
         phase: Phase,
         cfg: &VerifierConfig,
-        secret: Option<HmacSecret>,
+        secrets: impl Into<HmacSecrets>,
         clock: SharedClock,
     ) -> Result<Verifier, BuildError> {
+        let secrets = secrets.into();
         let jwks = match &cfg.jwks_url {
             Some(url) => Some(Arc::new(new_cache(url, cfg, clock.clone())?)),
             None => None,
         };
-        report_secret(phase, cfg.hs256_secret_file.is_some());
+        if let Some(jwks) = &jwks {
+            jwks.set_needed(cfg.accept.contains(Alg::Rs256));
+        }
+        report_secret(phase, cfg, &secrets);
         metrics::set_max_staleness(cfg.jwks_max_staleness);
         let now = clock.now_secs();
+        let authority = new_authority(cfg, clock.clone())?;
         Ok(Verifier {
-            policy: ArcSwap::from_pointee(Policy::new(phase, cfg, secret.as_ref(), 1)),
+            policy: ArcSwap::from_pointee(Policy::new(phase, cfg, &secrets, 1)),
             jwks: ArcSwapOption::new(jwks),
             reloading: tokio::sync::Mutex::new(cfg.jwks_url.clone()),
             verdicts: ArcSwapOption::new(Verdicts::new(cfg.token_cache_size).map(Arc::new)),
             clock,
             metrics: VerifyMetrics::register(),
             stats: MigrationStats::new(now, phase),
+            authority: ArcSwap::from_pointee(authority),
+            stragglers: Stragglers::default(),
+            legacy_clients: Stragglers::default(),
+            forced: ArcSwapOption::empty(),
+            listen: std::sync::Mutex::new(cfg.listen),
         })
+    }
+
+    /// The start check of phase `asymmetric`: refused (unless `force`) only
+    /// when the issuer's `/migration` answers and says an HS256 token it
+    /// minted may still be valid. An issuer without `/migration` (a
+    /// third-party issuer, an RS256-only deployment) never blocks a start.
+    pub async fn check_start(&self, force: bool) -> Result<(), BuildError> {
+        let policy = self.policy.load_full();
+        if policy.phase != Phase::Asymmetric {
+            return Ok(());
+        }
+        let view = self.authority.load().check().await;
+        if let crate::authority::IssuerView::Unknown(why) = &view {
+            tracing::info!(issuer = %why, "starting in phase asymmetric without the issuer's /migration answer");
+            return Ok(());
+        }
+        // Judged as the switch it is about to be (from an RS256-signing
+        // phase), not as one already made.
+        let report = self.report_with(Phase::Transition, &policy, &view);
+        if report.ready_for_asymmetric {
+            return Ok(());
+        }
+        self.pass_or_refuse(force, report.reason)
+    }
+
+    /// Lets a premature switch into `asymmetric` through if `force`
+    /// (logged, counted, shown in `/migration`), else refuses it.
+    fn pass_or_refuse(&self, force: bool, reason: String) -> Result<(), BuildError> {
+        if !force {
+            return Err(BuildError::NotReady { reason });
+        }
+        tracing::warn!(%reason, "verifier.force_phase: entering phase asymmetric though not ready; valid HS256 tokens will be refused");
+        metrics::phase_forced();
+        self.forced.store(Some(Arc::new(Forced {
+            at_unix: self.clock.now_secs(),
+            reason,
+        })));
+        Ok(())
     }
 
     /// Applies a new config (SIGHUP): phase, accepted algorithms and claim
@@ -230,9 +318,27 @@ impl Verifier {
         &self,
         phase: Phase,
         cfg: &VerifierConfig,
-        secret: Option<HmacSecret>,
+        secrets: impl Into<HmacSecrets>,
     ) -> Result<(), BuildError> {
+        let secrets = secrets.into();
         let mut url = self.reloading.lock().await;
+        let old = self.policy.load_full();
+        // The issuer's answer from the URL of the new config, fetched now:
+        // a switch into asymmetric is decided on the freshest word.
+        let authority = self.authority.load_full();
+        let new_authority = if authority.url() != cfg.issuer_migration_url.as_ref() {
+            Some(Arc::new(new_authority(cfg, self.clock.clone())?))
+        } else {
+            None
+        };
+        let entering_asymmetric = phase == Phase::Asymmetric && old.phase != Phase::Asymmetric;
+        if entering_asymmetric {
+            let view = new_authority.as_ref().unwrap_or(&authority).check().await;
+            let report = self.report_with(old.phase, &old, &view);
+            if !report.ready_for_asymmetric {
+                self.pass_or_refuse(cfg.force_phase, report.reason)?;
+            }
+        }
         let new_jwks = if *url != cfg.jwks_url {
             match &cfg.jwks_url {
                 Some(u) => {
@@ -251,11 +357,19 @@ impl Verifier {
             }
             None
         };
-        let old = self.policy.load_full();
+        match new_authority {
+            Some(a) => self.authority.store(a),
+            None => authority
+                .set_timeouts(cfg.jwks_connect_timeout, cfg.jwks_timeout)
+                .map_err(BuildError::IssuerMigration)?,
+        }
+        if phase != Phase::Asymmetric {
+            self.forced.store(None);
+        }
         self.policy.store(Arc::new(Policy::new(
             phase,
             cfg,
-            secret.as_ref(),
+            &secrets,
             old.generation + 1,
         )));
         if let Some(jwks) = new_jwks {
@@ -269,10 +383,24 @@ impl Verifier {
         }
         self.stats
             .phase_changed(Some(old.phase), phase, self.clock.now_secs());
-        report_secret(phase, cfg.hs256_secret_file.is_some());
+        if let Some(jwks) = self.jwks.load().as_deref() {
+            jwks.set_needed(cfg.accept.contains(Alg::Rs256));
+        }
+        report_secret(phase, cfg, &secrets);
         metrics::set_max_staleness(cfg.jwks_max_staleness);
+        let mut listen = self.listen.lock().unwrap_or_else(|p| p.into_inner());
+        if *listen != cfg.listen {
+            tracing::warn!(old = %*listen, new = %cfg.listen, "verifier.listen changed; applied the rest of the config, a restart is needed to move the listener");
+            *listen = cfg.listen;
+        }
+        drop(listen);
         tracing::info!(%phase, accept = %cfg.accept, "verifier config reloaded");
         Ok(())
+    }
+
+    /// The issuer's `/migration` as this verifier sees it.
+    pub fn authority(&self) -> Arc<IssuerAuthority> {
+        self.authority.load_full()
     }
 
     /// The current policy.
@@ -294,16 +422,39 @@ impl Verifier {
         rs_ok && hs_ok
     }
 
-    /// The `/migration` report.
+    /// The `/migration` report, from the issuer's last answer (nothing is
+    /// fetched here: see [`Verifier::run_refresher`]).
     pub fn migration(&self) -> MigrationReport {
-        let p = self.policy.load();
-        self.stats.report(
-            p.phase,
-            p.accept,
-            self.clock.now_secs(),
-            p.rules.max_lifetime,
-            p.rules.leeway,
-        )
+        let policy = self.policy.load();
+        let authority = self.authority.load();
+        let mut report = self.report_with(policy.phase, &policy, &authority.view());
+        report.issuer = Some(authority.status());
+        report.forced = self.forced.load().as_deref().cloned();
+        report.stragglers = self.stragglers.list();
+        report.legacy_clients = self.legacy_clients.list();
+        report.hs256_secret_weak = policy.hs256_secret_weak;
+        report.legacy_profile = policy
+            .legacy
+            .as_ref()
+            .map(|l| self.stats.legacy_report(&l.config));
+        report
+    }
+
+    /// The report as of now, judged in `phase` with `p`'s claim rules.
+    fn report_with(
+        &self,
+        phase: Phase,
+        p: &Policy,
+        issuer: &crate::authority::IssuerView,
+    ) -> MigrationReport {
+        self.stats.report(ReportInput {
+            phase,
+            accept: p.accept,
+            now: self.clock.now_secs(),
+            max_lifetime: p.rules.max_lifetime,
+            leeway: p.rules.leeway,
+            issuer,
+        })
     }
 
     /// Sets the gauges that are a function of time (readiness for phase
@@ -313,11 +464,13 @@ impl Verifier {
         metrics::set_readiness(report.ready_for_asymmetric, report.hs256_valid_until_unix);
     }
 
-    /// Background refresh: checks every second whether the JWKS is due and
-    /// fetches it (the request path never waits for this). Runs forever.
+    /// Background refresh: checks every second whether the JWKS or the
+    /// issuer's `/migration` is due and fetches it (the request path never
+    /// waits for this). Runs forever.
     pub async fn run_refresher(self: Arc<Self>) {
         loop {
             self.refresh_tick().await;
+            self.authority.load_full().check_if_due().await;
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
     }
@@ -389,6 +542,11 @@ impl Verifier {
             Ok(v) => {
                 self.stats.accepted(v.alg, v.exp, now);
                 self.metrics.accepted_at(v.alg, now);
+                if !v.loosened.is_empty() {
+                    self.stats.legacy_accepted(v.loosened);
+                    self.metrics.legacy(v.loosened);
+                    self.legacy_client(v, token, now);
+                }
                 Outcome::Accepted
             }
             Err(e) => {
@@ -398,12 +556,53 @@ impl Verifier {
                     AlgLabel::Other => None,
                 };
                 self.stats.rejected(alg);
+                if let (VerifyError::AlgDisabled, Some(alg)) = (e, alg) {
+                    self.straggler(alg, token, now);
+                }
                 e.outcome()
             }
         };
         self.metrics
             .verified(label, outcome, started.elapsed().as_secs_f64());
         result
+    }
+
+    /// Notes a token of a real algorithm the phase refuses, and logs its
+    /// client (rate-limited per client: see [`crate::stragglers`]).
+    fn straggler(&self, alg: Alg, token: &str, now: u64) {
+        if let Some(due) = self.stragglers.refused(alg, token, now) {
+            let s = &due.straggler;
+            tracing::warn!(
+                alg = s.alg,
+                client = ?s.client,
+                sub = ?s.sub.as_deref().unwrap_or(""),
+                iss = ?s.iss.as_deref().unwrap_or(""),
+                refused = due.since_last_line,
+                total = s.count,
+                "token refused: its algorithm is not accepted in this phase (a straggler; claims unverified)"
+            );
+        }
+    }
+
+    /// Notes a client whose token passed only through the legacy profile, and
+    /// logs it (rate-limited per client, as stragglers are): the clients an
+    /// operator must move before the profile can be turned off.
+    fn legacy_client(&self, v: &Verified, token: &str, now: u64) {
+        let due =
+            self.legacy_clients
+                .accepted(Alg::Hs256, v.client_id(), v.sub(), v.exp, token, now);
+        if let Some(due) = due {
+            let s = &due.straggler;
+            tracing::info!(
+                client = v.client_id(),
+                sub = v.sub(),
+                iss = ?s.iss.as_deref().unwrap_or(""),
+                loosened = ?v.loosened,
+                accepted = due.since_last_line,
+                total = s.count,
+                "token accepted through the legacy profile"
+            );
+        }
     }
 
     /// The synchronous path: everything but an unknown-kid refetch.
@@ -478,7 +677,9 @@ impl Verifier {
             Ok(s) => s,
             Err(e) => return Done(label, Err(e)),
         };
-        // The key decides: HS256 only against the secret, RS256 only against the JWKS.
+        // What the legacy profile loosened, if the strict rules refuse.
+        let mut loosened = Loosenings::NONE;
+        // The key decides: HS256 only against the secret(s), RS256 only against the JWKS.
         let signature_ok = match alg {
             Alg::Hs256 => {
                 let Some(key) = &policy.hmac else {
@@ -486,7 +687,16 @@ impl Verifier {
                 };
                 let mut mac = key.mac.clone();
                 mac.update(parts.signing_input.as_bytes());
-                mac.verify_slice(signature).is_ok()
+                if mac.verify_slice(signature).is_ok() {
+                    true
+                } else if policy.legacy.as_ref().is_some_and(|profile| {
+                    profile.extra_secret_matches(parts.signing_input.as_bytes(), signature)
+                }) {
+                    loosened = loosened.with(Loosening::SecretFiles);
+                    true
+                } else {
+                    false
+                }
             }
             Alg::Rs256 => {
                 let Some(kid) = kid else {
@@ -541,39 +751,24 @@ impl Verifier {
                 }
             },
         };
-        let claims = match claims::parse(payload) {
-            Ok(c) => c,
+        // With a legacy profile, HS256 claims are read by it (it reads a
+        // token in keyshift's shape exactly as the strict rules do, and
+        // notes each loosening another shape needed); RS256 never is.
+        let read =
+            match (&policy.legacy, alg) {
+                (Some(profile), Alg::Hs256) => profile
+                    .verify(payload, &policy.rules, kid, now)
+                    .map(|(v, used)| {
+                        loosened = loosened.union(used);
+                        v
+                    }),
+                _ => strict_claims(policy, payload, alg, kid, now),
+            };
+        let verified = match read {
+            Ok(v) => v,
             Err(e) => return Done(label, Err(e)),
         };
-        let exp = match policy.rules.check(&claims, now) {
-            Ok(exp) => exp,
-            Err(e) => return Done(label, Err(e)),
-        };
-        // An empty subject names nobody: a resource server given
-        // `X-Auth-Subject:` would have no one to authorise.
-        let Some(sub) = claims
-            .sub
-            .as_deref()
-            .filter(|s| !s.is_empty() && header_safe(s))
-        else {
-            return Done(
-                label,
-                Err(VerifyError::BadClaims(crate::reason!(
-                    "sub missing, empty or not printable"
-                ))),
-            );
-        };
-        let client_id = claims.client_id.as_deref().unwrap_or(sub);
-        let scope = claims.scope.as_deref().unwrap_or("");
-        if !header_safe(client_id) || !header_safe(scope) || !kid.is_none_or(header_safe) {
-            return Done(
-                label,
-                Err(VerifyError::BadClaims(crate::reason!(
-                    "claims not printable"
-                ))),
-            );
-        }
-        let verified = Arc::new(Verified::new(sub, client_id, scope, alg, kid, exp));
+        let verified = Arc::new(verified.with_loosenings(loosened));
         if let Some(v) = verdicts.as_deref() {
             v.cache.insert(token, verified.clone(), generation, now);
         }
@@ -581,8 +776,39 @@ impl Verifier {
     }
 }
 
+/// The strict reading of a verified payload: RFC 9068 claims, exactly.
+fn strict_claims(
+    policy: &Policy,
+    payload: &[u8],
+    alg: Alg,
+    kid: Option<&str>,
+    now: u64,
+) -> Result<Verified, VerifyError> {
+    let claims = claims::parse(payload)?;
+    let exp = policy.rules.check(&claims, now)?;
+    // An empty subject names nobody: a resource server given
+    // `X-Auth-Subject:` would have no one to authorise.
+    let Some(sub) = claims
+        .sub
+        .as_deref()
+        .filter(|s| !s.is_empty() && header_safe(s))
+    else {
+        return Err(VerifyError::BadClaims(crate::reason!(
+            "sub missing, empty or not printable"
+        )));
+    };
+    let client_id = claims.client_id.as_deref().unwrap_or(sub);
+    let scope = claims.scope.as_deref().unwrap_or("");
+    if !header_safe(client_id) || !header_safe(scope) || !kid.is_none_or(header_safe) {
+        return Err(VerifyError::BadClaims(crate::reason!(
+            "claims not printable"
+        )));
+    }
+    Ok(Verified::new(sub, client_id, scope, alg, kid, exp))
+}
+
 /// Claims copied into `X-Auth-*` headers must be printable ASCII.
-fn header_safe(s: &str) -> bool {
+pub(crate) fn header_safe(s: &str) -> bool {
     s.bytes().all(|b| (0x20..0x7f).contains(&b))
 }
 
@@ -595,11 +821,33 @@ fn new_cache(
     Ok(JwksCache::new(fetcher, JwksSettings::from(cfg), clock))
 }
 
-fn report_secret(phase: Phase, configured: bool) {
+fn new_authority(cfg: &VerifierConfig, clock: SharedClock) -> Result<IssuerAuthority, BuildError> {
+    IssuerAuthority::new(
+        cfg.issuer_migration_url.as_ref(),
+        cfg.jwks_connect_timeout,
+        cfg.jwks_timeout,
+        clock,
+    )
+    .map_err(BuildError::IssuerMigration)
+}
+
+/// Says, at start and on every reload, what an operator should know about
+/// the secrets and the settings the phase ignores, and publishes the gauges.
+fn report_secret(phase: Phase, cfg: &VerifierConfig, secrets: &HmacSecrets) {
+    let configured = cfg.hs256_secret_file.is_some();
     if phase == Phase::Asymmetric && configured {
         tracing::warn!(
             "verifier.hs256_secret_file is still set in phase asymmetric; remove the shared secret"
         );
     }
+    if secrets.any_weak() {
+        tracing::warn!(
+            "an HS256 secret is shorter than 32 bytes (allow_weak_hs256_secret): anyone who guesses it mints tokens; replace it before phase transition ends"
+        );
+    }
+    for setting in &cfg.ignored {
+        tracing::warn!("{}", ignored_warning(setting));
+    }
     metrics::set_phase(phase, configured);
+    keyshift_core::phase_metrics::set_secret_weak(secrets.any_weak());
 }

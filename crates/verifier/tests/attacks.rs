@@ -561,7 +561,8 @@ async fn the_issuers_exact_hs256_header_takes_the_fast_path_and_still_is_checked
     );
     assert_eq!(f.check(&forged).await.0, StatusCode::UNAUTHORIZED);
     // Same header in phase asymmetric (secret still configured): refused.
-    let cfg = config(Phase::Asymmetric, &f.server.url(), "");
+    // (Forced: the HS256 token just accepted is still valid.)
+    let cfg = config(Phase::Asymmetric, &f.server.url(), "force_phase = true");
     let secret = HmacSecret::new(SECRET.to_vec()).expect("secret");
     f.verifier
         .reload(

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::task::{Context, Waker};
 use std::time::Duration;
 
+use common::snap::*;
 use common::*;
 use http::StatusCode;
-use keyshift_core::clock::ManualClock;
 use keyshift_core::Phase;
 use keyshift_testkit::eventually_async;
-use keyshift_verifier::{Verifier, VerifyError};
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use keyshift_verifier::VerifyError;
+use metrics_util::debugging::DebuggingRecorder;
 use serde_json::json;
 
 #[tokio::test]
@@ -296,74 +296,30 @@ async fn reload_applies_cache_settings_and_token_cache_size() {
 
 // === metrics ===
 
-/// One snapshot: counter values are the increments since the previous one
-/// (the debugging recorder swaps them to zero), gauges their last value.
-type Snap = Vec<(
-    metrics_util::CompositeKey,
-    Option<metrics::Unit>,
-    Option<metrics::SharedString>,
-    DebugValue,
-)>;
-
-fn counter(snap: &Snap, name: &str, labels: &[(&str, &str)]) -> Option<u64> {
-    snap.iter().find_map(|(key, _, _, value)| {
-        let k = key.key();
-        let matches = k.name() == name
-            && labels.len() == k.labels().count()
-            && labels
-                .iter()
-                .all(|(n, v)| k.labels().any(|l| l.key() == *n && l.value() == *v));
-        match (matches, value) {
-            (true, DebugValue::Counter(c)) => Some(*c),
-            _ => None,
-        }
-    })
-}
-
-fn gauge(snap: &Snap, name: &str) -> Option<f64> {
-    snap.iter().find_map(
-        |(key, _, _, value)| match (key.key().name() == name, value) {
-            (true, DebugValue::Gauge(g)) => Some(g.into_inner()),
-            _ => None,
-        },
-    )
-}
-
-fn histogram_len(snap: &Snap, name: &str, alg: &str) -> usize {
-    snap.iter()
-        .find_map(|(key, _, _, value)| {
-            let k = key.key();
-            let matches = k.name() == name && k.labels().any(|l| l.value() == alg);
-            match (matches, value) {
-                (true, DebugValue::Histogram(h)) => Some(h.len()),
-                _ => None,
-            }
-        })
-        .unwrap_or(0)
-}
-
-/// A verifier whose metric handles are registered with a local recorder.
-async fn metered(phase: Phase, extra: &str, server: &JwksServer) -> (Arc<Verifier>, Snapshotter) {
-    let recorder = DebuggingRecorder::new();
-    let snap = recorder.snapshotter();
-    let cfg = config(phase, &server.url(), extra);
-    let section = cfg.require_verifier().expect("verifier").clone();
-    let clock = ManualClock::at_secs(NOW);
-    let verifier = metrics::with_local_recorder(&recorder, || {
-        Verifier::new(phase, &section, secret_for(phase), clock).expect("verifier")
-    });
-    // Keep the recorder alive for the handles' lifetime.
-    std::mem::forget(recorder);
-    let verifier = Arc::new(verifier);
-    if let Some(jwks) = verifier.jwks() {
-        jwks.force_refresh().await;
-    }
-    (verifier, snap)
-}
-
 const VERIFY: &str = keyshift_verifier::metrics::VERIFY_TOTAL;
 const KEY_CACHE: &str = keyshift_verifier::metrics::KEY_CACHE;
 const TOKEN_CACHE: &str = keyshift_verifier::metrics::TOKEN_CACHE;
+
+#[tokio::test]
+async fn a_503_for_unavailable_keys_counts_as_keys_unavailable_not_unknown_kid() {
+    let (a, _) = keys();
+    let server = JwksServer::start(jwks_of(&[a])).await;
+    server.set(Mode::Status(503));
+    let (verifier, snapshotter) = metered(Phase::Dual, "", &server).await;
+    let err = verifier
+        .verify(&rs256(a, &claims()))
+        .await
+        .expect_err("no keys");
+    assert_eq!(err, VerifyError::KeysUnavailable);
+    let snap = snapshotter.snapshot().into_vec();
+    let rs = |outcome| counter(&snap, VERIFY, &[("alg", "RS256"), ("outcome", outcome)]);
+    assert_eq!(rs("keys_unavailable"), Some(1), "a JWKS outage is ours");
+    assert_eq!(
+        rs("unknown_kid"),
+        Some(0),
+        "and does not look like an attack"
+    );
+}
 
 #[tokio::test]
 async fn an_unknown_kid_refetch_counts_each_decision_once() {

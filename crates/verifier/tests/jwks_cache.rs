@@ -222,7 +222,8 @@ async fn token_cache_is_invalidated_by_a_phase_change() {
         StatusCode::OK,
         "served from the token cache"
     );
-    let cfg = config(Phase::Asymmetric, &f.server.url(), "");
+    // Forced: the HS256 token just accepted is still valid.
+    let cfg = config(Phase::Asymmetric, &f.server.url(), "force_phase = true");
     f.verifier
         .reload(Phase::Asymmetric, cfg.require_verifier().expect("v"), None)
         .await

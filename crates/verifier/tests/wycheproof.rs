@@ -5,7 +5,7 @@
 use hmac::Mac;
 use keyshift_core::b64;
 use keyshift_core::config::Config;
-use keyshift_core::secret::HmacSecret;
+use keyshift_core::secret::{HmacSecret, HmacSecrets};
 use keyshift_core::Phase;
 use keyshift_testkit::ConfigToml;
 use keyshift_verifier::jwks::parse_jwks;
@@ -76,7 +76,8 @@ fn hmac_sha256_vectors_through_the_hs256_policy_state() {
         }
         for test in group.tests {
             let secret = HmacSecret::new(test.key.to_vec()).expect("long enough");
-            let policy = Policy::new(Phase::Dual, section, Some(&secret), 1);
+            let secrets = HmacSecrets::from(Some(secret));
+            let policy = Policy::new(Phase::Dual, section, &secrets, 1);
             let mut mac = policy.hmac.expect("keyed").mac.clone();
             mac.update(&test.msg);
             let ok = mac.verify_slice(&test.tag).is_ok();

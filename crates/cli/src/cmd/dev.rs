@@ -238,6 +238,14 @@ fn ensure_files(
         0o600,
     )?;
     let hash = SecretHash::sha256_of(client_secret.as_bytes()).to_config_string();
+    // The key directory is made here, deliberately, as `keyshift keys
+    // generate` would: the issuer makes none in a phase that signs RS256.
+    let keys = keyshift_issuer::keystore::KeyStore::new(dir.join("keys"));
+    if keys.require_keys().is_err() {
+        let now = keyshift_core::clock::Clock::now_secs(&keyshift_core::clock::SystemClock);
+        keys.generate_next(now, keyshift_core::config::DEFAULT_KEY_BITS)
+            .context("cannot create the key directory")?;
+    }
     // The config is written last, so an interrupted first run starts over.
     write_new(
         dir,
@@ -279,7 +287,7 @@ listen = "{issuer}"
 issuer = "http://{issuer}"           # the iss claim and base of the metadata URLs
 audience = "https://api.example.com"       # the aud claim
 token_ttl = "15m"
-key_dir = "keys"                           # RSA keys + manifest.json, created on first start
+key_dir = "keys"                           # RSA keys + manifest.json (`keyshift keys generate` made it)
 hs256_secret_file = "hs256.secret"         # the shared secret of the legacy system
 
 [[issuer.clients]]

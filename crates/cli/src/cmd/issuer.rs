@@ -108,23 +108,22 @@ async fn serve(
     Ok(())
 }
 
+/// Reloads config and keys (SIGHUP); counts the result
+/// (`keyshift_config_reloads_total`). A refused reload keeps the running config.
 async fn reload(issuer: &Issuer, path: &Path) {
     tracing::info!(config = %path.display(), "SIGHUP: reloading config and keys");
-    let config = match keyshift_core::Config::load(path) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "config reload failed; keeping the running config");
-            return;
-        }
+    let result = match keyshift_core::Config::load(path) {
+        Ok(config) => match config.require_issuer() {
+            Ok(section) => issuer
+                .reload(config.phase, section.clone())
+                .await
+                .map_err(anyhow::Error::from),
+            Err(e) => Err(e.into()),
+        },
+        Err(e) => Err(e.into()),
     };
-    let section = match config.require_issuer() {
-        Ok(s) => s.clone(),
-        Err(e) => {
-            tracing::error!(error = %e, "config reload failed; keeping the running config");
-            return;
-        }
-    };
-    if let Err(e) = issuer.reload(config.phase, section).await {
-        tracing::error!(error = %e, "config reload failed; keeping the running config");
+    if let Err(e) = &result {
+        tracing::error!(error = %crate::one_line(e), "config reload failed; keeping the running config");
     }
+    telemetry::reloaded(result.is_ok());
 }

@@ -60,12 +60,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         prepublish: issuer.key_prepublish,
         token_ttl: issuer.token_ttl,
     };
-    let dir = issuer.key_dir.display();
+    // Every error of the store names the folder; this names the setting.
+    let dir = "issuer.key_dir";
     match args.command {
         KeysCommand::Generate { bits } => {
+            let existed = issuer.key_dir.is_dir();
             let entry = store
                 .generate_next(now, bits.unwrap_or(issuer.key_bits))
-                .with_context(|| format!("{dir}"))?;
+                .context(dir)?;
+            if !existed {
+                println!("created the key directory {}", issuer.key_dir.display());
+            }
             println!(
                 "generated {} ({}, {} bits)",
                 entry.kid,
@@ -74,7 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             );
         }
         KeysCommand::List => {
-            let keys = store.load().with_context(|| format!("{dir}"))?;
+            let keys = store.load().context(dir)?;
             println!(
                 "{:<44} {:<9} {:>5}  {:<20}  NEXT EVENT",
                 "KID", "STATE", "BITS", "CREATED"
@@ -96,7 +101,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         KeysCommand::Rotate { now: immediately } => {
             let entry = store
                 .rotate(now, &policy, issuer.key_bits, immediately)
-                .with_context(|| format!("{dir}"))?;
+                .context(dir)?;
             match entry.activate_at {
                 Some(at) => println!(
                     "{} is the next key; the issuer publishes it on SIGHUP or within its next key tick, and signs with it issuer.key_prepublish ({}) later, not before {}",
@@ -108,9 +113,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         }
         KeysCommand::Retire { kid, force } => {
-            let entry = store
-                .retire(&kid, now, force)
-                .with_context(|| format!("{dir}"))?;
+            let entry = store.retire(&kid, now, force).context(dir)?;
             println!("{} retired; send SIGHUP to the issuer", entry.kid);
         }
     }

@@ -1,7 +1,9 @@
 //! One module per subcommand.
 
+pub mod clients;
 pub mod config;
 pub mod dev;
+pub mod gateway;
 pub mod issuer;
 pub mod keys;
 pub mod secret;

@@ -43,28 +43,31 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             client.scopes.join(" ")
         )
     })?;
-    let signer = match config.phase.signs() {
+    let (secret, active) = match config.phase.signs() {
         Alg::Hs256 => {
-            let secret = issuer
-                .load_secret(config.phase)?
-                .context("issuer.hs256_secret_file is not set")?;
-            Signer::hs256(&secret)
+            let secret = issuer.load_secret(config.phase)?;
+            (
+                Some(secret.context("issuer.hs256_secret_file is not set")?),
+                None,
+            )
         }
         Alg::Rs256 => {
             let keys = KeyStore::new(&issuer.key_dir)
                 .load()
                 .context("issuer.key_dir")?;
-            Signer::rs256(keys.active().context("issuer.key_dir: no active key")?)
+            (
+                None,
+                Some(keys.active().context("issuer.key_dir: no active key")?),
+            )
         }
     };
-    let template = TokenTemplate {
-        issuer: issuer.issuer.clone(),
-        audience: issuer.audience.clone(),
-        ttl: issuer.token_ttl,
-    };
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let signer = Signer::for_phase(issuer, config.phase, secret.as_ref(), active)
+        .context("nothing to sign with")?;
+    let template = TokenTemplate::for_phase(issuer, config.phase);
+    let mut tokens = Vec::with_capacity(args.count);
+    let mut latest: Option<(u64, u64)> = None;
     for _ in 0..args.count {
-        let (token, _) = signer.mint(
+        let (token, claims) = signer.mint(
             &template,
             TokenRequest {
                 client_id: &client.id,
@@ -72,8 +75,40 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 now: SystemClock.now_secs(),
             },
         )?;
+        latest = latest.max(Some((claims.exp, claims.iat)));
+        tokens.push(token);
+    }
+    // Recorded before any token leaves this process.
+    if let (Alg::Hs256, Some((exp, iat))) = (signer.alg(), latest) {
+        record_hs256(&issuer.key_dir, iat, exp);
+    }
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for token in tokens {
         writeln!(out, "{token}")?;
     }
     out.flush()?;
     Ok(())
+}
+
+/// Records the HS256 tokens about to be minted in the issuer's record
+/// (see `keyshift_issuer::ledger`), which the running issuer merges on its
+/// next key tick: verifiers asking the issuer then know about them too.
+/// A key directory that does not exist is not created (a warning says so).
+fn record_hs256(key_dir: &std::path::Path, iat: u64, exp: u64) {
+    use keyshift_issuer::ledger::{merge_into, LedgerFile};
+    // Exact, not reserved ahead as the issuer's are: the tokens exist.
+    let record = LedgerFile::minted(iat, exp);
+    let recorded = if key_dir.is_dir() {
+        merge_into(key_dir, record)
+            .map(drop)
+            .map_err(anyhow::Error::from)
+    } else {
+        Err(anyhow::anyhow!("{} does not exist", key_dir.display()))
+    };
+    if let Err(e) = recorded {
+        eprintln!(
+            "keyshift: warning: the issuer's record of HS256 tokens was not updated ({}): verifiers asking the issuer will not know these tokens",
+            crate::one_line(&e)
+        );
+    }
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use keyshift_core::clock::system_clock;
 use keyshift_core::config::VerifierConfig;
-use keyshift_core::secret::HmacSecret;
-use keyshift_core::{Alg, Config, Phase};
+use keyshift_core::secret::HmacSecrets;
+use keyshift_core::{AcceptSet, Alg, Config, Phase};
 use keyshift_verifier::{State, Verifier};
 
 use super::{load_config, runtime};
@@ -21,17 +21,43 @@ pub struct Args {
     #[arg(long, short)]
     config: PathBuf,
     /// Override of the accepted algorithms (e.g. `hs256,rs256`); wins over
-    /// `verifier.accept` and the phase's default.
+    /// `verifier.accept` and the phase's default. At start it must fit the
+    /// phase; on a reload into a phase it contradicts (HS256 in
+    /// `asymmetric`) it is dropped with a warning, so it never strands a
+    /// reload (`keyshift config check --accept …` tells in advance).
     #[arg(long, value_delimiter = ',')]
     accept: Option<Vec<Alg>>,
 }
 
+/// When the config is read: a flag that contradicts the phase is an error
+/// at start, and set aside (with a warning) on a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Start,
+    Reload,
+}
+
 /// Loads the config and applies the `--accept` override (core's rules).
-fn effective(path: &Path, accept: Option<&[Alg]>) -> anyhow::Result<(Phase, VerifierConfig)> {
+fn effective(
+    path: &Path,
+    accept: Option<&[Alg]>,
+    stage: Stage,
+) -> anyhow::Result<(Phase, VerifierConfig)> {
     let config: Config = load_config(path)?;
     let mut section = config.require_verifier()?.clone();
     if let Some(list) = accept {
-        section.override_accept(config.phase, list.iter().copied().collect(), "--accept")?;
+        let flag: AcceptSet = list.iter().copied().collect();
+        let refused = config.phase.refused_in(flag);
+        if stage == Stage::Reload && !refused.is_empty() {
+            tracing::warn!(
+                phase = %config.phase,
+                "--accept {flag} contradicts phase {} ({refused} is not accepted in it): applying the config's own accept ({}); restart without --accept to drop this line",
+                config.phase,
+                section.accept
+            );
+        } else {
+            section.override_accept(config.phase, flag, "--accept")?;
+        }
     }
     Ok((config.phase, section))
 }
@@ -39,18 +65,18 @@ fn effective(path: &Path, accept: Option<&[Alg]>) -> anyhow::Result<(Phase, Veri
 /// Runs the verifier until SIGTERM/SIGINT.
 pub fn run(args: Args) -> anyhow::Result<()> {
     telemetry::init_logging();
-    let (phase, section) = effective(&args.config, args.accept.as_deref())?;
-    let secret = section
-        .load_secret()
+    let (phase, section) = effective(&args.config, args.accept.as_deref(), Stage::Start)?;
+    let secrets = section
+        .load_secrets()
         .with_context(|| args.config.display().to_string())?;
-    runtime()?.block_on(serve(args, phase, section, secret))
+    runtime()?.block_on(serve(args, phase, section, secrets))
 }
 
 async fn serve(
     args: Args,
     phase: Phase,
     section: VerifierConfig,
-    secret: Option<HmacSecret>,
+    secrets: HmacSecrets,
 ) -> anyhow::Result<()> {
     let (handle, render) = telemetry::install_prometheus(&[(
         keyshift_verifier::metrics::VERIFY_DURATION,
@@ -58,7 +84,11 @@ async fn serve(
     )])?;
     keyshift_verifier::metrics::describe();
     let (term, int, mut hup) = signals::install().context("cannot install signal handlers")?;
-    let verifier = Arc::new(Verifier::new(phase, &section, secret, system_clock())?);
+    let verifier = Arc::new(Verifier::new(phase, &section, secrets, system_clock())?);
+    verifier
+        .check_start(section.force_phase)
+        .await
+        .with_context(|| args.config.display().to_string())?;
     let listeners = Listeners::bind(
         "verifier",
         section.listen,
@@ -91,21 +121,23 @@ async fn serve(
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
             tracing::info!(config = %args.config.display(), "SIGHUP: reloading config and refetching the JWKS");
-            let loaded = effective(&args.config, args.accept.as_deref())
-                .and_then(|(phase, section)| Ok((phase, section.load_secret()?, section)));
+            let loaded = effective(&args.config, args.accept.as_deref(), Stage::Reload)
+                .and_then(|(phase, section)| Ok((phase, section.load_secrets()?, section)));
             let reloaded = match loaded {
-                Ok((phase, secret, section)) => background
-                    .reload(phase, &section, secret)
+                Ok((phase, secrets, section)) => background
+                    .reload(phase, &section, secrets)
                     .await
                     .map_err(anyhow::Error::from),
                 Err(e) => Err(e),
             };
-            if let Err(e) = reloaded {
-                tracing::error!(error = %crate::one_line(&e), "config reload failed; keeping the running config");
+            if let Err(e) = &reloaded {
+                tracing::error!(error = %crate::one_line(e), "config reload failed; keeping the running config");
             }
+            telemetry::reloaded(reloaded.is_ok());
             if let Some(jwks) = background.jwks() {
                 jwks.force_refresh().await;
             }
+            background.authority().check().await;
         }
     });
 

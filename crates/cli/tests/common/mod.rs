@@ -160,6 +160,22 @@ pub fn write_config(dir: &Path, phase: Phase, jwks_of: Option<SocketAddr>) -> Pa
     config(phase, jwks_of).write_to(dir)
 }
 
+/// `keyshift keys generate --config <config>`: the key directory made
+/// deliberately, as an operator must before a first start in a phase that
+/// signs RS256.
+pub fn generate_keys(config: &Path) {
+    let out = keyshift()
+        .args(["keys", "generate", "--config"])
+        .arg(config)
+        .output()
+        .expect("keyshift keys generate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A temporary folder holding `hs256.secret` (32 bytes and a newline), the
 /// shared secret every test config names.
 pub fn dir_with_secret() -> tempfile::TempDir {

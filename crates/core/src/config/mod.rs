@@ -19,6 +19,7 @@
 //! assert_eq!(cfg.phase.as_str(), "dual");
 //! ```
 
+mod gateway;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -27,12 +28,21 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use gateway::{
+    GatewayConfig, IfPresent, RouteConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_GATEWAY_LISTEN,
+    DEFAULT_PATH_PREFIX, DEFAULT_ROUTE_SIGN, DEFAULT_ROUTE_VERIFY, DEFAULT_SIGN_HEADER,
+    DEFAULT_SIGN_TTL, DEFAULT_STRIP_PREFIX, DEFAULT_UPSTREAM_TIMEOUT, MAX_SIGN_TTL,
+};
 pub use ipnet::IpNet;
-pub use raw::{RawClient, RawConfig, RawIssuer, RawVerifier};
+pub use raw::{
+    RawClient, RawConfig, RawGateway, RawIssuer, RawIssuerLegacy, RawRoute, RawVerifier,
+    RawVerifierLegacy,
+};
 
+use crate::claims::{HeaderTyp, REGISTERED_CLAIMS};
 use crate::duration::HumanDuration;
 use crate::phase::{AcceptSet, Alg, Phase};
-use crate::secret::{HmacSecret, SecretError, SecretHash};
+use crate::secret::{HmacSecret, HmacSecrets, SecretError, SecretFloor, SecretHash};
 
 /// Default issuer listen address. Defaults to `127.0.0.1:8080`.
 pub const DEFAULT_ISSUER_LISTEN: &str = "127.0.0.1:8080";
@@ -100,6 +110,31 @@ pub const DEFAULT_JWKS_REQUEST_WAIT: Duration = Duration::from_secs(1);
 pub const DEFAULT_GRPC_LISTEN: Option<&str> = None;
 /// Default number of entries of the verified-token cache (0 turns it off).
 pub const DEFAULT_TOKEN_CACHE_SIZE: usize = 10_000;
+/// Default of `force_phase`: a verifier refuses to enter phase `asymmetric`
+/// while an HS256 token may still be valid.
+pub const DEFAULT_FORCE_PHASE: bool = false;
+/// The suffix of a JWKS URL from which the issuer's `/migration` URL is
+/// derived when `issuer_migration_url` is not set (the path keyshift's
+/// issuer serves its JWKS at).
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+/// The path of the issuer's migration report, the default
+/// `issuer_migration_url` in place of [`JWKS_PATH`].
+pub const DEFAULT_ISSUER_MIGRATION_PATH: &str = "/migration";
+/// Default of `allow_weak_hs256_secret`.
+pub const DEFAULT_ALLOW_WEAK_HS256_SECRET: bool = false;
+/// Default `typ` of HS256 tokens shaped by `[issuer.legacy]`.
+pub const DEFAULT_LEGACY_TYP: HeaderTyp = HeaderTyp::AtJwt;
+/// Default of `[issuer.legacy] kid`.
+pub const DEFAULT_LEGACY_KID: bool = true;
+/// Default of `[verifier.legacy] audience_required`.
+pub const DEFAULT_LEGACY_AUDIENCE_REQUIRED: bool = true;
+/// Default of `[verifier.legacy] subject_claim`.
+pub const DEFAULT_LEGACY_SUBJECT_CLAIM: &str = "sub";
+/// Default of `[verifier.legacy] scope_claim`.
+pub const DEFAULT_LEGACY_SCOPE_CLAIM: &str = "scope";
+/// Claims the legacy profile may not read a subject or scopes from: they
+/// decide the token's validity, never who it is for.
+const NOT_A_SUBJECT_OR_SCOPE: [&str; 5] = ["iss", "aud", "exp", "nbf", "iat"];
 
 /// A validated config: defaults applied, paths absolute, no contradictions.
 #[derive(Debug, Clone)]
@@ -112,6 +147,8 @@ pub struct Config {
     pub issuer: Option<IssuerConfig>,
     /// The `[verifier]` section, if present.
     pub verifier: Option<VerifierConfig>,
+    /// The `[gateway]` section, if present.
+    pub gateway: Option<GatewayConfig>,
 }
 
 /// The validated `[issuer]` section.
@@ -155,6 +192,31 @@ pub struct IssuerConfig {
     pub proxy_protocol: bool,
     /// The OAuth clients.
     pub clients: Vec<ClientConfig>,
+    /// Whether a 16 to 31-byte HS256 secret is accepted (always `false` in
+    /// phase `asymmetric`, which reads no secret).
+    pub allow_weak_hs256_secret: bool,
+    /// The shape of HS256 tokens (`[issuer.legacy]`); `None` when absent,
+    /// and in phase `asymmetric`, where it is ignored.
+    pub legacy: Option<IssuerLegacy>,
+    /// Settings present in the file that the phase ignores, by dotted name:
+    /// each service warns about them at start and on every reload.
+    pub ignored: Vec<&'static str>,
+}
+
+/// The validated `[issuer.legacy]`: what HS256 tokens minted in phases
+/// `legacy` and `dual` look like. RS256 tokens keep RFC 9068's shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IssuerLegacy {
+    /// The `iss` claim.
+    pub issuer: String,
+    /// The `typ` header.
+    pub typ: HeaderTyp,
+    /// Whether the header names the secret's `kid`.
+    pub kid: bool,
+    /// The `aud` claim; `None` for no `aud`.
+    pub audience: Option<String>,
+    /// Static extra claims, none of them a claim keyshift writes.
+    pub claims: serde_json::Map<String, serde_json::Value>,
 }
 
 /// One OAuth client.
@@ -228,6 +290,44 @@ pub struct VerifierConfig {
     pub jwks_request_wait: Duration,
     /// Entries of the verified-token cache; 0 turns it off.
     pub token_cache_size: usize,
+    /// The issuer's `GET /migration`, whose answer says until when an HS256
+    /// token it minted may be valid; `None` when turned off (`"off"`) or
+    /// not derivable from `jwks_url`.
+    pub issuer_migration_url: Option<url::Url>,
+    /// Whether a reload into (or a start in) phase `asymmetric` goes ahead
+    /// while HS256 tokens may still be valid.
+    pub force_phase: bool,
+    /// Whether a 16 to 31-byte HS256 secret is accepted (always `false` in
+    /// phase `asymmetric`, which reads no secret).
+    pub allow_weak_hs256_secret: bool,
+    /// The legacy profile (`[verifier.legacy]`); `None` when absent, and in
+    /// phase `asymmetric`, where it is ignored.
+    pub legacy: Option<VerifierLegacy>,
+    /// Settings present in the file that the phase ignores, by dotted name:
+    /// each service warns about them at start and on every reload.
+    pub ignored: Vec<&'static str>,
+}
+
+/// The validated `[verifier.legacy]`: looser checks of HS256 tokens only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifierLegacy {
+    /// More accepted `iss` values; `""` accepts a token without `iss`.
+    pub issuers: Vec<String>,
+    /// Whether `aud` must be present (a present one must match either way).
+    pub audience_required: bool,
+    /// The claim holding the subject.
+    pub subject_claim: String,
+    /// The claim holding the scopes.
+    pub scope_claim: String,
+    /// More HS256 secret files, tried in order after `hs256_secret_file`.
+    pub secret_files: Vec<PathBuf>,
+}
+
+/// The warning a service logs for a setting its phase ignores.
+pub fn ignored_warning(setting: &str) -> String {
+    format!(
+        "{setting} is ignored in phase asymmetric (no HS256 token is signed or accepted); remove it when convenient"
+    )
 }
 
 /// Why a config could not be loaded. The message always names the field.
@@ -320,18 +420,29 @@ impl Config {
         let phase = raw.phase.ok_or_else(|| {
             ConfigError::invalid("phase", "missing (legacy, dual, transition or asymmetric)")
         })?;
+        let weak = raw.allow_weak_hs256_secret;
         let issuer = raw
             .issuer
-            .map(|r| IssuerConfig::from_raw(r, phase, base_dir))
+            .map(|r| IssuerConfig::from_raw(r, phase, weak, base_dir))
             .transpose()?;
         let verifier = raw
             .verifier
-            .map(|r| VerifierConfig::from_raw(r, phase, base_dir))
+            .map(|r| VerifierConfig::from_raw(r, phase, weak, base_dir))
             .transpose()?;
-        if issuer.is_none() && verifier.is_none() {
+        let gateway = raw
+            .gateway
+            .map(|r| GatewayConfig::from_raw(r, base_dir))
+            .transpose()?;
+        if issuer.is_none() && verifier.is_none() && gateway.is_none() {
             return Err(ConfigError::invalid(
                 "(file)",
-                "neither an [issuer] nor a [verifier] section",
+                "neither an [issuer], a [verifier] nor a [gateway] section",
+            ));
+        }
+        if gateway.as_ref().is_some_and(GatewayConfig::verifies) && verifier.is_none() {
+            return Err(ConfigError::invalid(
+                "verifier",
+                "section missing; a [[gateway.routes]] table has verify = true, and the gateway verifies with the [verifier] settings",
             ));
         }
         Ok(Config {
@@ -339,6 +450,7 @@ impl Config {
             base_dir: base_dir.to_owned(),
             issuer,
             verifier,
+            gateway,
         })
     }
 
@@ -347,6 +459,13 @@ impl Config {
         self.issuer
             .as_ref()
             .ok_or_else(|| ConfigError::invalid("issuer", "section missing"))
+    }
+
+    /// The `[gateway]` section, or an error naming it.
+    pub fn require_gateway(&self) -> Result<&GatewayConfig, ConfigError> {
+        self.gateway
+            .as_ref()
+            .ok_or_else(|| ConfigError::invalid("gateway", "section missing"))
     }
 
     /// The `[verifier]` section, or an error naming it.
@@ -431,6 +550,43 @@ fn issuer_url(field: &str, value: Option<String>) -> Result<String, ConfigError>
     Ok(text)
 }
 
+/// The effective `allow_weak_hs256_secret` of a section: its own value, else
+/// the top level's; in phase `asymmetric` always `false`, and reported as
+/// ignored when set.
+fn allow_weak(
+    section: Option<bool>,
+    top: Option<bool>,
+    phase: Phase,
+    ignored: &mut Vec<&'static str>,
+) -> bool {
+    let set = section.or(top).unwrap_or(DEFAULT_ALLOW_WEAK_HS256_SECRET);
+    if set && !phase.needs_shared_secret() {
+        ignored.push("allow_weak_hs256_secret");
+        return false;
+    }
+    set
+}
+
+fn floor(allow_weak: bool) -> SecretFloor {
+    if allow_weak {
+        SecretFloor::AllowWeak
+    } else {
+        SecretFloor::Full
+    }
+}
+
+/// A string that goes into a token or a header: no control characters.
+fn printable(field: &str, value: String) -> Result<String, ConfigError> {
+    if value.chars().any(char::is_control) {
+        Err(ConfigError::invalid(
+            field,
+            "must not contain control characters",
+        ))
+    } else {
+        Ok(value)
+    }
+}
+
 fn duration(value: Option<HumanDuration>, default: Duration) -> Duration {
     value.map(Duration::from).unwrap_or(default)
 }
@@ -469,7 +625,12 @@ pub fn is_scope_token(s: &str) -> bool {
 // === impl IssuerConfig ===
 
 impl IssuerConfig {
-    fn from_raw(raw: RawIssuer, phase: Phase, base: &Path) -> Result<IssuerConfig, ConfigError> {
+    fn from_raw(
+        raw: RawIssuer,
+        phase: Phase,
+        top_weak: Option<bool>,
+        base: &Path,
+    ) -> Result<IssuerConfig, ConfigError> {
         let listen = parse_listen("issuer.listen", raw.listen, DEFAULT_ISSUER_LISTEN)?;
         let (admin_listen, max_connections) =
             listeners("issuer", listen, raw.admin_listen, raw.max_connections)?;
@@ -602,6 +763,17 @@ impl IssuerConfig {
                 scopes,
             });
         }
+        let mut ignored = Vec::new();
+        let allow_weak_hs256_secret =
+            allow_weak(raw.allow_weak_hs256_secret, top_weak, phase, &mut ignored);
+        let legacy = match raw.legacy {
+            Some(_) if !phase.needs_shared_secret() => {
+                ignored.push("issuer.legacy");
+                None
+            }
+            Some(l) => Some(IssuerLegacy::from_raw(l, &issuer, &audience)?),
+            None => None,
+        };
         Ok(IssuerConfig {
             listen,
             admin_listen,
@@ -624,6 +796,9 @@ impl IssuerConfig {
             trusted_proxies,
             proxy_protocol,
             clients,
+            allow_weak_hs256_secret,
+            legacy,
+            ignored,
         })
     }
 
@@ -638,6 +813,7 @@ impl IssuerConfig {
         load_secret(
             "issuer.hs256_secret_file",
             self.hs256_secret_file.as_deref(),
+            floor(self.allow_weak_hs256_secret),
         )
     }
 
@@ -667,11 +843,104 @@ impl IssuerConfig {
             self.issuer.trim_end_matches('/')
         )
     }
+
+    /// Whether this section's HS256 tokens take the legacy shape in `phase`
+    /// (phases `legacy` and `dual` sign HS256), and the shape.
+    pub fn legacy_shape(&self, phase: Phase) -> Option<&IssuerLegacy> {
+        self.legacy.as_ref().filter(|_| phase.signs() == Alg::Hs256)
+    }
 }
 
-fn load_secret(field: &str, path: Option<&Path>) -> Result<Option<HmacSecret>, ConfigError> {
+// === impl IssuerLegacy ===
+
+impl IssuerLegacy {
+    fn from_raw(
+        raw: RawIssuerLegacy,
+        issuer: &str,
+        audience: &str,
+    ) -> Result<IssuerLegacy, ConfigError> {
+        let issuer = match raw.issuer {
+            None => issuer.to_owned(),
+            Some(s) if s.is_empty() => {
+                return Err(ConfigError::invalid(
+                    "issuer.legacy.issuer",
+                    "must not be empty (a verifier that does not check iss ignores it; omit the key for issuer.issuer)",
+                ))
+            }
+            Some(s) => printable("issuer.legacy.issuer", s)?,
+        };
+        let typ = match raw.typ {
+            None => DEFAULT_LEGACY_TYP,
+            Some(t) => HeaderTyp::from_config(&t).ok_or_else(|| {
+                ConfigError::invalid(
+                    "issuer.legacy.typ",
+                    format!("`{t}` is not one of \"JWT\", \"at+jwt\" or \"\" (no typ)"),
+                )
+            })?,
+        };
+        let audience = match raw.audience {
+            None => Some(audience.to_owned()),
+            Some(a) if a.is_empty() => None,
+            Some(a) => Some(printable("issuer.legacy.audience", a)?),
+        };
+        let mut claims = serde_json::Map::new();
+        for (name, value) in raw.claims {
+            let field = format!("issuer.legacy.claims.{name}");
+            if REGISTERED_CLAIMS.contains(&name.as_str()) {
+                return Err(ConfigError::invalid(
+                    field,
+                    format!(
+                        "`{name}` is written by keyshift; set it with issuer.legacy's own keys"
+                    ),
+                ));
+            }
+            claims.insert(name, json_value(&field, value)?);
+        }
+        Ok(IssuerLegacy {
+            issuer,
+            typ,
+            kid: raw.kid.unwrap_or(DEFAULT_LEGACY_KID),
+            audience,
+            claims,
+        })
+    }
+}
+
+/// A TOML value as the JSON claim it becomes; datetimes have no JSON form.
+fn json_value(field: &str, value: toml::Value) -> Result<serde_json::Value, ConfigError> {
+    Ok(match value {
+        toml::Value::String(s) => s.into(),
+        toml::Value::Integer(i) => i.into(),
+        toml::Value::Float(f) => serde_json::Number::from_f64(f)
+            .map(serde_json::Value::Number)
+            .ok_or_else(|| ConfigError::invalid(field, "not a finite number"))?,
+        toml::Value::Boolean(b) => b.into(),
+        toml::Value::Datetime(_) => {
+            return Err(ConfigError::invalid(
+                field,
+                "a TOML datetime has no JSON form; write it as a string or a number",
+            ))
+        }
+        toml::Value::Array(items) => items
+            .into_iter()
+            .map(|v| json_value(field, v))
+            .collect::<Result<Vec<_>, _>>()?
+            .into(),
+        toml::Value::Table(table) => table
+            .into_iter()
+            .map(|(k, v)| Ok((k, json_value(field, v)?)))
+            .collect::<Result<serde_json::Map<_, _>, ConfigError>>()?
+            .into(),
+    })
+}
+
+fn load_secret(
+    field: &str,
+    path: Option<&Path>,
+    floor: SecretFloor,
+) -> Result<Option<HmacSecret>, ConfigError> {
     path.map(|p| {
-        HmacSecret::load(p).map_err(|source| ConfigError::Secret {
+        HmacSecret::load_with_floor(p, floor).map_err(|source| ConfigError::Secret {
             field: field.to_owned(),
             source,
         })
@@ -685,6 +954,7 @@ impl VerifierConfig {
     fn from_raw(
         raw: RawVerifier,
         phase: Phase,
+        top_weak: Option<bool>,
         base: &Path,
     ) -> Result<VerifierConfig, ConfigError> {
         let listen = parse_listen("verifier.listen", raw.listen, DEFAULT_VERIFIER_LISTEN)?;
@@ -764,6 +1034,29 @@ impl VerifierConfig {
             ));
         }
         let jwks_max_staleness = duration(raw.jwks_max_staleness, DEFAULT_JWKS_MAX_STALENESS);
+        let issuer_migration_url = match raw.issuer_migration_url.as_deref() {
+            Some("off") => None,
+            Some(text) => {
+                let field = "verifier.issuer_migration_url";
+                let url = url::Url::parse(text).map_err(|e| {
+                    ConfigError::invalid(field, format!("`{text}` is not a URL, or \"off\": {e}"))
+                })?;
+                check_fetch_url(field, &url, allow_insecure_jwks_http)?;
+                Some(url)
+            }
+            None => jwks_url.as_ref().and_then(derive_migration_url),
+        };
+        let mut ignored = Vec::new();
+        let allow_weak_hs256_secret =
+            allow_weak(raw.allow_weak_hs256_secret, top_weak, phase, &mut ignored);
+        let legacy = match raw.legacy {
+            Some(_) if !phase.needs_shared_secret() => {
+                ignored.push("verifier.legacy");
+                None
+            }
+            Some(l) => Some(VerifierLegacy::from_raw(l, base)?),
+            None => None,
+        };
         Ok(VerifierConfig {
             listen,
             admin_listen,
@@ -798,6 +1091,11 @@ impl VerifierConfig {
                 duration(raw.jwks_request_wait, DEFAULT_JWKS_REQUEST_WAIT),
             )?,
             token_cache_size: raw.token_cache_size.unwrap_or(DEFAULT_TOKEN_CACHE_SIZE),
+            issuer_migration_url,
+            force_phase: raw.force_phase.unwrap_or(DEFAULT_FORCE_PHASE),
+            allow_weak_hs256_secret,
+            legacy,
+            ignored,
         })
     }
 
@@ -822,18 +1120,85 @@ impl VerifierConfig {
         Ok(())
     }
 
-    /// Loads the HS256 secret if HS256 is accepted and a secret is
-    /// configured; the error names the field. Otherwise (phase `asymmetric`)
-    /// the file is never read, so a leftover path to a destroyed secret
-    /// cannot stop the verifier (it is reported instead).
-    pub fn load_secret(&self) -> Result<Option<HmacSecret>, ConfigError> {
+    /// Loads the HS256 secrets if HS256 is accepted: `hs256_secret_file`,
+    /// then the legacy profile's `secret_files` in order; the error names
+    /// the field. Otherwise (phase `asymmetric`) no file is read, so a
+    /// leftover path to a destroyed secret cannot stop the verifier (it is
+    /// reported instead).
+    pub fn load_secrets(&self) -> Result<HmacSecrets, ConfigError> {
         if !self.accept.contains(Alg::Hs256) {
-            return Ok(None);
+            return Ok(HmacSecrets::default());
         }
-        load_secret(
+        let floor = floor(self.allow_weak_hs256_secret);
+        let primary = load_secret(
             "verifier.hs256_secret_file",
             self.hs256_secret_file.as_deref(),
-        )
+            floor,
+        )?;
+        let mut extra = Vec::new();
+        let files = self.legacy.iter().flat_map(|l| &l.secret_files);
+        for (i, path) in files.enumerate() {
+            let field = format!("verifier.legacy.secret_files[{i}]");
+            extra.extend(load_secret(&field, Some(path), floor)?);
+        }
+        Ok(HmacSecrets { primary, extra })
+    }
+}
+
+// === impl VerifierLegacy ===
+
+impl VerifierLegacy {
+    fn from_raw(raw: RawVerifierLegacy, base: &Path) -> Result<VerifierLegacy, ConfigError> {
+        let issuers = raw
+            .issuers
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, iss)| printable(&format!("verifier.legacy.issuers[{i}]"), iss))
+            .collect::<Result<Vec<_>, _>>()?;
+        let claim = |field: &str, value: Option<String>, default: &str| {
+            let name = value.unwrap_or_else(|| default.to_owned());
+            if name.is_empty() {
+                return Err(ConfigError::invalid(field, "must not be empty"));
+            }
+            if NOT_A_SUBJECT_OR_SCOPE.contains(&name.as_str()) {
+                return Err(ConfigError::invalid(
+                    field,
+                    format!("`{name}` decides whether a token is valid, not whom it is for"),
+                ));
+            }
+            Ok(name)
+        };
+        let subject_claim = claim(
+            "verifier.legacy.subject_claim",
+            raw.subject_claim,
+            DEFAULT_LEGACY_SUBJECT_CLAIM,
+        )?;
+        let scope_claim = claim(
+            "verifier.legacy.scope_claim",
+            raw.scope_claim,
+            DEFAULT_LEGACY_SCOPE_CLAIM,
+        )?;
+        if subject_claim == scope_claim {
+            return Err(ConfigError::invalid(
+                "verifier.legacy.scope_claim",
+                "must differ from verifier.legacy.subject_claim",
+            ));
+        }
+        Ok(VerifierLegacy {
+            issuers,
+            audience_required: raw
+                .audience_required
+                .unwrap_or(DEFAULT_LEGACY_AUDIENCE_REQUIRED),
+            subject_claim,
+            scope_claim,
+            secret_files: raw
+                .secret_files
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| resolve(base, p))
+                .collect(),
+        })
     }
 }
 
@@ -850,7 +1215,7 @@ fn check_accept(
     if accept.is_empty() {
         return Err(ConfigError::invalid(field, "accepts no algorithm"));
     }
-    if phase == Phase::Asymmetric && accept.contains(Alg::Hs256) {
+    if !phase.refused_in(accept).is_empty() {
         return Err(ConfigError::invalid(
             field,
             "HS256 cannot be accepted in phase asymmetric; remove HS256 or go back to phase transition",
@@ -874,13 +1239,34 @@ fn check_accept(
 /// Refuses a JWKS URL that is not https, unless its host is loopback or
 /// `allow_insecure_jwks_http` is set.
 pub fn check_jwks_url(url: &url::Url, allow_insecure_jwks_http: bool) -> Result<(), ConfigError> {
-    let field = "verifier.jwks_url";
+    check_fetch_url("verifier.jwks_url", url, allow_insecure_jwks_http)
+}
+
+/// The issuer's `/migration` beside a JWKS URL served at [`JWKS_PATH`]
+/// (keyshift's issuer); `None` for any other JWKS URL (a third-party issuer).
+pub fn derive_migration_url(jwks_url: &url::Url) -> Option<url::Url> {
+    let base = jwks_url.path().strip_suffix(JWKS_PATH)?;
+    if jwks_url.query().is_some() {
+        return None;
+    }
+    let mut url = jwks_url.clone();
+    url.set_path(&format!("{base}{DEFAULT_ISSUER_MIGRATION_PATH}"));
+    Some(url)
+}
+
+/// The rule of every URL the verifier fetches from (`field` names it):
+/// https, or http to a loopback host or with `allow_insecure_jwks_http`.
+fn check_fetch_url(
+    field: &str,
+    url: &url::Url,
+    allow_insecure_jwks_http: bool,
+) -> Result<(), ConfigError> {
     match url.scheme() {
         "https" => Ok(()),
         "http" if allow_insecure_jwks_http || is_loopback_host(url) => Ok(()),
         "http" => Err(ConfigError::invalid(
             field,
-            "plain http is refused for a non-loopback host (keys fetched over http can be forged); use https or set verifier.allow_insecure_jwks_http = true",
+            "plain http is refused for a non-loopback host (what is fetched over http can be forged); use https or set verifier.allow_insecure_jwks_http = true",
         )),
         other => Err(ConfigError::invalid(field, format!("scheme `{other}` is not http(s)"))),
     }

@@ -14,10 +14,16 @@ use crate::phase::{Alg, Phase};
 pub struct RawConfig {
     /// `legacy`, `dual`, `transition` or `asymmetric`. Required.
     pub phase: Option<Phase>,
+    /// Accept a 16 to 31-byte HS256 secret in phases `legacy`, `dual` and
+    /// `transition`, for both services unless a section says otherwise.
+    /// Defaults to `false`.
+    pub allow_weak_hs256_secret: Option<bool>,
     /// The `[issuer]` section.
     pub issuer: Option<RawIssuer>,
     /// The `[verifier]` section.
     pub verifier: Option<RawVerifier>,
+    /// The `[gateway]` section.
+    pub gateway: Option<RawGateway>,
 }
 
 /// `[issuer]`.
@@ -63,6 +69,29 @@ pub struct RawIssuer {
     /// `[[issuer.clients]]`. Defaults to none.
     #[serde(default)]
     pub clients: Vec<RawClient>,
+    /// Accept a 16 to 31-byte HS256 secret (see the top-level key).
+    /// Defaults to the top-level value, else `false`.
+    pub allow_weak_hs256_secret: Option<bool>,
+    /// `[issuer.legacy]`: the shape of HS256 tokens. Defaults to none.
+    pub legacy: Option<RawIssuerLegacy>,
+}
+
+/// `[issuer.legacy]`: how HS256 tokens minted in phases `legacy` and `dual`
+/// look, so the old fleet's verifiers accept them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssuerLegacy {
+    /// The `iss` claim, any non-empty string. Defaults to `issuer.issuer`.
+    pub issuer: Option<String>,
+    /// The `typ` header: `"JWT"`, `"at+jwt"` or `""` (none). Defaults to `"at+jwt"`.
+    pub typ: Option<String>,
+    /// Whether the header carries the secret's `kid`. Defaults to `true`.
+    pub kid: Option<bool>,
+    /// The `aud` claim; `""` for none. Defaults to `issuer.audience`.
+    pub audience: Option<String>,
+    /// `[issuer.legacy.claims]`: static extra claims. Defaults to none.
+    #[serde(default)]
+    pub claims: toml::Table,
 }
 
 /// `[[issuer.clients]]`.
@@ -131,6 +160,95 @@ pub struct RawVerifier {
     pub jwks_request_wait: Option<HumanDuration>,
     /// Verified-token cache entries; 0 turns it off. Defaults to `10000`.
     pub token_cache_size: Option<usize>,
+    /// The issuer's `GET /migration`, or `"off"`. Defaults to the `jwks_url`
+    /// with `/.well-known/jwks.json` replaced by `/migration`.
+    pub issuer_migration_url: Option<String>,
+    /// Enter phase `asymmetric` even while HS256 tokens may still be valid.
+    /// Defaults to `false`.
+    pub force_phase: Option<bool>,
+    /// Accept a 16 to 31-byte HS256 secret (see the top-level key).
+    /// Defaults to the top-level value, else `false`.
+    pub allow_weak_hs256_secret: Option<bool>,
+    /// `[verifier.legacy]`: looser checks of HS256 tokens. Defaults to none.
+    pub legacy: Option<RawVerifierLegacy>,
+}
+
+/// `[verifier.legacy]`: the legacy profile, loosening checks of HS256 tokens
+/// only (never RS256), so the old issuer's tokens pass during the migration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVerifierLegacy {
+    /// More `iss` values accepted on HS256 tokens; `""` accepts a token
+    /// without `iss`. Defaults to `[]`.
+    pub issuers: Option<Vec<String>>,
+    /// Whether an HS256 token needs `aud` (one that has it must match
+    /// either way). Defaults to `true`.
+    pub audience_required: Option<bool>,
+    /// The claim holding the subject; a number is read as decimal text.
+    /// Defaults to `"sub"`.
+    pub subject_claim: Option<String>,
+    /// The claim holding the scopes: a space-delimited string or an array
+    /// of strings. Defaults to `"scope"`.
+    pub scope_claim: Option<String>,
+    /// More HS256 secret files, tried in order after `hs256_secret_file`.
+    /// Defaults to `[]`.
+    pub secret_files: Option<Vec<PathBuf>>,
+}
+
+/// `[gateway]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateway {
+    /// Listen address. Defaults to `127.0.0.1:8082`.
+    pub listen: Option<String>,
+    /// A second listener for `/healthz` and `/metrics`, which then leave the
+    /// public one (where every path is proxied). Defaults to none.
+    pub admin_listen: Option<String>,
+    /// Most connections open at once per listener. Defaults to `10000`.
+    pub max_connections: Option<usize>,
+    /// The issuer's key directory, read only. Defaults to `keys`.
+    pub key_dir: Option<PathBuf>,
+    /// The `iss` of signed tokens (the issuer's). Required when a route signs.
+    pub issuer: Option<String>,
+    /// Upstream connect timeout. Defaults to `2s`.
+    pub connect_timeout: Option<HumanDuration>,
+    /// Longest wait for an upstream's response head. Defaults to `30s`.
+    pub upstream_timeout: Option<HumanDuration>,
+    /// `[[gateway.routes]]`. Defaults to none.
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+/// `[[gateway.routes]]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// The route's name (the `route` metric label). Required.
+    pub name: Option<String>,
+    /// The `Host` the route answers. Defaults to any host.
+    pub host: Option<String>,
+    /// The path prefix the route answers. Defaults to `/`.
+    pub path_prefix: Option<String>,
+    /// Remove `path_prefix` before forwarding. Defaults to `false`.
+    pub strip_prefix: Option<bool>,
+    /// The upstream base URL (`http://host:port[/path]`). Required.
+    pub upstream: Option<String>,
+    /// Verify the client's bearer token. Defaults to `true`.
+    pub verify: Option<bool>,
+    /// Scopes the verified token must hold. Defaults to none.
+    pub scopes: Option<Vec<String>>,
+    /// Sign a fresh RS256 token for the upstream. Defaults to `false`.
+    pub sign: Option<bool>,
+    /// `aud` of signed tokens. Required when `sign = true`.
+    pub audience: Option<String>,
+    /// Lifetime of signed tokens, at most `1h`. Defaults to `60s`.
+    pub sign_ttl: Option<HumanDuration>,
+    /// Header carrying the signed token. Defaults to `authorization`.
+    pub sign_header: Option<String>,
+    /// `replace` or `fail` when the client sent `sign_header`. Defaults to `replace`.
+    pub if_present: Option<String>,
+    /// The `sub` and `client_id` of signed tokens when `verify = false`. No default.
+    pub service_identity: Option<String>,
 }
 
 impl RawConfig {

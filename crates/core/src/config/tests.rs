@@ -2,6 +2,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::*;
+use crate::claims::HeaderTyp;
 
 const BASE: &str = "/etc/keyshift";
 
@@ -227,6 +228,319 @@ fn scope_tokens_follow_rfc6749() {
     assert!(!is_scope_token("a\"b"));
     assert!(!is_scope_token("a\\b"));
     assert!(!is_scope_token(""));
+}
+
+// === legacy profile and weak secrets ===
+
+const LEGACY_TABLES: &str = r#"
+[issuer.legacy]
+issuer = "legacy-auth"
+typ = "JWT"
+kid = false
+audience = ""
+[issuer.legacy.claims]
+tenant = "acme"
+roles = ["a", "b"]
+
+[verifier.legacy]
+issuers = ["legacy-auth", ""]
+audience_required = false
+subject_claim = "user_id"
+scope_claim = "scp"
+secret_files = ["hs256.previous", "/abs/older.secret"]
+"#;
+
+#[test]
+fn legacy_tables_load_with_their_values_and_paths_resolved() {
+    let cfg = load(&format!(
+        "phase = \"dual\"\n{ISSUER}{VERIFIER}{LEGACY_TABLES}"
+    ))
+    .expect("valid");
+    let i = cfg.issuer.as_ref().expect("issuer");
+    let shape = i.legacy.as_ref().expect("issuer.legacy");
+    assert_eq!(shape.issuer, "legacy-auth");
+    assert_eq!(shape.typ, HeaderTyp::Jwt);
+    assert!(!shape.kid);
+    assert_eq!(shape.audience, None);
+    assert_eq!(shape.claims["tenant"], "acme");
+    assert_eq!(shape.claims["roles"], serde_json::json!(["a", "b"]));
+    assert!(i.legacy_shape(Phase::Dual).is_some());
+    assert!(
+        i.legacy_shape(Phase::Transition).is_none(),
+        "RS256 keeps RFC 9068"
+    );
+    let v = cfg.verifier.as_ref().expect("verifier");
+    let profile = v.legacy.as_ref().expect("verifier.legacy");
+    assert_eq!(profile.issuers, ["legacy-auth", ""]);
+    assert!(!profile.audience_required);
+    assert_eq!(profile.subject_claim, "user_id");
+    assert_eq!(profile.scope_claim, "scp");
+    assert_eq!(
+        profile.secret_files,
+        [
+            Path::new("/etc/keyshift/hs256.previous"),
+            Path::new("/abs/older.secret")
+        ]
+    );
+    assert!(i.ignored.is_empty() && v.ignored.is_empty());
+}
+
+#[test]
+fn empty_legacy_tables_take_the_documented_defaults() {
+    let text =
+        format!("phase = \"legacy\"\n{ISSUER}{VERIFIER}\n[issuer.legacy]\n[verifier.legacy]\n");
+    let cfg = load(&text).expect("valid");
+    let i = cfg.issuer.as_ref().expect("issuer");
+    let shape = i.legacy.as_ref().expect("issuer.legacy");
+    assert_eq!(shape.issuer, i.issuer);
+    assert_eq!(shape.audience.as_deref(), Some(i.audience.as_str()));
+    assert_eq!(shape.typ, DEFAULT_LEGACY_TYP);
+    assert_eq!(shape.kid, DEFAULT_LEGACY_KID);
+    assert!(shape.claims.is_empty());
+    let profile = cfg
+        .verifier
+        .as_ref()
+        .and_then(|v| v.legacy.as_ref())
+        .expect("verifier.legacy");
+    assert!(profile.issuers.is_empty() && profile.secret_files.is_empty());
+    assert_eq!(profile.audience_required, DEFAULT_LEGACY_AUDIENCE_REQUIRED);
+    assert_eq!(profile.subject_claim, DEFAULT_LEGACY_SUBJECT_CLAIM);
+    assert_eq!(profile.scope_claim, DEFAULT_LEGACY_SCOPE_CLAIM);
+}
+
+#[test]
+fn bad_legacy_values_name_the_field() {
+    let base = format!("phase = \"dual\"\n{ISSUER}{VERIFIER}");
+    let cases = [
+        (
+            "[verifier.legacy]\nissuer = \"x\"\n",
+            "verifier.legacy.issuer",
+        ),
+        ("[issuer.legacy]\ntyp = \"jwt\"\n", "issuer.legacy.typ"),
+        ("[issuer.legacy]\nissuer = \"\"\n", "issuer.legacy.issuer"),
+        (
+            "[issuer.legacy]\nissuer = \"a\\nb\"\n",
+            "issuer.legacy.issuer",
+        ),
+        (
+            "[issuer.legacy.claims]\niss = \"evil\"\n",
+            "issuer.legacy.claims.iss",
+        ),
+        (
+            "[issuer.legacy.claims]\nscope = \"admin\"\n",
+            "issuer.legacy.claims.scope",
+        ),
+        (
+            "[issuer.legacy.claims]\nat = 1979-05-27T07:32:00Z\n",
+            "issuer.legacy.claims.at",
+        ),
+        (
+            "[verifier.legacy]\nsubject_claim = \"\"\n",
+            "verifier.legacy.subject_claim",
+        ),
+        (
+            "[verifier.legacy]\nsubject_claim = \"exp\"\n",
+            "verifier.legacy.subject_claim",
+        ),
+        (
+            "[verifier.legacy]\nscope_claim = \"sub\"\n",
+            "verifier.legacy.scope_claim",
+        ),
+        (
+            "[verifier.legacy]\nissuers = [\"ok\", \"a\\tb\"]\n",
+            "verifier.legacy.issuers[1]",
+        ),
+        (
+            "[verifier.legacy]\naudience_required = \"no\"\n",
+            "verifier.legacy.audience_required",
+        ),
+        (
+            "allow_weak_hs256_secret = \"yes\"\n",
+            "allow_weak_hs256_secret",
+        ),
+    ];
+    for (extra, want) in cases {
+        // Top-level keys go first; tables after the sections.
+        let text = if extra.starts_with('[') {
+            format!("{base}{extra}")
+        } else {
+            format!("{extra}{base}")
+        };
+        let (field, msg) = err_field(&text);
+        assert_eq!(field, want, "{extra}: {msg}");
+    }
+}
+
+#[test]
+fn in_asymmetric_the_legacy_tables_and_the_weak_flag_are_ignored_and_reported() {
+    let text = format!(
+        "phase = \"asymmetric\"\nallow_weak_hs256_secret = true\n{ISSUER}{}{LEGACY_TABLES}",
+        VERIFIER.replace("hs256_secret_file", "# hs256_secret_file")
+    );
+    let cfg = load(&text).expect("ignored, not refused");
+    let i = cfg.issuer.as_ref().expect("issuer");
+    assert!(i.legacy.is_none() && !i.allow_weak_hs256_secret);
+    assert_eq!(i.ignored, ["allow_weak_hs256_secret", "issuer.legacy"]);
+    let v = cfg.verifier.as_ref().expect("verifier");
+    assert!(v.legacy.is_none() && !v.allow_weak_hs256_secret);
+    assert_eq!(v.ignored, ["allow_weak_hs256_secret", "verifier.legacy"]);
+    assert!(ignored_warning("verifier.legacy").contains("phase asymmetric"));
+    let secrets = v.load_secrets().expect("nothing read");
+    assert!(secrets.primary.is_none() && secrets.extra.is_empty());
+}
+
+#[test]
+fn weak_secrets_load_only_with_the_flag_which_a_section_can_override() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("hs256.secret"), [b'w'; 24]).expect("write");
+    std::fs::write(dir.path().join("hs256.previous"), [b'p'; 32]).expect("write");
+    let verifier = VERIFIER.to_owned() + "[verifier.legacy]\nsecret_files = [\"hs256.previous\"]\n";
+    let section = |text: &str| {
+        Config::from_toml_str(text, dir.path())
+            .expect("valid")
+            .verifier
+            .expect("verifier")
+    };
+
+    let strict = section(&format!("phase = \"dual\"\n{verifier}"));
+    let err = strict
+        .load_secrets()
+        .expect_err("24 bytes without the flag");
+    assert_eq!(err.field(), Some("verifier.hs256_secret_file"));
+    assert!(err.to_string().contains("allow_weak_hs256_secret"), "{err}");
+
+    let weak = section(&format!(
+        "phase = \"dual\"\nallow_weak_hs256_secret = true\n{verifier}"
+    ));
+    let secrets = weak.load_secrets().expect("weak allowed");
+    assert!(secrets.any_weak());
+    assert!(secrets.primary.as_ref().is_some_and(HmacSecret::is_weak));
+    assert_eq!(
+        secrets.extra.len(),
+        1,
+        "the legacy secret, after the primary"
+    );
+    assert!(!secrets.extra[0].is_weak());
+
+    let overridden = section(&format!(
+        "phase = \"dual\"\nallow_weak_hs256_secret = true\n{}",
+        verifier.replace(
+            "[verifier]\n",
+            "[verifier]\nallow_weak_hs256_secret = false\n"
+        )
+    ));
+    assert!(!overridden.allow_weak_hs256_secret);
+    assert!(overridden.load_secrets().is_err(), "the section wins");
+
+    let issuer = load(&format!(
+        "phase = \"legacy\"\n{}",
+        with_issuer_key("allow_weak_hs256_secret = true")
+    ))
+    .expect("valid");
+    assert!(issuer.issuer.expect("issuer").allow_weak_hs256_secret);
+
+    std::fs::write(dir.path().join("hs256.previous"), [b'p'; 15]).expect("write");
+    let err = weak
+        .load_secrets()
+        .expect_err("15 bytes even with the flag");
+    assert_eq!(err.field(), Some("verifier.legacy.secret_files[0]"));
+}
+
+const GATEWAY: &str = r#"
+[gateway]
+issuer = "http://127.0.0.1:8080"
+
+[[gateway.routes]]
+name = "orders"
+path_prefix = "/orders"
+upstream = "http://127.0.0.1:9000"
+sign = true
+audience = "https://orders.internal"
+"#;
+
+#[test]
+fn gateway_routes_load_with_defaults() {
+    let cfg = load(&format!("phase = \"dual\"\n{VERIFIER}{GATEWAY}")).expect("valid");
+    let g = cfg.require_gateway().expect("gateway");
+    assert_eq!(g.listen.to_string(), DEFAULT_GATEWAY_LISTEN);
+    assert_eq!(g.key_dir, Path::new(BASE).join("keys"));
+    assert_eq!(g.upstream_timeout, DEFAULT_UPSTREAM_TIMEOUT);
+    let r = &g.routes[0];
+    assert!(r.verify && r.sign && !r.strip_prefix);
+    assert_eq!(r.sign_ttl, DEFAULT_SIGN_TTL);
+    assert_eq!(r.sign_header, DEFAULT_SIGN_HEADER);
+    assert_eq!(r.if_present, IfPresent::Replace);
+}
+
+#[test]
+fn gateway_refuses_what_it_could_not_do() {
+    let verifying = format!("phase = \"dual\"\n{GATEWAY}");
+    assert_eq!(
+        err_field(&verifying).0,
+        "verifier",
+        "verify needs [verifier]"
+    );
+    let cases = [
+        (
+            "audience = \"https://orders.internal\"",
+            "",
+            "gateway.routes[0].audience",
+        ),
+        (
+            "sign = true",
+            "sign = true\nverify = false",
+            "gateway.routes[0].service_identity",
+        ),
+        (
+            "sign = true",
+            "sign = true\nif_present = \"keep\"",
+            "gateway.routes[0].if_present",
+        ),
+        (
+            "sign = true",
+            "sign = true\nsign_ttl = \"2h\"",
+            "gateway.routes[0].sign_ttl",
+        ),
+        (
+            "sign = true",
+            "sign = true\nsign_header = \"x y\"",
+            "gateway.routes[0].sign_header",
+        ),
+        (
+            "name = \"orders\"",
+            "name = \"a b\"",
+            "gateway.routes[0].name",
+        ),
+        (
+            "path_prefix = \"/orders\"",
+            "path_prefix = \"orders\"",
+            "gateway.routes[0].path_prefix",
+        ),
+        (
+            "upstream = \"http://127.0.0.1:9000\"",
+            "upstream = \"ftp://x\"",
+            "gateway.routes[0].upstream",
+        ),
+        ("issuer = \"http://127.0.0.1:8080\"", "", "gateway.issuer"),
+        (
+            "sign = true",
+            "sign = true\ncolour = 1",
+            "gateway.routes[0].colour",
+        ),
+    ];
+    for (from, to, field) in cases {
+        let text = format!(
+            "phase = \"dual\"\n{VERIFIER}{}",
+            GATEWAY.replacen(from, to, 1)
+        );
+        let (got, message) = err_field(&text);
+        assert!(got.starts_with(field), "{from} -> {to}: {got}: {message}");
+    }
+    let duplicate = format!(
+        "phase = \"dual\"\n{VERIFIER}{GATEWAY}{}",
+        &GATEWAY[GATEWAY.find("[[").unwrap_or(0)..]
+    );
+    assert_eq!(err_field(&duplicate).0, "gateway.routes[1].name");
 }
 
 #[test]

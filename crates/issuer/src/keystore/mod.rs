@@ -33,6 +33,9 @@ use keyshift_core::jwk::{RsaPublicJwk, MIN_RSA_BITS};
 pub use manifest::{KeyEntry, KeyState, Manifest, MANIFEST};
 
 const LOCK: &str = "keys.lock";
+/// The issuer's record of the HS256 tokens it minted (see [`crate::ledger`]),
+/// kept beside the manifest so that a restart keeps it.
+pub const LEDGER: &str = "hs256-ledger.json";
 const PEM_TAG: &str = "PRIVATE KEY";
 
 /// Why the key directory could not be used.
@@ -56,6 +59,14 @@ pub enum KeyStoreError {
         /// What is wrong.
         reason: String,
     },
+    /// The record of minted HS256 tokens ([`LEDGER`]) does not parse.
+    #[error("{path}: damaged record of HS256 tokens: {reason}")]
+    DamagedRecord {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A key file is missing, unreadable as PKCS#8 RSA, or does not match its kid.
     #[error("{path}: damaged key file: {reason}")]
     DamagedKey {
@@ -71,6 +82,33 @@ pub enum KeyStoreError {
         path: PathBuf,
         /// Its permission bits.
         mode: u32,
+    },
+    /// The key directory does not exist. Nothing was created: a mistyped
+    /// `key_dir` must not become a fresh key directory.
+    #[error(
+        "{dir} does not exist: check issuer.key_dir (a typo?); only for a deliberately new key directory, `keyshift keys generate` creates one (tokens signed by the keys of any other directory would not verify)"
+    )]
+    NoDirectory {
+        /// The key directory.
+        dir: PathBuf,
+    },
+    /// The key directory exists but holds neither a manifest nor a key file.
+    #[error(
+        "{dir} holds no key: check issuer.key_dir (a typo?); only for a deliberately new key directory, `keyshift keys generate` creates the first key"
+    )]
+    Empty {
+        /// The key directory.
+        dir: PathBuf,
+    },
+    /// The key directory's parent does not exist; keyshift creates the last
+    /// folder of a path only.
+    #[error(
+        "cannot create {dir}: its parent {} does not exist (keyshift creates only the last folder of issuer.key_dir; check the path, or create the parent)",
+        dir.parent().unwrap_or(dir).display()
+    )]
+    NoParent {
+        /// The key directory.
+        dir: PathBuf,
     },
     /// Key files exist but `manifest.json` does not (other than the one key
     /// file of an interrupted first start, which is adopted).
@@ -138,6 +176,19 @@ fn public_jwk(pair: &RsaKeyPair) -> RsaPublicJwk {
     )
 }
 
+/// What [`KeyStore::maintain`] does with a key directory that has no key yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfEmpty {
+    /// Creates the folder (its last component only) and a first, active key:
+    /// a first start in a phase that signs HS256, where no RS256 token exists
+    /// that a new key could orphan.
+    CreateFirstKey,
+    /// Refuses with [`KeyStoreError::NoDirectory`] or [`KeyStoreError::Empty`],
+    /// creating nothing: a phase that signs RS256, where a new key would orphan
+    /// every token signed by the keys of the directory that was meant.
+    Refuse,
+}
+
 /// The key directory loaded and checked: the manifest and every unretired key, parsed.
 #[derive(Debug)]
 pub struct KeySet {
@@ -149,6 +200,8 @@ pub struct KeySet {
     /// The key file adopted as the active key, when a first start had been
     /// interrupted before it wrote the manifest.
     pub adopted: Option<PathBuf>,
+    /// Whether this call created the key directory.
+    pub created_dir: bool,
 }
 
 impl KeySet {
@@ -194,14 +247,63 @@ impl KeyStore {
         self.dir.join(MANIFEST)
     }
 
-    /// Takes the exclusive lock of the folder (created 0700 if missing).
+    /// Creates the folder (0700) if it is missing, its last component only:
+    /// a path whose parent is missing is more likely a typo than a wish.
+    /// Returns whether it created it.
+    pub fn create_dir(&self) -> Result<bool, KeyStoreError> {
+        if self.dir.is_dir() {
+            return Ok(false);
+        }
+        if self
+            .dir
+            .parent()
+            .is_some_and(|p| !p.as_os_str().is_empty() && !p.is_dir())
+        {
+            return Err(KeyStoreError::NoParent {
+                dir: self.dir.clone(),
+            });
+        }
+        match fs::DirBuilder::new().mode(0o700).create(&self.dir) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && self.dir.is_dir() => {
+                Ok(false)
+            }
+            Err(e) => Err(io_err(&self.dir)(e)),
+        }
+    }
+
+    /// Refuses, creating nothing, a folder that does not exist or holds no
+    /// key (neither a manifest nor a key file).
+    pub fn require_keys(&self) -> Result<(), KeyStoreError> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(KeyStoreError::NoDirectory {
+                    dir: self.dir.clone(),
+                })
+            }
+            Err(e) => return Err(io_err(&self.dir)(e)),
+        };
+        let has_key = entries.filter_map(Result::ok).any(|e| {
+            let name = e.file_name();
+            name == MANIFEST || e.path().extension().is_some_and(|x| x == "pem")
+        });
+        if has_key {
+            Ok(())
+        } else {
+            Err(KeyStoreError::Empty {
+                dir: self.dir.clone(),
+            })
+        }
+    }
+
+    /// Takes the exclusive lock of the folder, which must exist (creating
+    /// `keys.lock` in it if missing).
     pub(super) fn lock(&self) -> Result<File, KeyStoreError> {
-        if !self.dir.exists() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&self.dir)
-                .map_err(io_err(&self.dir))?;
+        if !self.dir.is_dir() {
+            return Err(KeyStoreError::NoDirectory {
+                dir: self.dir.clone(),
+            });
         }
         let path = self.dir.join(LOCK);
         let file = OpenOptions::new()
@@ -301,7 +403,7 @@ impl KeyStore {
             .iter()
             .filter(|k| k.state.is_published())
             .map(KeyEntry::file_name)
-            .chain([MANIFEST.to_owned(), LOCK.to_owned()])
+            .chain([MANIFEST.to_owned(), LOCK.to_owned(), LEDGER.to_owned()])
             .collect();
         let mut foreign_files = Vec::new();
         for entry in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
@@ -317,17 +419,15 @@ impl KeyStore {
             keys,
             foreign_files,
             adopted: None,
+            created_dir: false,
         })
     }
 
     /// Loads and checks the key directory; fails if it has no manifest.
     pub fn load(&self) -> Result<KeySet, KeyStoreError> {
-        let manifest = self.read_manifest()?.ok_or_else(|| KeyStoreError::Io {
-            path: self.manifest_path(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "no key directory here yet (start the issuer or run `keyshift keys generate`)",
-            ),
+        self.require_keys()?;
+        let manifest = self.read_manifest()?.ok_or_else(|| KeyStoreError::Empty {
+            dir: self.dir.clone(),
         })?;
         self.load_with(manifest)
     }
@@ -348,16 +448,7 @@ impl KeyStore {
 
     /// Generates a key, writes its file atomically (0600), returns its `next` entry.
     pub(super) fn generate(&self, bits: u32, now: u64) -> Result<KeyEntry, KeyStoreError> {
-        let size = match bits {
-            2048 => KeySize::Rsa2048,
-            3072 => KeySize::Rsa3072,
-            4096 => KeySize::Rsa4096,
-            other => {
-                return Err(KeyStoreError::Refused(format!(
-                    "unsupported key size {other}"
-                )))
-            }
-        };
+        let size = key_size(bits)?;
         let pair = RsaKeyPair::generate(size).map_err(KeyStoreError::Crypto)?;
         let der = pair.as_der().map_err(KeyStoreError::Crypto)?;
         let jwk = public_jwk(&pair);
@@ -365,6 +456,18 @@ impl KeyStore {
         let entry = KeyEntry::new_next(jwk.kid, bits, now);
         write_atomic(&self.dir, &entry.file_name(), pem_text.as_bytes(), 0o600)?;
         Ok(entry)
+    }
+}
+
+/// The key size of `bits`, or the refusal of an unsupported one.
+fn key_size(bits: u32) -> Result<KeySize, KeyStoreError> {
+    match bits {
+        2048 => Ok(KeySize::Rsa2048),
+        3072 => Ok(KeySize::Rsa3072),
+        4096 => Ok(KeySize::Rsa4096),
+        other => Err(KeyStoreError::Refused(format!(
+            "unsupported key size {other} (2048, 3072 or 4096)"
+        ))),
     }
 }
 

@@ -9,19 +9,30 @@ use std::path::PathBuf;
 use keyshift_core::fs::is_temp_name;
 
 use super::manifest::is_kid_safe;
-use super::{io_err, KeyEntry, KeySet, KeyState, KeyStore, KeyStoreError, Manifest, LOCK};
+use super::{
+    io_err, key_size, IfEmpty, KeyEntry, KeySet, KeyState, KeyStore, KeyStoreError, Manifest,
+    LEDGER, LOCK,
+};
 use crate::rotation::{due_steps, retire_date, RotationPolicy, Step};
 
 impl KeyStore {
-    /// Applies every rotation step due at `now` (creating the first key in an
-    /// empty folder), then loads the result. Returns the key set and the
-    /// steps applied.
+    /// Applies every rotation step due at `now`, then loads the result.
+    /// Returns the key set and the steps applied. A folder with no key yet
+    /// gets its first key, or is refused, as `if_empty` says.
     pub fn maintain(
         &self,
         now: u64,
         policy: &RotationPolicy,
         bits: u32,
+        if_empty: IfEmpty,
     ) -> Result<(KeySet, Vec<Step>), KeyStoreError> {
+        let created_dir = match if_empty {
+            IfEmpty::CreateFirstKey => self.create_dir()?,
+            IfEmpty::Refuse => {
+                self.require_keys()?;
+                false
+            }
+        };
         let _lock = self.lock()?;
         let (mut manifest, adopted) = match self.read_manifest() {
             Ok(m) => (m.unwrap_or_default(), None),
@@ -53,6 +64,7 @@ impl KeyStore {
         }
         let mut set = self.load_with(manifest)?;
         set.adopted = adopted;
+        set.created_dir = created_dir;
         Ok((set, steps))
     }
 
@@ -70,7 +82,7 @@ impl KeyStore {
         for entry in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
             let entry = entry.map_err(io_err(&self.dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name == LOCK || is_temp_name(&name) {
+            if name == LOCK || name == LEDGER || is_temp_name(&name) {
                 continue;
             }
             match name.strip_suffix(".pem") {
@@ -151,8 +163,20 @@ impl KeyStore {
     }
 
     /// `keyshift keys generate`: the first key of an empty folder (active at
-    /// once), or else a `next` key that waits for a rotation.
+    /// once), or else a `next` key that waits for a rotation. The one
+    /// command that creates a key directory on purpose (its last folder
+    /// only), once the key size is known to be valid.
     pub fn generate_next(&self, now: u64, bits: u32) -> Result<KeyEntry, KeyStoreError> {
+        key_size(bits)?;
+        if self.dir.is_dir() {
+            let manifest = self.read_manifest()?.unwrap_or_default();
+            if manifest.keys_in(KeyState::Next).next().is_some() {
+                return Err(KeyStoreError::Refused(
+                    "a next key already exists; `keyshift keys rotate` promotes it".to_owned(),
+                ));
+            }
+        }
+        self.create_dir()?;
         let _lock = self.lock()?;
         let mut manifest = self.read_manifest()?.unwrap_or_default();
         if manifest.keys_in(KeyState::Next).next().is_some() {
@@ -183,6 +207,8 @@ impl KeyStore {
         bits: u32,
         immediately: bool,
     ) -> Result<KeyEntry, KeyStoreError> {
+        // A missing or empty folder is refused before the lock file is made.
+        self.require_keys()?;
         let _lock = self.lock()?;
         let mut manifest = self.read_manifest()?.unwrap_or_default();
         let prepublish = policy.prepublish.as_secs();
@@ -193,9 +219,10 @@ impl KeyStore {
         let has_active = manifest.keys_in(KeyState::Active).next().is_some();
         let can_promote_waiting = immediately && existing.is_some();
         if !(has_active || can_promote_waiting) {
-            return Err(KeyStoreError::Refused(
-                "there is no active key to rotate; start the issuer (its first start creates one) or run `keyshift keys generate`".to_owned(),
-            ));
+            return Err(KeyStoreError::Refused(format!(
+                "{} has no active key to rotate; `keyshift keys list` shows its keys",
+                self.dir.display()
+            )));
         }
         let kid = match existing {
             Some(kid) => kid,
@@ -234,6 +261,7 @@ impl KeyStore {
     /// retiring key whose tokens may still be valid needs `force`; the active
     /// key is never retired this way (rotate first).
     pub fn retire(&self, kid: &str, now: u64, force: bool) -> Result<KeyEntry, KeyStoreError> {
+        self.require_keys()?;
         let _lock = self.lock()?;
         let mut manifest = self
             .read_manifest()?

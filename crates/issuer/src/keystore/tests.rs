@@ -28,8 +28,11 @@ fn fresh() -> (tempfile::TempDir, KeyStore) {
 #[test]
 fn first_start_creates_one_active_key_with_private_file_0600() {
     let (_tmp, store) = fresh();
-    let (set, steps) = store.maintain(T0, &policy(), 2048).expect("init");
+    let (set, steps) = store
+        .maintain(T0, &policy(), 2048, IfEmpty::CreateFirstKey)
+        .expect("init");
     assert_eq!(steps, [Step::CreateInitialActive]);
+    assert!(set.created_dir);
     let active = set.active().expect("active key");
     assert_eq!(set.count(KeyState::Active), 1);
     let file = store.dir().join(format!("{}.pem", active.kid));
@@ -46,8 +49,12 @@ fn first_start_creates_one_active_key_with_private_file_0600() {
 #[test]
 fn restart_keeps_the_same_keys() {
     let (_tmp, store) = fresh();
-    let (first, _) = store.maintain(T0, &policy(), 2048).expect("init");
-    let (again, steps) = store.maintain(T0 + 60, &policy(), 2048).expect("restart");
+    let (first, _) = store
+        .maintain(T0, &policy(), 2048, IfEmpty::CreateFirstKey)
+        .expect("init");
+    let (again, steps) = store
+        .maintain(T0 + 60, &policy(), 2048, IfEmpty::CreateFirstKey)
+        .expect("restart");
     assert!(steps.is_empty());
     assert_eq!(first.published(), again.published());
     let reloaded = KeyStore::new(store.dir()).load().expect("load");
@@ -58,13 +65,15 @@ fn restart_keeps_the_same_keys() {
 fn scheduled_rotation_prepublishes_then_promotes_then_retires() {
     let (_tmp, store) = fresh();
     let p = policy();
-    let (set, _) = store.maintain(T0, &p, 2048).expect("init");
+    let (set, _) = store
+        .maintain(T0, &p, 2048, IfEmpty::CreateFirstKey)
+        .expect("init");
     let old = set.active().expect("active").kid.clone();
     let rotate_at = T0 + 30 * 86_400;
 
     // 15 minutes before the rotation date a next key appears in the JWKS...
     let (set, steps) = store
-        .maintain(rotate_at - 900, &p, 2048)
+        .maintain(rotate_at - 900, &p, 2048, IfEmpty::CreateFirstKey)
         .expect("prepublish");
     assert_eq!(steps.len(), 1);
     assert_eq!(set.published().len(), 2);
@@ -79,10 +88,14 @@ fn scheduled_rotation_prepublishes_then_promotes_then_retires() {
     // ...but the old key still signs.
     assert_eq!(set.active().expect("active").kid, old);
 
-    let (set, _) = store.maintain(rotate_at - 1, &p, 2048).expect("not yet");
+    let (set, _) = store
+        .maintain(rotate_at - 1, &p, 2048, IfEmpty::CreateFirstKey)
+        .expect("not yet");
     assert_eq!(set.active().expect("active").kid, old);
 
-    let (set, steps) = store.maintain(rotate_at, &p, 2048).expect("promote");
+    let (set, steps) = store
+        .maintain(rotate_at, &p, 2048, IfEmpty::CreateFirstKey)
+        .expect("promote");
     assert_eq!(steps.len(), 1);
     assert_eq!(set.active().expect("active").kid, next);
     assert_eq!(set.count(KeyState::Retiring), 1);
@@ -92,10 +105,12 @@ fn scheduled_rotation_prepublishes_then_promotes_then_retires() {
     // The old key stays published for token_ttl + prepublish after it stopped signing.
     let retire_at = rotate_at + 600 + 900;
     let (set, _) = store
-        .maintain(retire_at - 1, &p, 2048)
+        .maintain(retire_at - 1, &p, 2048, IfEmpty::CreateFirstKey)
         .expect("still retiring");
     assert_eq!(set.published().len(), 2);
-    let (set, _) = store.maintain(retire_at, &p, 2048).expect("retire");
+    let (set, _) = store
+        .maintain(retire_at, &p, 2048, IfEmpty::CreateFirstKey)
+        .expect("retire");
     let published: Vec<_> = set.published().into_iter().map(|j| j.kid).collect();
     assert_eq!(published, [next]);
     assert!(
@@ -108,19 +123,27 @@ fn scheduled_rotation_prepublishes_then_promotes_then_retires() {
 fn manual_rotate_waits_for_prepublish_unless_immediate() {
     let (_tmp, store) = fresh();
     let p = policy();
-    let (set, _) = store.maintain(T0, &p, 2048).expect("init");
+    let (set, _) = store
+        .maintain(T0, &p, 2048, IfEmpty::CreateFirstKey)
+        .expect("init");
     served(&store, &set, T0);
     let old = set.active().expect("active").kid.clone();
     let next = store.rotate(T0 + 10, &p, 2048, false).expect("rotate");
     assert_eq!(next.state, KeyState::Next);
     assert_eq!(next.activate_at, Some(T0 + 10 + 900));
     // Its date has come, but the issuer has not served it yet: not promoted.
-    let (set, _) = store.maintain(T0 + 1000, &p, 2048).expect("tick");
+    let (set, _) = store
+        .maintain(T0 + 1000, &p, 2048, IfEmpty::CreateFirstKey)
+        .expect("tick");
     assert_eq!(set.active().expect("active").kid, old);
     served(&store, &set, T0 + 1000);
-    let (set, _) = store.maintain(T0 + 1899, &p, 2048).expect("tick");
+    let (set, _) = store
+        .maintain(T0 + 1899, &p, 2048, IfEmpty::CreateFirstKey)
+        .expect("tick");
     assert_eq!(set.active().expect("active").kid, old);
-    let (set, _) = store.maintain(T0 + 1900, &p, 2048).expect("tick");
+    let (set, _) = store
+        .maintain(T0 + 1900, &p, 2048, IfEmpty::CreateFirstKey)
+        .expect("tick");
     assert_eq!(set.active().expect("active").kid, next.kid);
 
     let urgent = store.rotate(T0 + 2000, &p, 2048, true).expect("rotate now");
@@ -134,7 +157,9 @@ fn manual_rotate_waits_for_prepublish_unless_immediate() {
 fn retire_refuses_active_and_early_retirement_without_force() {
     let (_tmp, store) = fresh();
     let p = policy();
-    let (set, _) = store.maintain(T0, &p, 2048).expect("init");
+    let (set, _) = store
+        .maintain(T0, &p, 2048, IfEmpty::CreateFirstKey)
+        .expect("init");
     let old = set.active().expect("active").kid.clone();
     assert!(matches!(
         store.retire(&old, T0, false),
@@ -156,11 +181,13 @@ fn retire_refuses_active_and_early_retirement_without_force() {
 #[test]
 fn corrupt_manifest_is_reported_and_left_alone() {
     let (_tmp, store) = fresh();
-    store.maintain(T0, &policy(), 2048).expect("init");
+    store
+        .maintain(T0, &policy(), 2048, IfEmpty::CreateFirstKey)
+        .expect("init");
     let path = store.dir().join(MANIFEST);
     fs::write(&path, "{\"version\":1,\"keys\":[{\"kid\":").expect("corrupt");
     let err = store
-        .maintain(T0 + 1, &policy(), 2048)
+        .maintain(T0 + 1, &policy(), 2048, IfEmpty::CreateFirstKey)
         .expect_err("damaged");
     assert!(
         matches!(err, KeyStoreError::DamagedManifest { .. }),
@@ -180,7 +207,9 @@ fn corrupt_manifest_is_reported_and_left_alone() {
 #[test]
 fn corrupt_or_swapped_key_file_is_reported() {
     let (_tmp, store) = fresh();
-    let (set, _) = store.maintain(T0, &policy(), 2048).expect("init");
+    let (set, _) = store
+        .maintain(T0, &policy(), 2048, IfEmpty::CreateFirstKey)
+        .expect("init");
     let kid = set.active().expect("active").kid.clone();
     let path = store.dir().join(format!("{kid}.pem"));
     let good = fs::read(&path).expect("read");
@@ -196,7 +225,9 @@ fn corrupt_or_swapped_key_file_is_reported() {
 
     // Another valid key under this kid's name: thumbprint mismatch.
     let other = KeyStore::new(store.dir().join("other"));
-    let (oset, _) = other.maintain(T0, &policy(), 2048).expect("other");
+    let (oset, _) = other
+        .maintain(T0, &policy(), 2048, IfEmpty::CreateFirstKey)
+        .expect("other");
     let okid = oset.active().expect("active").kid.clone();
     fs::write(
         &path,
@@ -219,7 +250,9 @@ fn key_files_without_manifest_are_not_reinitialised() {
     let (_tmp, store) = fresh();
     fs::create_dir_all(store.dir()).expect("mkdir");
     fs::write(store.dir().join("old.pem"), "x").expect("stray key");
-    let err = store.maintain(T0, &policy(), 2048).expect_err("refused");
+    let err = store
+        .maintain(T0, &policy(), 2048, IfEmpty::CreateFirstKey)
+        .expect_err("refused");
     assert!(
         matches!(err, KeyStoreError::MissingManifest { .. }),
         "{err}"
@@ -239,11 +272,14 @@ fn key_files_without_manifest_are_not_reinitialised() {
 
     // Two real keys and no manifest: their states cannot be known either.
     let (_tmp, store) = fresh();
+    store.create_dir().expect("mkdir");
     let _lock = store.lock().expect("lock");
     store.generate(2048, T0).expect("key");
     store.generate(2048, T0).expect("key");
     drop(_lock);
-    let err = store.maintain(T0, &policy(), 2048).expect_err("refused");
+    let err = store
+        .maintain(T0, &policy(), 2048, IfEmpty::CreateFirstKey)
+        .expect_err("refused");
     assert!(
         matches!(err, KeyStoreError::MissingManifest { .. }),
         "{err}"
@@ -255,6 +291,7 @@ fn first_start_interrupted_before_the_manifest_is_recovered_by_adopting_its_key(
     let (_tmp, store) = fresh();
     // What a first start leaves when it dies between its two writes: the
     // lock, the key file, maybe a half-written manifest temp file.
+    store.create_dir().expect("mkdir");
     let lock = store.lock().expect("lock");
     let entry = store.generate(2048, T0).expect("key");
     fs::write(
@@ -268,7 +305,9 @@ fn first_start_interrupted_before_the_manifest_is_recovered_by_adopting_its_key(
         Err(KeyStoreError::MissingManifest { .. })
     ));
 
-    let (set, steps) = store.maintain(T0 + 5, &policy(), 2048).expect("recovered");
+    let (set, steps) = store
+        .maintain(T0 + 5, &policy(), 2048, IfEmpty::CreateFirstKey)
+        .expect("recovered");
     assert!(steps.is_empty(), "no new key: {steps:?}");
     assert_eq!(set.active().expect("active").kid, entry.kid);
     assert_eq!(
@@ -279,18 +318,21 @@ fn first_start_interrupted_before_the_manifest_is_recovered_by_adopting_its_key(
     // Written down: the next start is an ordinary one.
     let again = store.load().expect("manifest written");
     assert_eq!(again.active().expect("active").kid, entry.kid);
-    let (set, _) = store.maintain(T0 + 6, &policy(), 2048).expect("restart");
+    let (set, _) = store
+        .maintain(T0 + 6, &policy(), 2048, IfEmpty::CreateFirstKey)
+        .expect("restart");
     assert_eq!(set.adopted, None);
 
     // A key file that is not what it claims is reported, not adopted.
     let (_tmp, store) = fresh();
+    store.create_dir().expect("mkdir");
     let lock = store.lock().expect("lock");
     let entry = store.generate(2048, T0).expect("key");
     drop(lock);
     let path = store.dir().join(format!("{}.pem", entry.kid));
     fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
     assert!(matches!(
-        store.maintain(T0, &policy(), 2048),
+        store.maintain(T0, &policy(), 2048, IfEmpty::CreateFirstKey),
         Err(KeyStoreError::LoosePermissions { .. })
     ));
 }
@@ -298,7 +340,9 @@ fn first_start_interrupted_before_the_manifest_is_recovered_by_adopting_its_key(
 #[test]
 fn foreign_files_are_listed_not_touched() {
     let (_tmp, store) = fresh();
-    store.maintain(T0, &policy(), 2048).expect("init");
+    store
+        .maintain(T0, &policy(), 2048, IfEmpty::CreateFirstKey)
+        .expect("init");
     fs::write(store.dir().join("notes.txt"), "hello").expect("write");
     let set = store.load().expect("load");
     assert_eq!(set.foreign_files, [store.dir().join("notes.txt")]);
@@ -311,7 +355,9 @@ fn foreign_files_are_listed_not_touched() {
 #[test]
 fn published_jwks_has_no_leading_zero_in_n() {
     let (_tmp, store) = fresh();
-    let (set, _) = store.maintain(T0, &policy(), 2048).expect("init");
+    let (set, _) = store
+        .maintain(T0, &policy(), 2048, IfEmpty::CreateFirstKey)
+        .expect("init");
     for jwk in set.published() {
         let n = keyshift_core::b64::decode(&jwk.n).expect("b64");
         assert_ne!(n[0], 0);
@@ -327,7 +373,9 @@ fn active_key_records_the_longest_token_ttl_it_ran_with() {
         token_ttl: Duration::from_secs(86_400),
         ..policy()
     };
-    let (set, _) = store.maintain(T0, &policy(), 2048).expect("init");
+    let (set, _) = store
+        .maintain(T0, &policy(), 2048, IfEmpty::CreateFirstKey)
+        .expect("init");
     let entry = |set: &KeySet| {
         set.manifest
             .keys_in(KeyState::Active)
@@ -335,10 +383,14 @@ fn active_key_records_the_longest_token_ttl_it_ran_with() {
             .and_then(|k| k.max_token_ttl)
     };
     assert_eq!(entry(&set), Some(600));
-    let (set, _) = store.maintain(T0 + 1, &long, 2048).expect("reload 24h");
+    let (set, _) = store
+        .maintain(T0 + 1, &long, 2048, IfEmpty::CreateFirstKey)
+        .expect("reload 24h");
     assert_eq!(entry(&set), Some(86_400));
     // Shortened again: the record keeps the longest.
-    let (set, _) = store.maintain(T0 + 2, &policy(), 2048).expect("reload 10m");
+    let (set, _) = store
+        .maintain(T0 + 2, &policy(), 2048, IfEmpty::CreateFirstKey)
+        .expect("reload 10m");
     assert_eq!(entry(&set), Some(86_400));
     assert_eq!(entry(&store.load().expect("load")), Some(86_400));
     // An immediate rotation by hand honours it too.
@@ -357,18 +409,43 @@ fn active_key_records_the_longest_token_ttl_it_ran_with() {
 }
 
 #[test]
-fn rotate_refuses_a_folder_without_an_active_key() {
-    let (_tmp, store) = fresh();
+fn rotate_and_retire_refuse_a_missing_or_empty_folder_creating_nothing() {
+    let (tmp, store) = fresh();
     for immediately in [false, true] {
         let err = store
             .rotate(T0, &policy(), 2048, immediately)
-            .expect_err("nothing to rotate");
-        assert!(matches!(err, KeyStoreError::Refused(_)), "{err}");
-        assert!(err.to_string().contains("keyshift keys generate"), "{err}");
+            .expect_err("no folder");
+        assert!(matches!(err, KeyStoreError::NoDirectory { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("check issuer.key_dir"), "{msg}");
     }
+    assert!(matches!(
+        store.retire("kid", T0, true),
+        Err(KeyStoreError::NoDirectory { .. })
+    ));
+    assert!(!store.dir().exists(), "a mistyped key_dir is not created");
+
+    // An existing folder without keys: refused, and no lock file left in it.
+    fs::create_dir(store.dir()).expect("mkdir");
+    let err = store.rotate(T0, &policy(), 2048, false).expect_err("empty");
+    assert!(matches!(err, KeyStoreError::Empty { .. }), "{err}");
+    assert_eq!(fs::read_dir(store.dir()).expect("ls").count(), 0);
+
+    // `keys generate` is the deliberate way to a first key; a bad key size is
+    // refused before anything is created.
+    let elsewhere = KeyStore::new(tmp.path().join("other"));
+    assert!(matches!(
+        elsewhere.generate_next(T0, 1024),
+        Err(KeyStoreError::Refused(_))
+    ));
+    assert!(!elsewhere.dir().exists());
+    assert!(matches!(
+        KeyStore::new(tmp.path().join("no/such/parent")).generate_next(T0, 2048),
+        Err(KeyStoreError::NoParent { .. })
+    ));
     assert!(
-        !store.dir().join(MANIFEST).exists(),
-        "left empty for the issuer's first start"
+        !tmp.path().join("no").exists(),
+        "only the last folder is ever created"
     );
     let first = store.generate_next(T0, 2048).expect("generate");
     assert_eq!(first.state, KeyState::Active);
@@ -379,4 +456,38 @@ fn rotate_refuses_a_folder_without_an_active_key() {
             .state,
         KeyState::Next
     );
+}
+
+#[test]
+fn a_phase_that_signs_rs256_never_gets_a_first_key_made_for_it() {
+    let (tmp, store) = fresh();
+    let err = store
+        .maintain(T0, &policy(), 2048, IfEmpty::Refuse)
+        .expect_err("missing");
+    assert!(matches!(err, KeyStoreError::NoDirectory { .. }), "{err}");
+    assert!(!store.dir().exists());
+    fs::create_dir(store.dir()).expect("mkdir");
+    let err = store
+        .maintain(T0, &policy(), 2048, IfEmpty::Refuse)
+        .expect_err("empty");
+    assert!(matches!(err, KeyStoreError::Empty { .. }), "{err}");
+    assert_eq!(fs::read_dir(store.dir()).expect("ls").count(), 0);
+
+    // The phases that sign HS256 make the last folder, never its parents.
+    let deep = KeyStore::new(tmp.path().join("a/b/keys"));
+    assert!(matches!(
+        deep.maintain(T0, &policy(), 2048, IfEmpty::CreateFirstKey),
+        Err(KeyStoreError::NoParent { .. })
+    ));
+    assert!(!tmp.path().join("a").exists());
+    let (set, steps) = store
+        .maintain(T0, &policy(), 2048, IfEmpty::CreateFirstKey)
+        .expect("first key");
+    assert!(!set.created_dir, "the folder existed");
+    assert_eq!(steps, [Step::CreateInitialActive]);
+    let (set, steps) = store
+        .maintain(T0 + 1, &policy(), 2048, IfEmpty::Refuse)
+        .expect("a key directory with keys");
+    assert!(steps.is_empty());
+    assert!(set.active().is_some());
 }

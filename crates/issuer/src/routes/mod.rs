@@ -2,4 +2,5 @@
 
 pub mod jwks;
 pub mod metadata;
+pub mod migration;
 pub mod token;

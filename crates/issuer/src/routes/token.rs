@@ -9,6 +9,7 @@ use http::{HeaderMap, HeaderValue, Response};
 use http_body_util::Full;
 use hyper::body::Body;
 use keyshift_core::config::is_scope_token;
+use keyshift_core::Alg;
 use keyshift_http::body::{read_capped, BodyError};
 use serde::Serialize;
 
@@ -35,9 +36,47 @@ struct TokenResponse<'a> {
     scope: &'a str,
 }
 
+/// What the audit line of one token request says: who asked, and what was
+/// issued. Never a secret; the client id as presented (bounded, and quoted
+/// when logged, since an unauthenticated one is anybody's text).
+#[derive(Debug, Default)]
+struct Audit {
+    client: Option<String>,
+    authenticated: bool,
+    scope: Option<String>,
+    alg: Option<Alg>,
+    kid: Option<String>,
+    jti: Option<String>,
+}
+
+impl Audit {
+    fn log(&self, outcome: &str, peer: IpAddr) {
+        tracing::info!(
+            target: AUDIT_TARGET,
+            outcome,
+            client = ?self.client.as_deref().unwrap_or(""),
+            authenticated = self.authenticated,
+            scope = self.scope.as_deref().unwrap_or(""),
+            alg = self.alg.map_or("", Alg::as_str),
+            kid = self.kid.as_deref().unwrap_or(""),
+            jti = self.jti.as_deref().unwrap_or(""),
+            %peer,
+            "token request"
+        );
+    }
+}
+
+/// The `tracing` target of the per-request audit lines
+/// (`RUST_LOG=info,keyshift::audit=off` silences them).
+pub const AUDIT_TARGET: &str = "keyshift::audit";
+
+/// At most this many bytes of a presented client id go into the audit line.
+const AUDIT_CLIENT_BYTES: usize = keyshift_core::config::MAX_CLIENT_ID_BYTES;
+
 /// Handles one token request from the socket peer `peer`; always answers,
-/// counting the outcome. Behind `issuer.trusted_proxies` the failed-auth
-/// limits count the client `X-Forwarded-For` names ([`client_addr`]).
+/// counting the outcome and writing one audit line. Behind
+/// `issuer.trusted_proxies` the failed-auth limits and the audit line count
+/// the client `X-Forwarded-For` names ([`client_addr`]).
 pub async fn handle<B>(
     issuer: &Issuer,
     headers: &HeaderMap,
@@ -51,13 +90,15 @@ where
     let started = std::time::Instant::now();
     let live = issuer.live();
     let peer = client_addr(peer, headers, &live.config.trusted_proxies);
-    let result = issue(issuer, &live, headers, body, peer).await;
+    let mut audit = Audit::default();
+    let result = issue(issuer, &live, headers, body, peer, &mut audit).await;
     let outcome = match &result {
         Ok(_) => "issued",
         Err(e) => e.outcome(),
     };
     live.metrics
         .answered(outcome, started.elapsed().as_secs_f64());
+    audit.log(outcome, peer);
     result.unwrap_or_else(IssuerError::into_response)
 }
 
@@ -67,6 +108,7 @@ async fn issue<B>(
     headers: &HeaderMap,
     body: B,
     peer: IpAddr,
+    audit: &mut Audit,
 ) -> Result<Response<Full<Bytes>>, IssuerError>
 where
     B: Body,
@@ -100,6 +142,7 @@ where
         .clone()
         .ok_or(IssuerError::InvalidRequest("grant_type is missing"))?;
     let creds = credentials(headers, &form)?;
+    audit.client = Some(truncate(&creds.id, AUDIT_CLIENT_BYTES).to_owned());
 
     let now = issuer.now();
     let client = live
@@ -107,12 +150,20 @@ where
         .authenticate(&creds, peer, now)
         .await
         .map_err(|e| IssuerError::from_auth(e, creds.basic))?;
+    audit.authenticated = true;
 
     if grant_type != "client_credentials" {
         return Err(IssuerError::UnsupportedGrantType);
     }
     let scope = grant_scope(form.scope.as_deref(), &client.scopes)?;
 
+    let alg = live.signer.alg();
+    if alg == Alg::Hs256 {
+        // Recorded before the token exists: see crate::ledger.
+        let iat = now.as_secs();
+        let exp = iat.saturating_add(live.template.ttl.as_secs());
+        issuer.note_hs256(iat, exp, live.template.ttl).await;
+    }
     let (token, claims) = live.signer.mint(
         &live.template,
         TokenRequest {
@@ -121,7 +172,11 @@ where
             now: now.as_secs(),
         },
     )?;
-    live.metrics.issued(&client.id, live.signer.alg());
+    live.metrics.issued(&client.id, alg);
+    audit.alg = Some(alg);
+    audit.kid = Some(live.signer.kid().to_owned());
+    audit.jti = Some(claims.jti.clone());
+    audit.scope = Some(scope.clone());
 
     let body = serde_json::to_vec(&TokenResponse {
         access_token: &token,
@@ -135,6 +190,15 @@ where
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(PRAGMA, HeaderValue::from_static("no-cache"));
     Ok(resp)
+}
+
+/// The longest prefix of `s` within `max` bytes, on a char boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// The scope to grant: the requested scopes if all are allowed (order kept,
@@ -159,6 +223,13 @@ pub fn grant_scope(requested: Option<&str>, allowed: &[String]) -> Result<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audit_client_ids_are_cut_on_a_char_boundary() {
+        assert_eq!(truncate("svc-a", 256), "svc-a");
+        assert_eq!(truncate("ééé", 3), "é");
+        assert_eq!(truncate("", 0), "");
+    }
 
     #[test]
     fn scope_is_narrowed_never_escalated() {

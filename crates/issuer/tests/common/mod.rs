@@ -69,6 +69,13 @@ pub async fn fixture_with(phase: Phase, extra: &[Client]) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("hs256.secret"), [b'k'; 32]).expect("secret");
     let cfg = write_config(dir.path(), &config_toml(phase, "10m", extra));
+    if phase.signs() == keyshift_core::Alg::Rs256 {
+        // The issuer makes no key directory in a phase that signs RS256: the
+        // operator does, deliberately (`keyshift keys generate`).
+        KeyStore::new(dir.path().join("keys"))
+            .generate_next(T0, 2048)
+            .expect("keys generate");
+    }
     let clock = ManualClock::at_secs(T0);
     let issuer = Issuer::start(
         cfg.phase,

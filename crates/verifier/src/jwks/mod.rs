@@ -179,6 +179,10 @@ pub struct JwksCache {
     /// Counts finished unknown-kid refetches; requests wait on it.
     fetches_done: tokio::sync::watch::Sender<u64>,
     negative: Mutex<HashMap<String, Duration>>,
+    /// Whether the phase accepts RS256: a failed fetch is then a warning;
+    /// otherwise (phase `legacy`, whose issuer rightly serves no RSA key)
+    /// nothing depends on it yet.
+    needed: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for JwksCache {
@@ -208,7 +212,13 @@ impl JwksCache {
             flight: tokio::sync::Mutex::new(()),
             fetches_done: tokio::sync::watch::Sender::new(0),
             negative: Mutex::new(HashMap::new()),
+            needed: std::sync::atomic::AtomicBool::new(true),
         }
+    }
+
+    /// Says whether the phase accepts RS256 (see the `needed` field).
+    pub fn set_needed(&self, needed: bool) {
+        self.needed.store(needed, Ordering::Relaxed);
     }
 
     /// Applies new settings and a fetcher with the new timeouts (same URL)
@@ -487,7 +497,17 @@ impl JwksCache {
                 .saturating_mul(1u32 << (state.failures - 1).min(6))
                 .min(RETRY_MAX);
             state.next_refresh = now + backoff;
-            tracing::warn!(error = %chain(err.as_ref()), failures = state.failures, "JWKS fetch failed; cached keys keep serving");
+            let (error, failures) = (chain(err.as_ref()), state.failures);
+            let cached = self.snapshot.load().len();
+            if !self.needed.load(Ordering::Relaxed) {
+                tracing::info!(%error, failures, "JWKS fetch failed; RS256 is not accepted in this phase, so nothing depends on it yet");
+            } else if cached == 0 {
+                tracing::warn!(%error, failures, "JWKS fetch failed and no key is cached: RS256 requests get 503 until a fetch succeeds");
+            } else if self.usable() {
+                tracing::warn!(%error, failures, cached, "JWKS fetch failed; the cached keys keep serving");
+            } else {
+                tracing::warn!(%error, failures, cached, "JWKS fetch failed and the cached keys are past jwks_max_staleness: RS256 requests get 503");
+            }
         }
         state.last_error = error;
         drop(state);

@@ -1,5 +1,6 @@
 //! The forward-auth check, answered three ways from one decision
-//! ([`decide`]) and one mapping of a denial ([`Denial::head`]):
+//! ([`check`], on [`decide`], which the tower layer shares) and one mapping
+//! of a denial ([`Denial::head`]):
 //!
 //! - `/verify` and `/verify/<anything>` (any method): every status of the
 //!   contract, for Traefik ForwardAuth, Caddy `forward_auth`, HAProxy and
@@ -107,9 +108,14 @@ impl Denial {
         }
     }
 
+    /// The response of `/verify` ([`Answers::Full`]).
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        self.answer(Answers::Full)
+    }
+
     /// The response of `answers`: [`Denial::head`], with the statuses nginx
     /// cannot pass on folded into 401 for [`Answers::Nginx`].
-    pub fn into_response(self, answers: Answers) -> Response<Full<Bytes>> {
+    pub fn answer(self, answers: Answers) -> Response<Full<Bytes>> {
         let head = self.head();
         let status = match (answers, head.status) {
             (Answers::Nginx, StatusCode::BAD_REQUEST | StatusCode::SERVICE_UNAVAILABLE) => {
@@ -186,25 +192,48 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, Denial> {
     Ok(token)
 }
 
-/// The forward-auth decision for one request, counted in the verify
-/// metrics: the token of `headers` checked against the scopes that `query`
-/// (`?scope=a+b`, when given) and `X-Auth-Require-Scope` require.
+/// The request's bearer token; a request without one, or with two
+/// `Authorization` headers, is counted here (`missing`, `malformed`).
+pub fn token_of<'h>(verifier: &Verifier, headers: &'h HeaderMap) -> Result<&'h str, Denial> {
+    bearer(headers).inspect_err(|denial| match denial {
+        Denial::NoToken => verifier.record_missing(),
+        Denial::BadRequest(_) => verifier.record_malformed_request(),
+        Denial::Token(..) => {}
+    })
+}
+
+/// Verifies `token` and requires `scopes`: the decision every forward-auth
+/// route and the tower layer ([`crate::layer`]) share, counted once by the
+/// verifier.
 pub async fn decide(
+    verifier: &Verifier,
+    token: &str,
+    scopes: Vec<String>,
+) -> Result<Arc<Verified>, Denial> {
+    let required: Vec<&str> = scopes.iter().map(String::as_str).collect();
+    match verifier.verify_with_scopes(token, &required).await {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let retry = match &e {
+                VerifyError::KeysUnavailable => {
+                    verifier.jwks().map(|j| j.retry_after()).unwrap_or(30)
+                }
+                _ => 0,
+            };
+            Err(Denial::Token(e, scopes, retry))
+        }
+    }
+}
+
+/// The forward-auth check of one request, counted in the verify metrics:
+/// the token of `headers` against the scopes that `query` (`?scope=a+b`,
+/// when given) and `X-Auth-Require-Scope` require.
+pub async fn check(
     verifier: &Verifier,
     query: Option<&str>,
     headers: &HeaderMap,
 ) -> Result<Arc<Verified>, Denial> {
-    let token = match bearer(headers) {
-        Ok(t) => t,
-        Err(denial) => {
-            match denial {
-                Denial::NoToken => verifier.record_missing(),
-                Denial::BadRequest(_) => verifier.record_malformed_request(),
-                Denial::Token(..) => {}
-            }
-            return Err(denial);
-        }
-    };
+    let token = token_of(verifier, headers)?;
     let scopes = match required_scopes(query, headers) {
         Ok(s) => s,
         Err(denial) => {
@@ -212,19 +241,7 @@ pub async fn decide(
             return Err(denial);
         }
     };
-    let required: Vec<&str> = scopes.iter().map(String::as_str).collect();
-    verifier
-        .verify_with_scopes(token, &required)
-        .await
-        .map_err(|e| {
-            let retry = match &e {
-                VerifyError::KeysUnavailable => {
-                    verifier.jwks().map(|j| j.retry_after()).unwrap_or(30)
-                }
-                _ => 0,
-            };
-            Denial::Token(e, scopes, retry)
-        })
+    decide(verifier, token, scopes).await
 }
 
 /// Answers one forward-auth request with the statuses of `answers`.
@@ -234,9 +251,9 @@ pub async fn handle(
     query: Option<&str>,
     headers: &HeaderMap,
 ) -> Response<Full<Bytes>> {
-    match decide(verifier, query, headers).await {
+    match check(verifier, query, headers).await {
         Ok(v) => accepted(&v),
-        Err(denial) => denial.into_response(answers),
+        Err(denial) => denial.answer(answers),
     }
 }
 

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod snap;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,7 +21,7 @@ use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use keyshift_core::b64;
 use keyshift_core::clock::ManualClock;
-use keyshift_core::secret::HmacSecret;
+use keyshift_core::secret::{HmacSecret, HmacSecrets};
 use keyshift_core::{Config, Phase};
 use keyshift_testkit::ConfigToml;
 use keyshift_verifier::{State, Verifier, VerifierService};
@@ -156,10 +158,14 @@ pub enum Mode {
     Redirect(String),
 }
 
-/// A JWKS server on 127.0.0.1:0 whose answers the test sets.
+/// A JWKS server on 127.0.0.1:0 whose answers the test sets. It plays the
+/// issuer's `/migration` too: 404 until [`JwksServer::set_migration`].
 pub struct JwksServer {
     pub addr: SocketAddr,
     pub mode: Arc<Mutex<Mode>>,
+    /// What `/migration` answers (`None`: 404, an issuer without it).
+    pub migration: Arc<Mutex<Option<serde_json::Value>>>,
+    /// JWKS requests (not `/migration`).
     pub hits: Arc<AtomicUsize>,
     pub paths: Arc<Mutex<Vec<String>>>,
     /// The accept loop; taken by [`JwksServer::stop`].
@@ -178,20 +184,37 @@ impl JwksServer {
         }));
         let hits = Arc::new(AtomicUsize::new(0));
         let paths = Arc::new(Mutex::new(Vec::new()));
-        let (m, h, p) = (mode.clone(), hits.clone(), paths.clone());
+        let migration = Arc::new(Mutex::new(None::<serde_json::Value>));
+        let (m, h, p, mig) = (mode.clone(), hits.clone(), paths.clone(), migration.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     break;
                 };
-                let (m, h, p) = (m.clone(), h.clone(), p.clone());
+                let (m, h, p, mig) = (m.clone(), h.clone(), p.clone(), mig.clone());
                 tokio::spawn(async move {
                     let svc =
                         hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                            let (m, h, p) = (m.clone(), h.clone(), p.clone());
+                            let (m, h, p, mig) = (m.clone(), h.clone(), p.clone(), mig.clone());
                             async move {
-                                h.fetch_add(1, Ordering::SeqCst);
                                 p.lock().expect("lock").push(req.uri().path().to_owned());
+                                if req.uri().path() == "/migration" {
+                                    let answer = mig.lock().expect("lock").clone();
+                                    let mut r = match answer {
+                                        Some(v) => {
+                                            Response::new(Full::new(Bytes::from(v.to_string())))
+                                        }
+                                        None => {
+                                            let mut r = Response::new(Full::new(Bytes::new()));
+                                            *r.status_mut() = StatusCode::NOT_FOUND;
+                                            r
+                                        }
+                                    };
+                                    r.headers_mut()
+                                        .insert("connection", "close".parse().expect("header"));
+                                    return Ok::<_, Infallible>(r);
+                                }
+                                h.fetch_add(1, Ordering::SeqCst);
                                 let mode = m.lock().expect("lock").clone();
                                 let resp = match mode {
                                     Mode::Ok { body, max_age } => {
@@ -243,10 +266,24 @@ impl JwksServer {
         JwksServer {
             addr,
             mode,
+            migration,
             hits,
             paths,
             task: Mutex::new(Some(task)),
         }
+    }
+
+    /// Answers `/migration` as an issuer in `phase` whose last HS256 token
+    /// is valid until `hs256_valid_until`.
+    pub fn set_migration(&self, phase: Phase, hs256_valid_until: Option<u64>) {
+        *self.migration.lock().expect("lock") = Some(serde_json::json!({
+            "service": "issuer",
+            "phase": phase.as_str(),
+            "signs": phase.signs().as_str(),
+            "hs256_last_issued_unix": hs256_valid_until.map(|t| t.saturating_sub(600)),
+            "hs256_valid_until_unix": hs256_valid_until,
+            "tracked_since_unix": 1,
+        }));
     }
 
     pub fn set(&self, mode: Mode) {
@@ -321,12 +358,22 @@ pub async fn fixture(phase: Phase, extra: &str) -> Fixture {
 }
 
 pub async fn fixture_with(phase: Phase, extra: &str, server: JwksServer) -> Fixture {
+    fixture_with_secrets(phase, extra, server, secret_for(phase).into()).await
+}
+
+/// A verifier as [`fixture_with`] makes it, given its HS256 secrets (the
+/// legacy profile's extra ones too).
+pub async fn fixture_with_secrets(
+    phase: Phase,
+    extra: &str,
+    server: JwksServer,
+    secrets: HmacSecrets,
+) -> Fixture {
     let cfg = config(phase, &server.url(), extra);
     let section = cfg.require_verifier().expect("verifier");
     let clock = ManualClock::at_secs(NOW);
-    let verifier = Arc::new(
-        Verifier::new(phase, section, secret_for(phase), clock.clone()).expect("verifier"),
-    );
+    let verifier =
+        Arc::new(Verifier::new(phase, section, secrets, clock.clone()).expect("verifier"));
     if let Some(jwks) = verifier.jwks() {
         jwks.refresh_if_due().await;
     }

@@ -1,0 +1,107 @@
+//! `keyshift gateway --config F`: the reverse proxy of docs/gateway.md.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use keyshift_core::clock::system_clock;
+use keyshift_gateway::keys::ActiveKey;
+use keyshift_gateway::State;
+use keyshift_verifier::Verifier;
+
+use super::{load_config, runtime};
+use crate::listeners::Listeners;
+use crate::{signals, telemetry};
+
+/// Flags of `keyshift gateway`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The config file (its `[gateway]` section, and `[verifier]` when a route verifies).
+    #[arg(long, short)]
+    config: PathBuf,
+}
+
+/// Runs the gateway until SIGTERM/SIGINT; SIGHUP reloads the issuer's keys.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    telemetry::init_logging();
+    let config = load_config(&args.config)?;
+    let gateway = config.require_gateway()?.clone();
+    let verifier_section = if gateway.verifies() {
+        let section = config.require_verifier()?.clone();
+        let secret = section
+            .load_secrets()
+            .with_context(|| args.config.display().to_string())?;
+        Some((section, secret))
+    } else {
+        None
+    };
+    let keys = if gateway.signs() {
+        Some(Arc::new(ActiveKey::open(&gateway.key_dir)?))
+    } else {
+        None
+    };
+    let phase = config.phase;
+    runtime()?.block_on(async move {
+        let (handle, render) = telemetry::install_prometheus(&[
+            (
+                keyshift_verifier::metrics::VERIFY_DURATION,
+                keyshift_verifier::metrics::VERIFY_DURATION_BUCKETS,
+            ),
+            (
+                keyshift_gateway::metrics::DURATION,
+                keyshift_gateway::metrics::DURATION_BUCKETS,
+            ),
+        ])?;
+        keyshift_gateway::metrics::describe();
+        let verifier = match verifier_section {
+            Some((section, secret)) => {
+                keyshift_verifier::metrics::describe();
+                let v = Arc::new(Verifier::new(phase, &section, secret, system_clock())?);
+                tokio::spawn(v.clone().run_refresher());
+                Some(v)
+            }
+            None => None,
+        };
+        let (term, int, mut hup) = signals::install().context("cannot install signal handlers")?;
+        let listeners = Listeners::bind(
+            "gateway",
+            gateway.listen,
+            gateway.admin_listen,
+            gateway.max_connections,
+        )
+        .await?;
+        let addr = listeners.public.local_addr().context("listener address")?;
+        println!(
+            "keyshift gateway listening on http://{addr} (phase {phase}, {} routes)",
+            gateway.routes.len()
+        );
+        if let Some(admin) = &listeners.admin {
+            let admin = admin.local_addr().context("admin listener address")?;
+            println!("keyshift gateway admin routes on http://{admin}");
+        }
+        tokio::spawn(telemetry::upkeep(handle));
+        if let Some(keys) = &keys {
+            tokio::spawn(keys.clone().run_reloader());
+            let keys = keys.clone();
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP: reloading the issuer's keys");
+                    if let Err(e) = keys.reload() {
+                        tracing::error!(error = %e, "key reload failed; keeping the running key");
+                    }
+                }
+            });
+        }
+        let state = Arc::new(State::new(&gateway, verifier, keys, system_clock(), render));
+        listeners
+            .serve(
+                signals::shutdown(term, int),
+                |listener, exposure, limits, stop| {
+                    keyshift_gateway::run(listener, state.clone(), exposure, limits, stop.wait())
+                },
+            )
+            .await;
+        tracing::info!("gateway stopped");
+        Ok(())
+    })
+}
