@@ -6,11 +6,15 @@
 //! | `GET /.well-known/jwks.json` | JWK Set, `ETag` / `If-None-Match` |
 //! | `GET /.well-known/oauth-authorization-server` | RFC 8414 metadata |
 //! | `GET /.well-known/openid-configuration` | the same document |
-//! | `GET /.well-known/oauth-authorization-server/<issuer path>`, `GET /<issuer path>/.well-known/openid-configuration` | the same document, for an issuer URL with a path |
 //! | `GET /migration` | the phase, and until when an HS256 token minted here may be valid |
 //! | `GET /healthz` | liveness |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /version` | version and git commit of the build |
+//!
+//! For an issuer URL with a path (`https://id.example.com/tenant-a`) the
+//! metadata is also at `/.well-known/oauth-authorization-server/tenant-a`
+//! (RFC 8414 §3.1) and `/tenant-a/.well-known/openid-configuration` (OpenID
+//! Connect Discovery §4).
 //!
 //! Anything else: 404, or 405 with `Allow` for a known path.
 
