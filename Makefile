@@ -3,7 +3,7 @@ CARGO ?= cargo
 JOBS ?= 2
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: run test lint bench loadtest doc build test-observability fuzz deny
+.PHONY: run test lint bench loadtest doc build test-observability test-proxies fuzz deny
 
 ## run: start issuer and verifier on loopback with a generated config in ./.keyshift/
 run:
@@ -45,6 +45,12 @@ doc:
 ##                     Prometheus scraping real services (installs Debian's prometheus if missing)
 test-observability:
 	bash scripts/check-observability.sh
+
+## test-proxies: keyshift behind the real nginx, Caddy and HAProxy (Debian's packages, installed
+##               if missing) with the configs of deploy/ byte for byte, every forward-auth outcome
+##               checked; the issuer's metadata through authlib's validators (venv under target/)
+test-proxies:
+	bash scripts/proxy-tests.sh
 
 ## fuzz: every cargo-fuzz target for FUZZ_SECONDS (default 60) on the nightly toolchain
 ##       (skips with a line where there is none); make test replays the corpus on stable

@@ -153,6 +153,13 @@ impl fmt::Display for Effective<'_> {
                 HumanDuration(i.failed_auth_window)
             )?;
             writeln!(f, "allow_weak_hs256_secret = {}", i.allow_weak_hs256_secret)?;
+            let proxies: Vec<String> = i
+                .trusted_proxies
+                .iter()
+                .map(|n| format!("\"{n}\""))
+                .collect();
+            writeln!(f, "trusted_proxies = [{}]", proxies.join(", "))?;
+            writeln!(f, "proxy_protocol = {}", i.proxy_protocol)?;
             for c in &i.clients {
                 writeln!(f, "# client `{}`: scopes [{}]", c.id, c.scopes.join(" "))?;
             }
@@ -165,6 +172,10 @@ impl fmt::Display for Effective<'_> {
             writeln!(f, "\n[verifier]")?;
             writeln!(f, "listen = \"{}\"", v.listen)?;
             listeners(f, v.admin_listen, v.max_connections)?;
+            match v.grpc_listen {
+                Some(a) => writeln!(f, "grpc_listen = \"{a}\"   # gRPC ext_authz")?,
+                None => writeln!(f, "# grpc_listen: not set (gRPC ext_authz off)")?,
+            }
             writeln!(f, "issuer = \"{}\"", v.issuer)?;
             writeln!(f, "audience = \"{}\"", v.audience)?;
             match &v.jwks_url {

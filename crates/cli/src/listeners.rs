@@ -91,6 +91,14 @@ impl Listeners {
     }
 }
 
+/// Binds one more listener of a service (the verifier's `grpc_listen`);
+/// the error names `field`.
+pub async fn bind_one(field: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("{field}: cannot listen on {addr}"))
+}
+
 /// Resolves when the service is asked to stop.
 #[derive(Debug, Clone)]
 pub struct ShutdownSignal(tokio::sync::watch::Receiver<bool>);

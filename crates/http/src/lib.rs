@@ -1,6 +1,8 @@
 //! keyshift-http: the accept loop both services share. One hyper HTTP/1
 //! connection task per socket, a header read timeout, and on shutdown a
-//! graceful drain bounded by [`DRAIN_TIMEOUT`].
+//! graceful drain bounded by [`DRAIN_TIMEOUT`]; [`serve_proxy_protocol`]
+//! reads a [PROXY protocol](proxy_protocol) header first, on listeners that
+//! a proxy sending one fronts.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -18,6 +20,7 @@
 pub mod body;
 pub mod metrics;
 pub mod ops;
+pub mod proxy_protocol;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -31,7 +34,8 @@ use hyper::body::Incoming;
 use hyper::service::Service;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use hyper_util::server::graceful::Watcher;
+use tokio::net::{TcpListener, TcpStream};
 
 /// A request handler that never fails at the HTTP level: every outcome,
 /// errors included, is a response.
@@ -109,16 +113,92 @@ pub async fn serve<M, S, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
-    let open = ::metrics::gauge!(metrics::CONNECTIONS_OPEN);
-    let rejected = ::metrics::counter!(metrics::CONNECTIONS_REJECTED);
-    let mut last_warning: Option<std::time::Instant> = None;
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = http1_builder();
+    accept_loop(listener, limits, shutdown, |stream, peer, watcher| {
+        let conn = watcher.watch(builder.serve_connection(TokioIo::new(stream), make(peer)));
+        async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+    })
+    .await;
+}
+
+/// [`serve`] for a listener that only a proxy speaking the PROXY protocol
+/// (version 2) reaches: each connection must start with a PROXY header,
+/// read within [`HEADER_READ_TIMEOUT`] before hyper sees a byte. `make` gets
+/// the socket peer and the source address the header names (`None` for a
+/// LOCAL command, the proxy's own health checks); the caller decides whether
+/// that peer is trusted to say it. A connection without a valid header is
+/// closed unanswered.
+pub async fn serve_proxy_protocol<M, S, B>(
+    listener: TcpListener,
+    limits: Limits,
+    make: M,
+    shutdown: impl Future<Output = ()>,
+) where
+    M: Fn(SocketAddr, Option<SocketAddr>) -> S + Send + Sync + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let builder = http1_builder();
+    let make = Arc::new(make);
+    accept_loop(listener, limits, shutdown, |mut stream, peer, watcher| {
+        let (builder, make) = (builder.clone(), make.clone());
+        async move {
+            let header =
+                tokio::time::timeout(HEADER_READ_TIMEOUT, proxy_protocol::read_v2(&mut stream))
+                    .await;
+            let source = match header {
+                Ok(Ok(source)) => source,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, %peer, "connection without a valid PROXY header closed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "no PROXY header within the header read timeout");
+                    return;
+                }
+            };
+            let conn = builder.serve_connection(TokioIo::new(stream), make(peer, source));
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+    })
+    .await;
+}
+
+fn http1_builder() -> hyper::server::conn::http1::Builder {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_header_size(MAX_HEADER_BYTES)
         .timer(TokioTimer::new());
+    builder
+}
+
+/// Accepts until `shutdown`, within the connection cap, and runs each
+/// connection's future (`start`) in its own task holding a slot; then drains.
+async fn accept_loop<C, F>(
+    listener: TcpListener,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+    mut start: C,
+) where
+    C: FnMut(TcpStream, SocketAddr, Watcher) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let open = ::metrics::gauge!(metrics::CONNECTIONS_OPEN);
+    let rejected = ::metrics::counter!(metrics::CONNECTIONS_REJECTED);
+    let mut last_warning: Option<std::time::Instant> = None;
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -146,13 +226,10 @@ pub async fn serve<M, S, B>(
                 };
                 open.increment(1.0);
                 let _ = stream.set_nodelay(true);
-                let conn = builder.serve_connection(TokioIo::new(stream), make(peer));
-                let conn = graceful.watch(conn);
+                let conn = start(stream, peer, graceful.watcher());
                 let open = open.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
+                    conn.await;
                     open.decrement(1.0);
                     drop(slot);
                 });

@@ -104,6 +104,9 @@ impl fmt::Debug for Live {
     }
 }
 
+/// The RFC 8414 document, also served as OpenID Connect Discovery's, so it
+/// carries the members both make REQUIRED and strict validators (authlib's
+/// `AuthorizationServerMetadata` and `OpenIDProviderMetadata`) insist on.
 #[derive(Serialize)]
 struct Metadata<'a> {
     issuer: &'a str,
@@ -111,8 +114,18 @@ struct Metadata<'a> {
     jwks_uri: String,
     grant_types_supported: [&'static str; 1],
     token_endpoint_auth_methods_supported: [&'static str; 2],
-    response_types_supported: [&'static str; 0],
+    /// REQUIRED and non-empty by RFC 8414 §2, though keyshift has no
+    /// authorization endpoint: `none` (OAuth 2.0 Multiple Response Type
+    /// Encoding Practices §4, in IANA's registry) is the value that says no
+    /// token or code ever comes from one. `[]` failed strict validators.
+    response_types_supported: [&'static str; 1],
     scopes_supported: Vec<&'a str>,
+    /// REQUIRED by OpenID Connect Discovery §3: `public`, as `sub` (the
+    /// client id) is the same for every resource server.
+    subject_types_supported: [&'static str; 1],
+    /// REQUIRED by OpenID Connect Discovery §3, with RS256 in it. keyshift
+    /// issues no ID tokens; RS256 is what its access tokens move to.
+    id_token_signing_alg_values_supported: [&'static str; 1],
 }
 
 impl Live {
@@ -185,8 +198,10 @@ impl Live {
             jwks_uri: config.jwks_uri(),
             grant_types_supported: ["client_credentials"],
             token_endpoint_auth_methods_supported: ["client_secret_basic", "client_secret_post"],
-            response_types_supported: [],
+            response_types_supported: ["none"],
             scopes_supported: scopes,
+            subject_types_supported: ["public"],
+            id_token_signing_alg_values_supported: ["RS256"],
         })?;
 
         let auth = Authenticator::new(&config.clients, limiter, auth_shared)

@@ -8,6 +8,7 @@
 //! - [`rotation`]: the pure rotation schedule (`next` → `active` → `retiring` → `retired`);
 //! - [`mint`]: token signing with keys parsed once;
 //! - [`form`], [`auth`], [`ratelimit`]: the token request, client authentication, failure limiting;
+//! - [`forwarded`]: the client address behind `issuer.trusted_proxies`;
 //! - [`issuer`]: the live snapshot swapped on reload and rotation;
 //! - [`routes`], [`service`]: the hyper service and `run`;
 //! - [`metrics`], [`error`]: metric names, the one error type.
@@ -30,6 +31,7 @@
 pub mod auth;
 pub mod error;
 pub mod form;
+pub mod forwarded;
 pub mod issuer;
 pub mod keystore;
 pub mod ledger;
@@ -43,4 +45,4 @@ pub mod service;
 pub use error::IssuerError;
 pub use issuer::{Issuer, Live, StartError};
 pub use keyshift_http::ops::RenderMetrics;
-pub use service::{run, run_with, IssuerService};
+pub use service::{run, run_proxy_protocol, run_with, IssuerService};

@@ -7,6 +7,7 @@
 //! | `GET /.well-known/oauth-authorization-server` | RFC 8414 metadata |
 //! | `GET /.well-known/openid-configuration` | the same document |
 //! | `GET /migration` | the phase, and until when an HS256 token minted here may be valid |
+//! | `GET /.well-known/oauth-authorization-server/<issuer path>`, `GET /<issuer path>/.well-known/openid-configuration` | the same document, for an issuer URL with a path |
 //! | `GET /healthz` | liveness |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /version` | version and git commit of the build |
@@ -26,6 +27,7 @@ use keyshift_http::Limits;
 use tokio::net::TcpListener;
 
 use crate::error::IssuerError;
+use crate::forwarded::proxied_peer;
 use crate::issuer::Issuer;
 use crate::routes;
 
@@ -89,6 +91,13 @@ impl IssuerService {
                 | "/metrics"
                 | "/version",
             ) => IssuerError::MethodNotAllowed("GET, HEAD").into_response(),
+            (_, path) if routes::metadata::is_metadata_path(self.issuer.live().config(), path) => {
+                if get {
+                    routes::metadata::handle(&self.issuer.live())
+                } else {
+                    IssuerError::MethodNotAllowed("GET, HEAD").into_response()
+                }
+            }
             _ => IssuerError::NotFound.into_response(),
         }
     }
@@ -103,6 +112,29 @@ impl keyshift_http::Handler for IssuerService {
 /// Serves the issuer until `shutdown` resolves, then drains (see [`keyshift_http::serve`]).
 pub async fn run(listener: TcpListener, issuer: Arc<Issuer>, shutdown: impl Future<Output = ()>) {
     run_with(listener, issuer, Exposure::All, Limits::default(), shutdown).await;
+}
+
+/// [`run_with`] for a listener fronted by a proxy that sends the PROXY
+/// protocol (`issuer.proxy_protocol`): each connection's PROXY header is
+/// read first, and its source stands for the peer when the connection comes
+/// from `issuer.trusted_proxies` ([`proxied_peer`]).
+pub async fn run_proxy_protocol(
+    listener: TcpListener,
+    issuer: Arc<Issuer>,
+    exposure: Exposure,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    keyshift_http::serve_proxy_protocol(
+        listener,
+        limits,
+        move |socket: SocketAddr, source: Option<SocketAddr>| {
+            let peer = proxied_peer(socket.ip(), source, &issuer.live().config().trusted_proxies);
+            keyshift_http::service(IssuerService::exposing(issuer.clone(), peer, exposure))
+        },
+        shutdown,
+    )
+    .await;
 }
 
 /// [`run`] for one listener of several: the routes of `exposure`, within `limits`.

@@ -14,6 +14,7 @@
 //! - [`service`], [`routes`]: the hyper service and `run`;
 //! - [`layer`]: [`layer::RequireToken`], a `tower::Layer` for Rust resource
 //!   servers that embed the verifier.
+//! - [`grpc`]: Envoy's gRPC ext_authz `Check`, on its own listener.
 //!
 //! ```no_run
 //! # async fn demo(cfg: keyshift_core::Config) -> Result<(), Box<dyn std::error::Error>> {
@@ -34,6 +35,7 @@
 pub mod authority;
 pub mod claims;
 pub mod error;
+pub mod grpc;
 pub mod jwks;
 pub mod jws;
 pub mod layer;

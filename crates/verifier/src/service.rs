@@ -2,7 +2,9 @@
 //!
 //! | route | |
 //! |---|---|
-//! | `/verify` (any method) | forward-auth: 200 + `X-Auth-*`, 401/403 with RFC 6750 challenges, 400, 503 |
+//! | `/verify` (any method) | forward-auth: 200 + `X-Auth-*`, 401/403 with RFC 6750 challenges, 400, 503; scopes from `?scope=` and `X-Auth-Require-Scope` |
+//! | `/verify/<anything>` (any method) | the same, for Envoy's HTTP ext_authz, which appends the original path; the query is the client's, so scopes come from `X-Auth-Require-Scope` only |
+//! | `/auth_request` (any method) | the same check in nginx's answer set: only 200, 401, 403 |
 //! | `GET /migration` | phase, counts per algorithm, readiness for phase `asymmetric` |
 //! | `GET /keys` | JWKS cache status |
 //! | `GET /healthz` | liveness |
@@ -25,6 +27,7 @@ use keyshift_http::ops::{self, Exposure, RenderMetrics};
 use keyshift_http::Limits;
 
 use crate::routes;
+use crate::routes::verify::{self, Answers};
 use crate::verifier::Verifier;
 
 /// What every request of the service shares.
@@ -71,7 +74,21 @@ impl VerifierService {
         }
         match path {
             "/verify" => {
-                routes::verify::handle(&s.verifier, req.uri().query(), req.headers()).await
+                verify::handle(&s.verifier, Answers::Full, req.uri().query(), req.headers()).await
+            }
+            // The original request's query is the client's: a `scope`
+            // parameter of some API must not become a requirement.
+            _ if path.starts_with("/verify/") => {
+                verify::handle(&s.verifier, Answers::Full, None, req.headers()).await
+            }
+            "/auth_request" => {
+                verify::handle(
+                    &s.verifier,
+                    Answers::Nginx,
+                    req.uri().query(),
+                    req.headers(),
+                )
+                .await
             }
             "/migration" if get => routes::ops::migration(s),
             "/keys" if get => routes::ops::keys(s),

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use keyshift_core::clock::system_clock;
+use keyshift_http::ops::Exposure;
 use keyshift_issuer::Issuer;
 
 use super::{load_config, runtime};
@@ -38,6 +39,8 @@ async fn serve(
         .await
         .context("issuer")?;
     let issuer = Arc::new(issuer);
+    // Read once: the listeners are bound once (a change needs a restart).
+    let proxy_protocol = config.proxy_protocol;
     let listeners = Listeners::bind(
         "issuer",
         config.listen,
@@ -75,11 +78,29 @@ async fn serve(
         }
     });
 
+    let has_admin = listeners.admin.is_some();
     listeners
         .serve(
             signals::shutdown(term, int),
             |listener, exposure, limits, stop| {
-                keyshift_issuer::run_with(listener, issuer.clone(), exposure, limits, stop.wait())
+                let issuer = issuer.clone();
+                // The proxy fronts `listen`; the admin listener is reached directly.
+                let proxied = proxy_protocol && (exposure == Exposure::Public || !has_admin);
+                async move {
+                    if proxied {
+                        keyshift_issuer::run_proxy_protocol(
+                            listener,
+                            issuer,
+                            exposure,
+                            limits,
+                            stop.wait(),
+                        )
+                        .await;
+                    } else {
+                        keyshift_issuer::run_with(listener, issuer, exposure, limits, stop.wait())
+                            .await;
+                    }
+                }
             },
         )
         .await;

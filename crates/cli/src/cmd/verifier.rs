@@ -105,6 +105,15 @@ async fn serve(
         let admin = admin.local_addr().context("admin listener address")?;
         println!("keyshift verifier admin routes on http://{admin}");
     }
+    let grpc = match section.grpc_listen {
+        Some(addr) => {
+            let listener = crate::listeners::bind_one("verifier.grpc_listen", addr).await?;
+            let addr = listener.local_addr().context("gRPC listener address")?;
+            println!("keyshift verifier gRPC ext_authz on {addr}");
+            Some(listener)
+        }
+        None => None,
+    };
     tokio::spawn(telemetry::upkeep(handle));
     tokio::spawn(verifier.clone().run_refresher());
 
@@ -132,18 +141,40 @@ async fn serve(
         }
     });
 
+    // The gRPC listener stops on the same signal as the HTTP ones.
+    let (stop_grpc, grpc_stopped) = tokio::sync::watch::channel(false);
+    let grpc = grpc.map(|listener| {
+        let mut stopped = grpc_stopped;
+        tokio::spawn(keyshift_verifier::grpc::serve(
+            listener,
+            verifier.clone(),
+            async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            },
+        ))
+    });
     let state = Arc::new(State {
         verifier,
         render_metrics: render,
     });
+    let shutdown = async move {
+        signals::shutdown(term, int).await;
+        let _ = stop_grpc.send(true);
+    };
     listeners
-        .serve(
-            signals::shutdown(term, int),
-            |listener, exposure, limits, stop| {
-                keyshift_verifier::run_with(listener, state.clone(), exposure, limits, stop.wait())
-            },
-        )
+        .serve(shutdown, |listener, exposure, limits, stop| {
+            keyshift_verifier::run_with(listener, state.clone(), exposure, limits, stop.wait())
+        })
         .await;
+    if let Some(task) = grpc {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %keyshift_core::error::chain(&e), "gRPC listener failed")
+            }
+            Err(e) => tracing::error!(error = %e, "gRPC listener task failed"),
+        }
+    }
     tracing::info!("verifier stopped");
     Ok(())
 }

@@ -61,10 +61,23 @@ pub fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> HttpResponse {
+    http_after(addr, b"", method, path, headers, body)
+}
+
+/// [`http`] on a connection that starts with `preamble` (a PROXY header).
+pub fn http_after(
+    addr: SocketAddr,
+    preamble: &[u8],
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
+    stream.write_all(preamble).expect("write preamble");
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()

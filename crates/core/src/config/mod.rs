@@ -24,7 +24,7 @@ mod raw;
 #[cfg(test)]
 mod tests;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -33,6 +33,7 @@ pub use gateway::{
     DEFAULT_PATH_PREFIX, DEFAULT_ROUTE_SIGN, DEFAULT_ROUTE_VERIFY, DEFAULT_SIGN_HEADER,
     DEFAULT_SIGN_TTL, DEFAULT_STRIP_PREFIX, DEFAULT_UPSTREAM_TIMEOUT, MAX_SIGN_TTL,
 };
+pub use ipnet::IpNet;
 pub use raw::{
     RawClient, RawConfig, RawGateway, RawIssuer, RawIssuerLegacy, RawRoute, RawVerifier,
     RawVerifierLegacy,
@@ -71,6 +72,11 @@ pub const DEFAULT_FAILED_AUTH_WINDOW: Duration = Duration::from_secs(60);
 /// instance serves behind a proxy that pools connections (hundreds), far
 /// below the file descriptors a raised limit gives.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default proxies whose `X-Forwarded-For` is believed: none, so a
+/// client cannot choose the address its failed logins are counted against.
+pub const DEFAULT_TRUSTED_PROXIES: &[&str] = &[];
+/// Default of `proxy_protocol`: connections speak HTTP from their first byte.
+pub const DEFAULT_PROXY_PROTOCOL: bool = false;
 /// Longest client id, in bytes. The token endpoint refuses longer ids before
 /// any lookup, so they never become rate-limiter keys.
 pub const MAX_CLIENT_ID_BYTES: usize = 256;
@@ -100,6 +106,8 @@ pub const DEFAULT_JWKS_TIMEOUT: Duration = Duration::from_secs(5);
 /// `Retry-After` instead), while a healthy fetch on loopback or in one
 /// region takes milliseconds.
 pub const DEFAULT_JWKS_REQUEST_WAIT: Duration = Duration::from_secs(1);
+/// Default gRPC ext_authz listener: none, the gRPC service is off.
+pub const DEFAULT_GRPC_LISTEN: Option<&str> = None;
 /// Default number of entries of the verified-token cache (0 turns it off).
 pub const DEFAULT_TOKEN_CACHE_SIZE: usize = 10_000;
 /// Default of `force_phase`: a verifier refuses to enter phase `asymmetric`
@@ -175,6 +183,13 @@ pub struct IssuerConfig {
     pub failed_auth_limit: u32,
     /// The window of `failed_auth_limit`.
     pub failed_auth_window: Duration,
+    /// Networks of the proxies in front of the issuer: a request from one of
+    /// them is counted against the right-most address of its
+    /// `X-Forwarded-For` outside them.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Whether every connection to `listen` starts with a PROXY protocol v2
+    /// header (the admin listener is reached directly and never does).
+    pub proxy_protocol: bool,
     /// The OAuth clients.
     pub clients: Vec<ClientConfig>,
     /// Whether a 16 to 31-byte HS256 secret is accepted (always `false` in
@@ -231,6 +246,8 @@ pub struct VerifierConfig {
     pub listen: SocketAddr,
     /// The listener of the operational routes, if separate.
     pub admin_listen: Option<SocketAddr>,
+    /// The gRPC ext_authz listener, if on.
+    pub grpc_listen: Option<SocketAddr>,
     /// Most connections open at once per listener.
     pub max_connections: usize,
     /// The exact `iss` expected.
@@ -582,6 +599,22 @@ fn positive(field: &str, d: Duration) -> Result<Duration, ConfigError> {
     }
 }
 
+/// A network in CIDR form (`10.0.0.0/8`, `fd00::/8`), or one address (a /32
+/// or /128); host bits past the prefix are cleared.
+fn network(field: &str, text: &str) -> Result<IpNet, ConfigError> {
+    let text = text.trim();
+    let net = match text.parse::<IpNet>() {
+        Ok(net) => net,
+        Err(_) => IpNet::from(text.parse::<IpAddr>().map_err(|_| {
+            ConfigError::invalid(
+                field,
+                format!("`{text}` is not a CIDR like 10.0.0.0/8 or fd00::/8, nor an address"),
+            )
+        })?),
+    };
+    Ok(net.trunc())
+}
+
 /// A scope token as RFC 6749 §3.3 defines it.
 pub fn is_scope_token(s: &str) -> bool {
     !s.is_empty()
@@ -669,6 +702,20 @@ impl IssuerConfig {
             "issuer.failed_auth_window",
             duration(raw.failed_auth_window, DEFAULT_FAILED_AUTH_WINDOW),
         )?;
+        let trusted_proxies = match &raw.trusted_proxies {
+            Some(list) => list.iter().map(String::as_str).collect(),
+            None => DEFAULT_TRUSTED_PROXIES.to_vec(),
+        }
+        .into_iter()
+        .map(|text| network("issuer.trusted_proxies", text))
+        .collect::<Result<Vec<_>, _>>()?;
+        let proxy_protocol = raw.proxy_protocol.unwrap_or(DEFAULT_PROXY_PROTOCOL);
+        if proxy_protocol && trusted_proxies.is_empty() {
+            return Err(ConfigError::invalid(
+                "issuer.proxy_protocol",
+                "needs issuer.trusted_proxies: the proxies whose PROXY header is believed",
+            ));
+        }
         let hs256_secret_file = raw.hs256_secret_file.map(|p| resolve(base, p));
         if phase.needs_shared_secret() && hs256_secret_file.is_none() {
             return Err(ConfigError::invalid(
@@ -746,6 +793,8 @@ impl IssuerConfig {
             key_prepublish,
             failed_auth_limit,
             failed_auth_window,
+            trusted_proxies,
+            proxy_protocol,
             clients,
             allow_weak_hs256_secret,
             legacy,
@@ -766,6 +815,20 @@ impl IssuerConfig {
             self.hs256_secret_file.as_deref(),
             floor(self.allow_weak_hs256_secret),
         )
+    }
+
+    /// The path of the issuer URL without a trailing `/` (`/tenant-a` for
+    /// `https://id.example.com/tenant-a/`); empty when it has none.
+    pub fn issuer_path(&self) -> &str {
+        let after_scheme = self
+            .issuer
+            .split_once("://")
+            .map_or(self.issuer.as_str(), |(_, rest)| rest);
+        after_scheme
+            .find('/')
+            .and_then(|i| after_scheme.get(i..))
+            .unwrap_or("")
+            .trim_end_matches('/')
     }
 
     /// The token endpoint URL.
@@ -897,6 +960,19 @@ impl VerifierConfig {
         let listen = parse_listen("verifier.listen", raw.listen, DEFAULT_VERIFIER_LISTEN)?;
         let (admin_listen, max_connections) =
             listeners("verifier", listen, raw.admin_listen, raw.max_connections)?;
+        let grpc_listen = raw
+            .grpc_listen
+            .or(DEFAULT_GRPC_LISTEN.map(str::to_owned))
+            .map(|text| parse_listen("verifier.grpc_listen", Some(text), ""))
+            .transpose()?;
+        if let Some(grpc) = grpc_listen.filter(|g| g.port() != 0) {
+            if grpc == listen || Some(grpc) == admin_listen {
+                return Err(ConfigError::invalid(
+                    "verifier.grpc_listen",
+                    "is the address of verifier.listen or verifier.admin_listen; give gRPC its own port",
+                ));
+            }
+        }
         let issuer = required_string("verifier.issuer", raw.issuer)?;
         let audience = required_string("verifier.audience", raw.audience)?;
         let accept_overridden = raw.accept.is_some();
@@ -984,6 +1060,7 @@ impl VerifierConfig {
         Ok(VerifierConfig {
             listen,
             admin_listen,
+            grpc_listen,
             max_connections,
             issuer,
             audience,

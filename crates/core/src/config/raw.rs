@@ -60,6 +60,12 @@ pub struct RawIssuer {
     pub failed_auth_limit: Option<u32>,
     /// Window of `failed_auth_limit`. Defaults to `1m`.
     pub failed_auth_window: Option<HumanDuration>,
+    /// Proxies (CIDRs or addresses) whose `X-Forwarded-For` names the
+    /// client the failed-auth limits count. Defaults to none.
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Every connection to `listen` starts with a PROXY protocol v2 header,
+    /// whose source a peer in `trusted_proxies` is believed. Defaults to `false`.
+    pub proxy_protocol: Option<bool>,
     /// `[[issuer.clients]]`. Defaults to none.
     #[serde(default)]
     pub clients: Vec<RawClient>,
@@ -109,6 +115,9 @@ pub struct RawVerifier {
     /// A second listener for the operational routes (`/metrics`, `/keys`,
     /// `/migration`), which then leave the public one. Defaults to none.
     pub admin_listen: Option<String>,
+    /// The gRPC ext_authz listener (`envoy.service.auth.v3.Authorization/Check`).
+    /// Defaults to none (off).
+    pub grpc_listen: Option<String>,
     /// Most connections open at once per listener. Defaults to `10000`.
     pub max_connections: Option<usize>,
     /// The exact `iss` expected. Required.

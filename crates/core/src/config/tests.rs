@@ -542,3 +542,71 @@ fn gateway_refuses_what_it_could_not_do() {
     );
     assert_eq!(err_field(&duplicate).0, "gateway.routes[1].name");
 }
+
+#[test]
+fn trusted_proxies_are_networks_or_addresses_and_none_by_default() {
+    let cfg = load(&format!("phase = \"dual\"\n{ISSUER}")).expect("valid");
+    assert!(cfg.issuer.expect("issuer").trusted_proxies.is_empty());
+    let cfg = load(&format!(
+        "phase = \"dual\"\n{}",
+        with_issuer_key(r#"trusted_proxies = ["10.1.2.3/8", "192.0.2.7", "fd00::1/8"]"#)
+    ))
+    .expect("valid");
+    let nets: Vec<String> = cfg
+        .issuer
+        .expect("issuer")
+        .trusted_proxies
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    // Host bits cleared; one address is its own /32.
+    assert_eq!(nets, ["10.0.0.0/8", "192.0.2.7/32", "fd00::/8"]);
+    for bad in [r#"["10.0.0.0/33"]"#, r#"["proxy.internal"]"#, r#"[""]"#] {
+        let (field, msg) = err_field(&format!(
+            "phase = \"dual\"\n{}",
+            with_issuer_key(&format!("trusted_proxies = {bad}"))
+        ));
+        assert_eq!(field, "issuer.trusted_proxies", "{bad}");
+        assert!(msg.contains("is not a CIDR"), "{msg}");
+    }
+}
+
+#[test]
+fn grpc_listen_is_off_by_default_and_needs_its_own_port() {
+    let cfg = load(&format!("phase = \"dual\"\n{VERIFIER}")).expect("valid");
+    assert_eq!(cfg.verifier.expect("verifier").grpc_listen, None);
+    let cfg = load(&format!(
+        "phase = \"dual\"\n{VERIFIER}grpc_listen = \"127.0.0.1:8082\"\n"
+    ))
+    .expect("valid");
+    assert_eq!(
+        cfg.verifier.expect("verifier").grpc_listen,
+        Some("127.0.0.1:8082".parse().expect("addr"))
+    );
+    let (field, _) = err_field(&format!(
+        "phase = \"dual\"\n{VERIFIER}listen = \"127.0.0.1:9000\"\ngrpc_listen = \"127.0.0.1:9000\"\n"
+    ));
+    assert_eq!(field, "verifier.grpc_listen");
+    let (field, _) = err_field(&format!(
+        "phase = \"dual\"\n{VERIFIER}grpc_listen = \"localhost\"\n"
+    ));
+    assert_eq!(field, "verifier.grpc_listen");
+}
+
+#[test]
+fn proxy_protocol_is_off_by_default_and_needs_trusted_proxies() {
+    let cfg = load(&format!("phase = \"dual\"\n{ISSUER}")).expect("valid");
+    assert!(!cfg.issuer.expect("issuer").proxy_protocol);
+    let (field, msg) = err_field(&format!(
+        "phase = \"dual\"\n{}",
+        with_issuer_key("proxy_protocol = true")
+    ));
+    assert_eq!(field, "issuer.proxy_protocol");
+    assert!(msg.contains("trusted_proxies"), "{msg}");
+    let cfg = load(&format!(
+        "phase = \"dual\"\n{}",
+        with_issuer_key("proxy_protocol = true\ntrusted_proxies = [\"10.0.0.0/8\"]")
+    ))
+    .expect("valid");
+    assert!(cfg.issuer.expect("issuer").proxy_protocol);
+}

@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::auth::credentials;
 use crate::error::IssuerError;
 use crate::form::TokenForm;
+use crate::forwarded::client_addr;
 use crate::issuer::{Issuer, Live};
 use crate::mint::TokenRequest;
 
@@ -72,8 +73,10 @@ pub const AUDIT_TARGET: &str = "keyshift::audit";
 /// At most this many bytes of a presented client id go into the audit line.
 const AUDIT_CLIENT_BYTES: usize = keyshift_core::config::MAX_CLIENT_ID_BYTES;
 
-/// Handles one token request; always answers, counting the outcome and
-/// writing one audit line.
+/// Handles one token request from the socket peer `peer`; always answers,
+/// counting the outcome and writing one audit line. Behind
+/// `issuer.trusted_proxies` the failed-auth limits count the client
+/// `X-Forwarded-For` names ([`client_addr`]).
 pub async fn handle<B>(
     issuer: &Issuer,
     headers: &HeaderMap,
@@ -86,6 +89,7 @@ where
 {
     let started = std::time::Instant::now();
     let live = issuer.live();
+    let peer = client_addr(peer, headers, &live.config.trusted_proxies);
     let mut audit = Audit::default();
     let result = issue(issuer, &live, headers, body, peer, &mut audit).await;
     let outcome = match &result {

@@ -1,5 +1,13 @@
-//! `/verify` (any method): forward-auth for nginx `auth_request`, Traefik
-//! ForwardAuth and Envoy ext_authz (HTTP). RFC 6750 challenges.
+//! The forward-auth check, answered three ways from one decision
+//! ([`decide`]) and one mapping of a denial ([`Denial::head`]):
+//!
+//! - `/verify` and `/verify/<anything>` (any method): every status of the
+//!   contract, for Traefik ForwardAuth, Caddy `forward_auth`, HAProxy and
+//!   Envoy's HTTP ext_authz (which appends the original path);
+//! - `/auth_request` (any method): nginx's answer set ([`Answers::Nginx`]);
+//! - gRPC `Check` (`crate::grpc`), which carries the same status and headers.
+//!
+//! RFC 6750 challenges; docs/forward-auth.md is the user's page.
 
 use std::sync::Arc;
 
@@ -17,21 +25,49 @@ use crate::verifier::{Verified, Verifier};
 /// Header carrying required scopes (space-delimited), beside `?scope=`.
 pub const REQUIRE_SCOPE_HEADER: &str = "x-auth-require-scope";
 
-/// Why `/verify` said no, and how that maps onto HTTP.
+/// Which statuses a forward-auth route answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answers {
+    /// `/verify`: the contract's statuses as they are (200, 400, 401, 403, 503).
+    Full,
+    /// `/auth_request`: nginx's `auth_request` passes on only 2xx, 401 and
+    /// 403 (anything else becomes a bare 500), so a malformed request is a
+    /// 401 with `error="invalid_request"` and keys unavailable a 401 with
+    /// `error="temporarily_unavailable"` and `Retry-After`, the one answer
+    /// that carries `Retry-After` (docs/forward-auth.md turns it back into a
+    /// 503 with `error_page`).
+    Nginx,
+}
+
+/// Why a forward-auth check said no.
 #[derive(Debug)]
 pub enum Denial {
     /// No token or another scheme: 401 with a bare challenge (RFC 6750 §3.1).
     NoToken,
-    /// Two `Authorization` headers, or one that is not text: 400 `invalid_request`.
+    /// Two `Authorization` headers, one that is not text, or a required
+    /// scope that is not a scope-token: 400 `invalid_request`.
     BadRequest(&'static str),
-    /// The token was refused.
+    /// The token was refused: the error, the required scopes and, for
+    /// [`VerifyError::KeysUnavailable`], the seconds of `Retry-After`.
     Token(VerifyError, Vec<String>, u64),
 }
 
+/// A denial as HTTP says it: status, `WWW-Authenticate`, `Retry-After`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DenialHead {
+    /// 400, 401, 403 or 503.
+    pub status: StatusCode,
+    /// The RFC 6750 challenge.
+    pub challenge: HeaderValue,
+    /// Seconds to wait, for 503 only.
+    pub retry_after: Option<u64>,
+}
+
 impl Denial {
-    /// The one mapping of a denial to a response.
-    pub fn into_response(self) -> Response<Full<Bytes>> {
-        let (status, challenge, retry) = match &self {
+    /// The one mapping of a denial to HTTP terms; every answer set and the
+    /// gRPC denial are built from it.
+    pub fn head(&self) -> DenialHead {
+        let (status, challenge, retry_after) = match self {
             Denial::NoToken => (
                 StatusCode::UNAUTHORIZED,
                 HeaderValue::from_static("Bearer realm=\"keyshift\""),
@@ -64,10 +100,27 @@ impl Denial {
                 None,
             ),
         };
+        DenialHead {
+            status,
+            challenge,
+            retry_after,
+        }
+    }
+
+    /// The response of `answers`: [`Denial::head`], with the statuses nginx
+    /// cannot pass on folded into 401 for [`Answers::Nginx`].
+    pub fn into_response(self, answers: Answers) -> Response<Full<Bytes>> {
+        let head = self.head();
+        let status = match (answers, head.status) {
+            (Answers::Nginx, StatusCode::BAD_REQUEST | StatusCode::SERVICE_UNAVAILABLE) => {
+                StatusCode::UNAUTHORIZED
+            }
+            (_, status) => status,
+        };
         let mut resp = Response::new(Full::new(Bytes::new()));
         *resp.status_mut() = status;
-        resp.headers_mut().insert(WWW_AUTHENTICATE, challenge);
-        if let Some(secs) = retry {
+        resp.headers_mut().insert(WWW_AUTHENTICATE, head.challenge);
+        if let Some(secs) = head.retry_after {
             resp.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(secs));
         }
@@ -133,6 +186,21 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, Denial> {
     Ok(token)
 }
 
+/// The forward-auth decision for one request, counted in the verify
+/// metrics: the token of `headers` checked against the scopes that `query`
+/// (`?scope=a+b`, when given) and `X-Auth-Require-Scope` require.
+pub async fn decide(
+    verifier: &Verifier,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Arc<Verified>, Denial> {
+    let token = token_of(verifier, headers)?;
+    let scopes = required_scopes(query, headers).inspect_err(|_| {
+        verifier.record_malformed_request();
+    })?;
+    decide_token(verifier, token, scopes).await
+}
+
 /// The request's bearer token; a request without one, or with two
 /// `Authorization` headers, is counted here (`missing`, `malformed`).
 pub fn token_of<'h>(verifier: &Verifier, headers: &'h HeaderMap) -> Result<&'h str, Denial> {
@@ -143,50 +211,49 @@ pub fn token_of<'h>(verifier: &Verifier, headers: &'h HeaderMap) -> Result<&'h s
     })
 }
 
-/// Verifies `token` and requires `scopes`: the decision `/verify` and the
-/// tower layer ([`crate::layer`]) share, counted once by the verifier.
-pub async fn decide(
+/// Verifies `token` and requires `scopes`: the decision every answer set
+/// and the tower layer ([`crate::layer`]) share, counted once by the verifier.
+pub async fn decide_token(
     verifier: &Verifier,
     token: &str,
     scopes: Vec<String>,
 ) -> Result<Arc<Verified>, Denial> {
     let required: Vec<&str> = scopes.iter().map(String::as_str).collect();
-    match verifier.verify_with_scopes(token, &required).await {
-        Ok(v) => Ok(v),
-        Err(e) => {
+    verifier
+        .verify_with_scopes(token, &required)
+        .await
+        .map_err(|e| {
             let retry = match &e {
                 VerifyError::KeysUnavailable => {
                     verifier.jwks().map(|j| j.retry_after()).unwrap_or(30)
                 }
                 _ => 0,
             };
-            Err(Denial::Token(e, scopes, retry))
-        }
-    }
+            Denial::Token(e, scopes, retry)
+        })
 }
 
-/// Handles one `/verify` request.
+/// Answers one forward-auth request with the statuses of `answers`.
 pub async fn handle(
     verifier: &Verifier,
+    answers: Answers,
     query: Option<&str>,
     headers: &HeaderMap,
 ) -> Response<Full<Bytes>> {
-    let token = match token_of(verifier, headers) {
-        Ok(t) => t,
-        Err(denial) => return denial.into_response(),
-    };
-    let scopes = match required_scopes(query, headers) {
-        Ok(s) => s,
-        Err(denial) => {
-            verifier.record_malformed_request();
-            return denial.into_response();
-        }
-    };
-    match decide(verifier, token, scopes).await {
+    match decide(verifier, query, headers).await {
         Ok(v) => accepted(&v),
-        Err(denial) => denial.into_response(),
+        Err(denial) => denial.into_response(answers),
     }
 }
+
+/// The identity headers of a `200`, in the order [`identity_headers`] gives them.
+pub const IDENTITY_HEADERS: [HeaderName; 5] = [
+    X_AUTH_SUBJECT,
+    X_AUTH_CLIENT,
+    X_AUTH_SCOPE,
+    X_AUTH_ALG,
+    X_AUTH_KID,
+];
 
 /// `X-Auth-Subject`: the token's `sub`.
 pub const X_AUTH_SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
@@ -199,16 +266,26 @@ pub const X_AUTH_ALG: HeaderName = HeaderName::from_static("x-auth-alg");
 /// `X-Auth-Kid`: the key id (empty for a legacy token without one).
 pub const X_AUTH_KID: HeaderName = HeaderName::from_static("x-auth-kid");
 
+/// The values of [`IDENTITY_HEADERS`] for a verdict: slices of its one
+/// buffer (no copy, also on token-cache hits). `X-Auth-Kid` is empty for a
+/// legacy token without `kid`.
+pub fn identity_headers(v: &Verified) -> [HeaderValue; 5] {
+    let [sub, client, scope, kid] = v.header_values();
+    [
+        sub,
+        client,
+        scope,
+        HeaderValue::from_static(v.alg.as_str()),
+        kid,
+    ]
+}
+
 fn accepted(v: &Verified) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::new()));
     let h = resp.headers_mut();
-    h.reserve(5);
-    // Slices of the verdict's one buffer: no copy, also on token-cache hits.
-    let [sub, client, scope, kid] = v.header_values();
-    h.insert(X_AUTH_SUBJECT, sub);
-    h.insert(X_AUTH_CLIENT, client);
-    h.insert(X_AUTH_SCOPE, scope);
-    h.insert(X_AUTH_ALG, HeaderValue::from_static(v.alg.as_str()));
-    h.insert(X_AUTH_KID, kid);
+    h.reserve(IDENTITY_HEADERS.len());
+    for (name, value) in IDENTITY_HEADERS.into_iter().zip(identity_headers(v)) {
+        h.insert(name, value);
+    }
     resp
 }
