@@ -21,6 +21,7 @@ use crate::http;
 use crate::phase;
 use crate::pool::{self, Pool, SlotInit};
 use crate::report::{self, PhaseSummary, PoolSummary, RunOptions, Summary};
+use crate::services::Settings;
 use crate::smoke;
 use crate::summarize::{self, PhaseInput};
 use crate::sut::{Mode, Sut};
@@ -97,7 +98,7 @@ async fn start_sut(opts: &Options, work: &Path, clients: Vec<Credentials>) -> an
             } else {
                 first
             };
-            Sut::managed(keyshift, work, start, clients).await
+            Sut::managed(keyshift, work, start, Settings::load_test(clients)).await
         }
         Target::External {
             issuer,

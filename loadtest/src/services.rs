@@ -4,8 +4,10 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
+use keyshift_core::config::DEFAULT_TOKEN_TTL;
 use keyshift_core::fs::write_atomic;
 use keyshift_core::Phase;
 use keyshift_testkit::config::FILE_NAME;
@@ -18,22 +20,57 @@ use crate::token::Credentials;
 /// The scopes every harness client has.
 const SCOPES: [&str; 2] = ["read", "write"];
 
+/// `issuer.failed_auth_limit` of the load test: it sends only its own
+/// clients' right secrets, so no run comes near it.
+const LOAD_TEST_FAILED_AUTH_LIMIT: u32 = 1000;
+
+/// What the harness's config holds besides the phase and the addresses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// `[[issuer.clients]]`.
+    pub clients: Vec<Credentials>,
+    /// `issuer.failed_auth_limit`.
+    pub failed_auth_limit: u32,
+    /// `issuer.token_ttl`.
+    pub token_ttl: Duration,
+    /// `verifier.leeway`; `None`: keyshift's default.
+    pub leeway: Option<Duration>,
+}
+
+impl Settings {
+    /// The load test's: its clients, a failed-auth limit no run reaches,
+    /// keyshift's default token lifetime and leeway.
+    pub fn load_test(clients: Vec<Credentials>) -> Settings {
+        Settings {
+            clients,
+            failed_auth_limit: LOAD_TEST_FAILED_AUTH_LIMIT,
+            token_ttl: DEFAULT_TOKEN_TTL,
+            leeway: None,
+        }
+    }
+}
+
+/// A duration as the config writes it: whole seconds (`"900s"`).
+fn seconds(d: Duration) -> String {
+    format!("{}s", d.as_secs())
+}
+
 /// Writes the harness's config for `phase`; the verifier section once its JWKS URL is known.
 pub fn write_config(
     dir: &Path,
     phase: Phase,
     issuer_listen: &str,
     jwks_url: Option<&str>,
-    clients: &[Credentials],
+    settings: &Settings,
 ) -> anyhow::Result<PathBuf> {
     let mut config = ConfigToml::new(phase)
         .comment("Written by keyshift-loadtest.")
         .issuer("listen", issuer_listen)
         .issuer("issuer", "http://loadtest.keyshift")
         .issuer("audience", "https://api.loadtest")
-        .issuer("token_ttl", "15m")
+        .issuer("token_ttl", seconds(settings.token_ttl))
         .issuer("hs256_secret_file", "hs256.secret")
-        .issuer("failed_auth_limit", 1000)
+        .issuer("failed_auth_limit", i64::from(settings.failed_auth_limit))
         .issuer_comment(
             "Compressed rotation timings, so a rotation fits in a phase: the next key is\n\
              published 2 s before it signs, and verifiers refresh the JWKS every second.",
@@ -41,7 +78,11 @@ pub fn write_config(
         .issuer("jwks_max_age", "1s")
         .issuer("key_prepublish", "2s")
         .issuer("rotate_every", "off");
-    config = clients.iter().map(client).fold(config, ConfigToml::client);
+    config = settings
+        .clients
+        .iter()
+        .map(client)
+        .fold(config, ConfigToml::client);
     if let Some(url) = jwks_url {
         config = config
             .verifier("listen", "127.0.0.1:0")
@@ -50,6 +91,9 @@ pub fn write_config(
             .verifier("jwks_url", url)
             .verifier("hs256_secret_file", "hs256.secret")
             .verifier("jwks_min_ttl", "1s");
+        if let Some(leeway) = settings.leeway {
+            config = config.verifier("leeway", seconds(leeway));
+        }
     }
     let path = dir.join(FILE_NAME);
     replace_file(&path, &config.render(), false)?;
@@ -218,8 +262,14 @@ mod tests {
         for phase in Phase::ALL {
             // As the harness writes it: the issuer's part first, then both.
             for jwks_url in [None, Some(jwks)] {
-                let path =
-                    write_config(&dir, phase, "127.0.0.1:4000", jwks_url, &clients).expect("write");
+                let path = write_config(
+                    &dir,
+                    phase,
+                    "127.0.0.1:4000",
+                    jwks_url,
+                    &Settings::load_test(clients.clone()),
+                )
+                .expect("write");
                 let cfg = Config::load(&path)
                     .unwrap_or_else(|e| panic!("{phase} (jwks {jwks_url:?}): {e}"));
                 assert_eq!(cfg.phase, phase);
@@ -227,6 +277,7 @@ mod tests {
                 assert_eq!(issuer.listen, "127.0.0.1:4000".parse().expect("addr"));
                 assert_eq!(issuer.clients.len(), clients.len());
                 assert_eq!(issuer.key_prepublish, Duration::from_secs(2));
+                assert_eq!(issuer.token_ttl, DEFAULT_TOKEN_TTL);
                 assert_eq!(
                     cfg.verifier
                         .as_ref()
