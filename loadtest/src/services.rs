@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use keyshift_core::config::DEFAULT_TOKEN_TTL;
+use keyshift_core::config::{DEFAULT_FAILED_AUTH_LIMIT, DEFAULT_TOKEN_TTL};
 use keyshift_core::fs::write_atomic;
 use keyshift_core::Phase;
 use keyshift_testkit::config::FILE_NAME;
@@ -23,6 +23,10 @@ const SCOPES: [&str; 2] = ["read", "write"];
 /// `issuer.failed_auth_limit` of the load test: it sends only its own
 /// clients' right secrets, so no run comes near it.
 const LOAD_TEST_FAILED_AUTH_LIMIT: u32 = 1000;
+/// `verifier.leeway` of the soak: 1 s, so a token minted with a 1 s
+/// lifetime counts as expired 2 s later (issuer and verifier share this
+/// machine's clock: there is no skew to allow for).
+pub const SOAK_LEEWAY: Duration = Duration::from_secs(1);
 
 /// What the harness's config holds besides the phase and the addresses.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +50,18 @@ impl Settings {
             failed_auth_limit: LOAD_TEST_FAILED_AUTH_LIMIT,
             token_ttl: DEFAULT_TOKEN_TTL,
             leeway: None,
+        }
+    }
+
+    /// The soak's: its clients (a guesser among them), keyshift's default
+    /// failed-auth limit (the guesser must meet the real one), and
+    /// [`SOAK_LEEWAY`].
+    pub fn soak(clients: Vec<Credentials>) -> Settings {
+        Settings {
+            clients,
+            failed_auth_limit: DEFAULT_FAILED_AUTH_LIMIT,
+            token_ttl: DEFAULT_TOKEN_TTL,
+            leeway: Some(SOAK_LEEWAY),
         }
     }
 }
@@ -192,12 +208,24 @@ impl Pid {
     /// Resident memory in KiB, from /proc.
     pub fn rss_kib(self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.0)).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
+        vm_rss_kib(&status)
     }
+
+    /// Open file descriptors: the entries of /proc/<pid>/fd (readable for
+    /// our own children). The count is bounded by the process's fd limit.
+    pub fn fd_count(self) -> Option<u64> {
+        let entries = std::fs::read_dir(format!("/proc/{}/fd", self.0)).ok()?;
+        Some(entries.filter(|e| e.is_ok()).count() as u64)
+    }
+}
+
+/// The `VmRSS` of a /proc/<pid>/status text, in KiB.
+pub fn vm_rss_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
 }
 
 impl std::fmt::Display for Pid {
@@ -344,5 +372,43 @@ mod tests {
         );
         let gone = Pid::try_from(i64::from(i32::MAX)).expect("pid");
         assert!(gone.ensure_role("issuer").is_err());
+    }
+
+    #[test]
+    fn the_soak_config_has_the_default_failed_auth_limit_and_a_short_leeway() {
+        let dir = scratch_dir("services-soak");
+        let jwks = "http://127.0.0.1:4001/.well-known/jwks.json";
+        let mut settings = Settings::soak(builtin_clients());
+        settings.token_ttl = Duration::from_secs(1);
+        let path = write_config(
+            &dir,
+            Phase::Transition,
+            "127.0.0.1:4000",
+            Some(jwks),
+            &settings,
+        )
+        .expect("write");
+        let cfg = Config::load(&path).expect("load");
+        let issuer = cfg.issuer.as_ref().expect("[issuer]");
+        assert_eq!(issuer.failed_auth_limit, DEFAULT_FAILED_AUTH_LIMIT);
+        assert_eq!(issuer.token_ttl, Duration::from_secs(1));
+        assert_eq!(
+            cfg.verifier.as_ref().expect("[verifier]").leeway,
+            SOAK_LEEWAY
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn resident_memory_is_read_from_the_status_text() {
+        let status = "Name:\tkeyshift\nVmPeak:\t  9000 kB\nVmRSS:\t   8123 kB\nThreads:\t3\n";
+        assert_eq!(vm_rss_kib(status), Some(8123));
+        assert_eq!(vm_rss_kib("Name:\tkthreadd\n"), None);
+        let me = Pid::try_from(i64::from(std::process::id())).expect("pid");
+        assert!(me.rss_kib().is_some_and(|k| k > 0));
+        assert!(
+            me.fd_count().is_some_and(|n| n >= 3),
+            "stdin, stdout, stderr at least"
+        );
     }
 }

@@ -234,7 +234,7 @@ impl Sut {
     /// Writes `phase` into the config (the services reload on [`Sut::hup`]).
     pub fn write_phase(&self, phase: Phase) -> anyhow::Result<()> {
         match &self.config {
-            ConfigFile::Harness { .. } => self.write_harness_config(phase)?,
+            ConfigFile::Harness { .. } => self.write_harness_config(phase, None)?,
             ConfigFile::External { path, .. } => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading {}", path.display()))?;
@@ -250,7 +250,14 @@ impl Sut {
         Ok(())
     }
 
-    fn write_harness_config(&self, phase: Phase) -> anyhow::Result<()> {
+    /// Writes the harness's config for `phase` with the issuer's
+    /// `token_ttl` set to `ttl` (the services reload on [`Sut::hup`]):
+    /// the soak mints tokens that expire at once this way. Managed only.
+    pub fn write_token_ttl(&self, phase: Phase, ttl: Duration) -> anyhow::Result<()> {
+        self.write_harness_config(phase, Some(ttl))
+    }
+
+    fn write_harness_config(&self, phase: Phase, ttl: Option<Duration>) -> anyhow::Result<()> {
         let ConfigFile::Harness {
             work,
             issuer_listen,
@@ -260,8 +267,23 @@ impl Sut {
         else {
             bail!("only the harness's own config can be rewritten whole");
         };
+        let settings = match ttl {
+            Some(token_ttl) => &Settings {
+                token_ttl,
+                ..settings.clone()
+            },
+            None => settings,
+        };
         services::write_config(work, phase, issuer_listen, Some(jwks_url), settings)?;
         Ok(())
+    }
+
+    /// The issuer's `token_ttl` in the harness's config (managed only).
+    pub fn token_ttl(&self) -> Option<Duration> {
+        match &self.config {
+            ConfigFile::Harness { settings, .. } => Some(settings.token_ttl),
+            _ => None,
+        }
     }
 
     /// SIGHUP to one service.
