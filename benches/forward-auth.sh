@@ -5,7 +5,7 @@
 #       200 auth endpoint (nginx `return 200`): the verifier's share of a
 #       request through nginx, in requests/s and p99 (wrk);
 #   (c) keyshift's gRPC Check against its HTTP /verify, the same token and
-#       clients (keyshift-authz-load).
+#       clients (keyshift-authz-load), with the verifier's CPU per request.
 # The app behind nginx is an nginx `return 200` too, so neither run measures
 # an application. Phase transition: the token is an RS256 one the issuer
 # minted, repeated (a client reuses its token: token-cache hits).
@@ -13,6 +13,8 @@
 # fixed ports). Figures belong to a quiet machine.
 #
 # Usage: benches/forward-auth.sh [seconds per run, default 10]
+# KEYSHIFT_BIN_DIR=dir runs the keyshift and keyshift-authz-load found there
+# instead of building target/release's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -25,8 +27,8 @@ if [ "${KEYSHIFT_IN_NETNS:-}" != 1 ]; then
             apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $tool >/dev/null
         }
     done
-    cargo build -q -j2 --release -p keyshift -p keyshift-benches
-    exec unshare -n env KEYSHIFT_IN_NETNS=1 KEYSHIFT_BIN_DIR="$ROOT/$TARGET/release" bash "$0" "$@"
+    [ -n "${KEYSHIFT_BIN_DIR:-}" ] || cargo build -q -j2 --release -p keyshift -p keyshift-benches
+    exec unshare -n env KEYSHIFT_IN_NETNS=1 KEYSHIFT_BIN_DIR="${KEYSHIFT_BIN_DIR:-$ROOT/$TARGET/release}" bash "$0" "$@"
 fi
 
 ip link set lo up
@@ -118,8 +120,16 @@ NGINX=$!
 PIDS+=($NGINX)
 wait_port 80
 run_wrk "nginx + keyshift /auth_request"
-echo "== keyshift alone, same token: gRPC Check vs HTTP /verify (16 clients)"
-"$BIN/keyshift-authz-load" 127.0.0.1:8082 127.0.0.1:8081 "$TOKEN" "$SECS" 16
+echo "== keyshift alone, same token: gRPC Check vs HTTP /verify (16 clients; verifier CPU per request)"
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$VERIFIER/stat"; }
+for mode in grpc http; do
+    port=8082; [ $mode = http ] && port=8081
+    before=$(cpu_ticks)
+    line=$("$BIN/keyshift-authz-load" $mode 127.0.0.1:$port "$TOKEN" "$SECS" 16)
+    ticks=$(( $(cpu_ticks) - before ))
+    requests=$(echo "$line" | sed 's/.*(\([0-9]*\) requests).*/\1/')
+    echo "$line  verifier CPU $(( ticks * 1000000 / $(getconf CLK_TCK) / (requests > 0 ? requests : 1) )) µs/request"
+done
 kill "$NGINX" "$VERIFIER"; wait "$NGINX" "$VERIFIER" 2>/dev/null || true
 
 nginx_conf 'server { listen 127.0.0.1:8081; location / { return 200; } }'

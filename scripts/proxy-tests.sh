@@ -8,6 +8,7 @@
 # configs keep their real addresses (proxy on :80, verifier on 127.0.0.1:8081,
 # app on 127.0.0.1:3000) and no port can collide with anything on the machine.
 # A proxy whose package cannot be installed is skipped with one line.
+# KEYSHIFT_BIN=path runs that binary instead of building target/debug/keyshift.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -35,15 +36,17 @@ if [ "${KEYSHIFT_IN_NETNS:-}" != 1 ]; then
         echo "SKIP proxy tests: cannot create a network namespace (unshare -n needs root)"
         exit 0
     fi
-    echo "== cargo build -p keyshift"
-    cargo build -j2 -q -p keyshift
+    if [ -z "${KEYSHIFT_BIN:-}" ]; then
+        echo "== cargo build -p keyshift"
+        cargo build -j2 -q -p keyshift
+    fi
     VENV=$TARGET_DIR/authlib-venv
     if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import authlib' 2>/dev/null; then
         echo "== authlib in $VENV (PyPI)"
         python3 -m venv "$VENV" >/dev/null 2>&1 || { rm -rf "$VENV"; echo "SKIP authlib: python3 -m venv failed"; }
         [ -x "$VENV/bin/pip" ] && { "$VENV/bin/pip" install -q authlib >/dev/null 2>&1 || echo "SKIP authlib: pip install failed"; }
     fi
-    exec unshare -n env KEYSHIFT_IN_NETNS=1 KEYSHIFT_BIN="$ROOT/$TARGET_DIR/debug/keyshift" \
+    exec unshare -n env KEYSHIFT_IN_NETNS=1 KEYSHIFT_BIN="${KEYSHIFT_BIN:-$ROOT/$TARGET_DIR/debug/keyshift}" \
         KEYSHIFT_VENV="$ROOT/$VENV" bash "$0" "$@"
 fi
 

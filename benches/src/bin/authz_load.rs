@@ -1,8 +1,9 @@
-//! The load client of `benches/forward-auth.sh`: the same token, the same
-//! number of concurrent clients, against the verifier's gRPC `Check` and its
-//! HTTP `/verify`, one after the other; prints requests/s and p50/p99 of each.
+//! The load client of `benches/forward-auth.sh`: one token, a number of
+//! concurrent clients, against the verifier's gRPC `Check` or its HTTP
+//! `/verify`; prints requests/s and p50/p99 (the script runs it once per
+//! mode, reading the verifier's CPU time around each run).
 //!
-//! Usage: keyshift-authz-load GRPC_ADDR HTTP_ADDR TOKEN [SECONDS] [CLIENTS]
+//! Usage: keyshift-authz-load grpc|http ADDR TOKEN [SECONDS] [CLIENTS]
 //!
 //! Each client is one connection (an HTTP/2 channel, or a keep-alive HTTP/1
 //! connection) sending one request at a time, as a proxy's worker does.
@@ -21,10 +22,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, grpc, http, token, rest @ ..] = args.as_slice() else {
-        return Err(
-            "usage: keyshift-authz-load GRPC_ADDR HTTP_ADDR TOKEN [SECONDS] [CLIENTS]".into(),
-        );
+    let [_, mode, addr, token, rest @ ..] = args.as_slice() else {
+        return Err("usage: keyshift-authz-load grpc|http ADDR TOKEN [SECONDS] [CLIENTS]".into());
     };
     let secs: u64 = rest.first().map_or(Ok(10), |s| s.parse())?;
     let clients: usize = rest.get(1).map_or(Ok(16), |s| s.parse())?;
@@ -33,16 +32,19 @@ fn main() -> Result<(), BoxError> {
         .build()?;
     runtime.block_on(async {
         let run = Duration::from_secs(secs);
-        report(
-            "gRPC Check",
-            clients,
-            load(clients, run, |_| grpc_client(grpc.clone(), token.clone())).await?,
-        );
-        report(
-            "HTTP /verify",
-            clients,
-            load(clients, run, |_| http_client(http.clone(), token.clone())).await?,
-        );
+        match mode.as_str() {
+            "grpc" => report(
+                "gRPC Check",
+                clients,
+                load(clients, run, |_| grpc_client(addr.clone(), token.clone())).await?,
+            ),
+            "http" => report(
+                "HTTP /verify",
+                clients,
+                load(clients, run, |_| http_client(addr.clone(), token.clone())).await?,
+            ),
+            other => return Err(format!("mode {other}: grpc or http").into()),
+        }
         Ok(())
     })
 }

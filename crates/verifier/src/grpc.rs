@@ -35,6 +35,12 @@ use tokio::net::TcpListener;
 use crate::routes::verify::{self, Denial, IDENTITY_HEADERS, REQUIRE_SCOPE_HEADER};
 use crate::verifier::{Verified, Verifier};
 
+/// The largest `CheckRequest` decoded (tonic's default is 4 MiB): room for
+/// a request head at `keyshift_http::MAX_HEADER_BYTES` (96 KiB) and Envoy's
+/// attributes around it; a larger one is refused (`OUT_OF_RANGE`)
+/// before it is parsed.
+pub const MAX_CHECK_REQUEST_BYTES: usize = 256 * 1024;
+
 /// The context extension naming the scopes a route requires.
 pub const SCOPE_EXTENSION: &str = "scope";
 
@@ -211,7 +217,8 @@ pub async fn serve(
     // One service, so no router: tonic's `Server` serves it directly.
     tonic::transport::Server::builder()
         .serve_with_incoming_shutdown(
-            AuthorizationServer::new(ExtAuthz::new(verifier)),
+            AuthorizationServer::new(ExtAuthz::new(verifier))
+                .max_decoding_message_size(MAX_CHECK_REQUEST_BYTES),
             incoming,
             shutdown,
         )

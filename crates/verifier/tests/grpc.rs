@@ -280,3 +280,18 @@ async fn keys_unavailable_is_503_with_retry_after_and_everything_is_counted_like
     assert_eq!(after.hs256.accepted - before.hs256.accepted, 1);
     assert_eq!(after.other.rejected - before.other.rejected, 1);
 }
+
+#[tokio::test]
+async fn a_check_request_past_the_size_bound_is_refused_before_parsing() {
+    let f = fixture(Phase::Dual, "").await;
+    let mut c = client(&f).await;
+    let huge = "x".repeat(keyshift_verifier::grpc::MAX_CHECK_REQUEST_BYTES);
+    let err = c
+        .check(request(&[("x-padding", &huge)], &[]))
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::OutOfRange, "{err:?}");
+    // The channel still serves a normal request.
+    let bearer = format!("Bearer {}", hs256(&claims()));
+    allowed(&check(&mut c, request(&[("authorization", &bearer)], &[])).await);
+}
