@@ -2,8 +2,9 @@
 CARGO ?= cargo
 JOBS ?= 2
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
+SOAK_SECONDS ?= 60
 
-.PHONY: run test lint bench loadtest doc build test-observability test-proxies fuzz deny
+.PHONY: run test lint bench loadtest soak doc build test-observability test-proxies fuzz deny
 
 ## run: start issuer and verifier on loopback with a generated config in ./.keyshift/
 run:
@@ -16,12 +17,13 @@ build:
 ## test: every test of the workspace (unit, service, end-to-end with the real binary),
 ##       the Python and Node example verifiers against the real issuer through the four
 ##       phases (PyJWT and jose installed under target/), then a --quick load test
-##       through the three phases (checks its own report)
+##       through the three phases (checks its own report) and a --quick soak (10 s of load)
 test:
 	$(CARGO) test -j$(JOBS) --workspace
 	$(CARGO) build -j$(JOBS) -p keyshift -p keyshift-loadtest
 	bash examples/verifiers/run-tests.sh $(TARGET_DIR)/debug/keyshift $(TARGET_DIR)/examples-verifiers
 	$(TARGET_DIR)/debug/keyshift-loadtest --quick --keyshift $(TARGET_DIR)/debug/keyshift --out $(TARGET_DIR)/loadtest-smoke
+	$(TARGET_DIR)/debug/keyshift-loadtest --soak --quick --keyshift $(TARGET_DIR)/debug/keyshift --out $(TARGET_DIR)/loadtest-smoke
 
 ## lint: formatting and clippy, as CI runs them
 lint:
@@ -36,6 +38,12 @@ bench:
 loadtest:
 	$(CARGO) build -j$(JOBS) --release -p keyshift -p keyshift-loadtest
 	$(TARGET_DIR)/release/keyshift-loadtest --keyshift $(TARGET_DIR)/release/keyshift --out loadtest/reports $(ARGS)
+
+## soak: release build, issuer + verifier under mixed traffic and faults for SOAK_SECONDS
+##       (default 60) of load; asserts no failure, no leak (docs/loadtest.md, "Soak")
+soak:
+	$(CARGO) build -j$(JOBS) --release -p keyshift -p keyshift-loadtest
+	$(TARGET_DIR)/release/keyshift-loadtest --soak --seconds $(SOAK_SECONDS) --keyshift $(TARGET_DIR)/release/keyshift --out loadtest/reports $(ARGS)
 
 ## doc: API docs of the workspace
 doc:

@@ -31,6 +31,16 @@ pub const MAX_USERS: usize = 4096;
 /// Largest pool accepted.
 pub const MAX_POOL_SIZE: usize = 100_000;
 
+/// `--soak`: seconds of load in all. Defaults to 60 s.
+pub const DEFAULT_SOAK: Duration = Duration::from_secs(60);
+/// The longest soak accepted.
+pub const MAX_SOAK: Duration = Duration::from_secs(3 * 3600);
+/// The shortest phase of a soak: its rotation must sign before the outage.
+const MIN_SOAK_PHASE: Duration = Duration::from_secs(5);
+/// `--soak --quick`: 10 s of load over two phases (from `dual`, started in).
+const QUICK_SOAK: Duration = Duration::from_secs(10);
+const QUICK_SOAK_PHASES: [Phase; 2] = [Phase::Transition, Phase::Asymmetric];
+
 /// `--quick`: the smoke run of `make test` (explicit flags still win).
 const QUICK_DURATION: Duration = Duration::from_secs(6);
 const QUICK_USERS: usize = 4;
@@ -110,10 +120,25 @@ pub struct Args {
     /// A short smoke run (6 s per phase, 4 users, 40 tokens, reuse 50) that also checks its own report.
     #[arg(long)]
     pub quick: bool,
+    /// A soak: the phase walk for --seconds in all, with forged and expired tokens, background token requests (some with a wrong secret) and RSS/fd bounds; writes soak.md and soak.json. Starts the services itself.
+    #[arg(long)]
+    pub soak: bool,
+    /// With --soak: load in all, split evenly over the phases: seconds (`600`) or a duration (`10m`). Defaults to 60 s (10 s over transition,asymmetric with --quick).
+    #[arg(long, value_parser = parse_soak_seconds, value_name = "TIME", requires = "soak")]
+    pub seconds: Option<Duration>,
 }
 
-/// Seconds as a bare number, or a duration with units; at least 1 s.
+/// Seconds as a bare number, or a duration with units; 1 s to [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    parse_duration_up_to(s, MAX_DURATION)
+}
+
+/// `--seconds`: as [`parse_duration`], up to [`MAX_SOAK`].
+pub fn parse_soak_seconds(s: &str) -> Result<Duration, String> {
+    parse_duration_up_to(s, MAX_SOAK)
+}
+
+fn parse_duration_up_to(s: &str, max: Duration) -> Result<Duration, String> {
     let d = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         Duration::from_secs(s.parse().map_err(|_| format!("`{s}` is too large"))?)
     } else {
@@ -125,8 +150,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if d.subsec_nanos() != 0 {
         return Err(format!("`{s}`: whole seconds only"));
     }
-    if d > MAX_DURATION {
-        return Err(format!("`{s}`: at most {} s", MAX_DURATION.as_secs()));
+    if d > max {
+        return Err(format!("`{s}`: at most {} s", max.as_secs()));
     }
     Ok(d)
 }
@@ -176,6 +201,13 @@ pub struct PoolOptions {
     pub attack_share: f64,
 }
 
+/// `--soak` settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SoakOptions {
+    /// Load in all (the phases' durations add up to it, rounded down).
+    pub seconds: Duration,
+}
+
 /// Validated options.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
@@ -201,6 +233,8 @@ pub struct Options {
     pub quick: bool,
     /// Client credentials file.
     pub clients: Option<PathBuf>,
+    /// `--soak`: managed, with the soak's extras.
+    pub soak: Option<SoakOptions>,
     /// Things the options made the harness skip or ignore, said once.
     pub notes: Vec<String>,
 }
@@ -344,7 +378,38 @@ impl Args {
         let phases = match (&target, self.phases) {
             (Target::External { control: None, .. }, _) => None,
             (_, Some(p)) => Some(p),
+            (_, None) if self.soak && self.quick => Some(QUICK_SOAK_PHASES.to_vec()),
             (_, None) => Some(DEFAULT_PHASES.to_vec()),
+        };
+        let (soak, duration) = if self.soak {
+            ensure!(
+                matches!(target, Target::Managed { .. }),
+                "--soak starts the services itself (it reads their memory and file descriptors and cuts their JWKS): drop --issuer and --verifier"
+            );
+            ensure!(
+                self.duration.is_none(),
+                "--duration is per phase; give a soak's whole length with --seconds"
+            );
+            let seconds =
+                self.seconds
+                    .unwrap_or(if self.quick { QUICK_SOAK } else { DEFAULT_SOAK });
+            let n = phases.as_ref().map(Vec::len).unwrap_or(1).max(1) as u32;
+            let per_phase = Duration::from_secs((seconds / n).as_secs());
+            ensure!(
+                per_phase >= MIN_SOAK_PHASE,
+                "--seconds {}: at least {} s per phase ({n} phases)",
+                seconds.as_secs(),
+                MIN_SOAK_PHASE.as_secs()
+            );
+            ensure!(
+                per_phase <= MAX_DURATION,
+                "--seconds {}: at most {} s per phase",
+                seconds.as_secs(),
+                MAX_DURATION.as_secs()
+            );
+            (Some(SoakOptions { seconds }), per_phase)
+        } else {
+            (None, duration)
         };
         Ok(Options {
             target,
@@ -363,6 +428,7 @@ impl Args {
             out: self.out,
             quick: self.quick,
             clients: self.clients,
+            soak,
             notes,
         })
     }
@@ -567,5 +633,44 @@ mod tests {
         .contains("same address"));
         assert!(err(&["--config", "k.toml"]).contains("give --issuer and --verifier"));
         assert!(err(&["--clients", "c.txt"]).contains("--clients is for --issuer"));
+    }
+
+    #[test]
+    fn a_soak_splits_its_seconds_over_the_phases() {
+        let o = parse(&["--soak"]).expect("soak");
+        assert_eq!(
+            o.soak,
+            Some(SoakOptions {
+                seconds: DEFAULT_SOAK
+            })
+        );
+        assert_eq!(o.phases, Some(DEFAULT_PHASES.to_vec()));
+        assert_eq!(o.duration, Duration::from_secs(20));
+        let o = parse(&["--soak", "--seconds", "10m"]).expect("10 minutes");
+        assert_eq!(o.duration, Duration::from_secs(200));
+        let o = parse(&["--soak", "--seconds", "61"]).expect("61 s");
+        assert_eq!(o.duration, Duration::from_secs(20), "rounded down");
+        let quick = parse(&["--soak", "--quick"]).expect("quick soak");
+        assert_eq!(quick.phases, Some(QUICK_SOAK_PHASES.to_vec()));
+        assert_eq!(quick.duration, Duration::from_secs(5));
+        assert_eq!(quick.users, QUICK_USERS);
+        assert_eq!(parse(&[]).expect("no soak").soak, None);
+    }
+
+    #[test]
+    fn a_soak_needs_its_own_services_and_enough_time_per_phase() {
+        assert!(err(&["--soak", "--seconds", "12"]).contains("at least 5 s per phase (3 phases)"));
+        assert!(err(&["--soak", "--duration", "20"]).contains("--seconds"));
+        assert!(err(&["--seconds", "60"]).contains("--soak"));
+        assert!(err(&["--soak", "--seconds", "4h"]).contains("at most 10800 s"));
+        assert!(err(&[
+            "--soak",
+            "--issuer",
+            "http://127.0.0.1:8080",
+            "--verifier",
+            "http://127.0.0.1:8081"
+        ])
+        .contains("--soak starts the services itself"));
+        assert!(parse(&["--soak", "--phases", "asymmetric", "--seconds", "5"]).is_ok());
     }
 }

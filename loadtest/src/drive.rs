@@ -15,8 +15,10 @@ use goose::prelude::*;
 use keyshift_core::Phase;
 use serde::{Deserialize, Serialize};
 
+use crate::answers::{self, Class, VerifyLedger};
 use crate::http;
 use crate::pool::{Kind, Pool};
+use crate::proxy::ProxyControl;
 
 /// What happened to the requests of one kind.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -29,6 +31,14 @@ pub struct SentCount {
     pub failed: u64,
     /// Goose: answers with a 5xx status.
     pub server_errors: u64,
+    /// Of `server_errors`, the 503s the soak judged intended (during the
+    /// JWKS outage, to a request expecting 401; goose counts them in `ok`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub outage_503: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Latency figures, milliseconds.
@@ -74,24 +84,15 @@ pub struct Row<'a> {
     pub timing: &'a GooseRequestMetricTimingData,
 }
 
-/// Tallies goose's rows and the pool's sent counters into [`Sent`].
+/// Tallies goose's rows into [`Sent`], starting from the pool's counts
+/// (`sent`, `outage_503`) of each kind.
 pub fn tally<'a>(
     rows: impl IntoIterator<Item = Row<'a>>,
-    sent_of: impl Fn(Kind) -> u64,
+    pool_counts: impl Fn(Kind) -> SentCount,
     seconds: f64,
 ) -> Sent {
-    let mut kinds: BTreeMap<Kind, SentCount> = Kind::ALL
-        .into_iter()
-        .map(|k| {
-            (
-                k,
-                SentCount {
-                    sent: sent_of(k),
-                    ..SentCount::default()
-                },
-            )
-        })
-        .collect();
+    let mut kinds: BTreeMap<Kind, SentCount> =
+        Kind::ALL.into_iter().map(|k| (k, pool_counts(k))).collect();
     let mut legit = GooseRequestMetricTimingData::default();
     let mut max_us = 0u64;
     let mut foreign = 0u64;
@@ -173,16 +174,32 @@ async fn setup_client(user: &mut GooseUser) -> TransactionResult {
     Ok(())
 }
 
+/// The soak's own view of the answers: its ledger, and the JWKS outage
+/// switch its 503s are judged against.
+#[derive(Debug, Clone)]
+pub struct Watch {
+    /// Where every answer is counted.
+    pub ledger: Arc<VerifyLedger>,
+    /// The outage switch.
+    pub proxy: Arc<ProxyControl>,
+}
+
 /// The goose transaction: one `/verify` with a token from `pool`.
-fn verify_with(pool: Arc<Pool>) -> Transaction {
-    let verify: TransactionFunction = Arc::new(move |user| Box::pin(verify(user, pool.clone())));
+fn verify_with(pool: Arc<Pool>, watch: Option<Watch>) -> Transaction {
+    let verify: TransactionFunction =
+        Arc::new(move |user| Box::pin(verify(user, pool.clone(), watch.clone())));
     Transaction::new(verify)
 }
 
-/// One `/verify` with a pooled token.
-async fn verify(user: &mut GooseUser, pool: Arc<Pool>) -> TransactionResult {
+/// One `/verify` with a pooled token; with a [`Watch`], its answer is
+/// classified and counted, and an intended 503 is no goose failure.
+async fn verify(user: &mut GooseUser, pool: Arc<Pool>, watch: Option<Watch>) -> TransactionResult {
     let tok = pool.pick();
     pool.record_sent(tok.kind);
+    let before = watch.as_ref().map(|w| {
+        w.ledger.of(tok.kind).sent();
+        w.proxy.outage_mark()
+    });
     let builder = user
         .get_request_builder(&GooseMethod::Get, "/verify")?
         .header("authorization", tok.header.as_str());
@@ -191,11 +208,21 @@ async fn verify(user: &mut GooseUser, pool: Arc<Pool>) -> TransactionResult {
         .name(tok.kind.name())
         .expect_status_code(tok.kind.expected_status())
         .build();
-    user.request(request).await?;
+    let mut goose = user.request(request).await?;
+    if let (Some(w), Some(before)) = (&watch, before) {
+        let status = goose.response.as_ref().ok().map(|r| r.status().as_u16());
+        let class = answers::classify(status, before.overlaps(w.proxy.outage_mark()));
+        w.ledger.of(tok.kind).answered(class);
+        if class == Class::Outage503 && answers::verify_as_expected(tok.kind, class) {
+            pool.record_outage_503(tok.kind);
+            user.set_success(&mut goose.request)?;
+        }
+    }
     Ok(())
 }
 
-/// Runs goose against the verifier for `duration`, its users drawing from `pool`.
+/// Runs goose against the verifier for `duration`, its users drawing from
+/// `pool`; with `watch`, every answer is also counted there.
 pub async fn drive(
     verifier: SocketAddr,
     phase: Phase,
@@ -203,6 +230,7 @@ pub async fn drive(
     duration: Duration,
     report_html: &Path,
     pool: &Arc<Pool>,
+    watch: Option<Watch>,
 ) -> anyhow::Result<Sent> {
     let mut config = goose::config::GooseConfiguration::default();
     config.host = Some(format!("http://{verifier}"));
@@ -217,7 +245,7 @@ pub async fn drive(
     let attack = GooseAttack::initialize_with_config(config)?.register_scenario(
         scenario!("verifier")
             .register_transaction(transaction!(setup_client).set_on_start())
-            .register_transaction(verify_with(pool.clone())),
+            .register_transaction(verify_with(pool.clone(), watch)),
     );
     let progress = tokio::spawn(progress(phase, duration, pool.clone()));
     let started = Instant::now();
@@ -225,7 +253,12 @@ pub async fn drive(
     let seconds = started.elapsed().as_secs_f64();
     progress.abort();
     let metrics = result?;
-    Ok(tally(rows(&metrics), |k| pool.stats.sent(k), seconds))
+    let pool_counts = |k| SentCount {
+        sent: pool.stats.sent(k),
+        outage_503: pool.stats.outage_503(k),
+        ..SentCount::default()
+    };
+    Ok(tally(rows(&metrics), pool_counts, seconds))
 }
 
 /// Prints phase, elapsed/total, requests so far and the current rate every
@@ -311,7 +344,11 @@ mod tests {
                 timing: &other,
             },
         ];
-        let sent = tally(rows, |k| if k == Kind::Hs256 { 101 } else { 0 }, 2.0);
+        let pool_counts = |k| SentCount {
+            sent: if k == Kind::Hs256 { 101 } else { 0 },
+            ..SentCount::default()
+        };
+        let sent = tally(rows, pool_counts, 2.0);
         let hs = sent.kinds[&Kind::Hs256];
         assert_eq!(
             hs,
@@ -319,7 +356,8 @@ mod tests {
                 sent: 101,
                 ok: 99,
                 failed: 1,
-                server_errors: 1
+                server_errors: 1,
+                outage_503: 0,
             }
         );
         assert_eq!(sent.kinds[&Kind::Attack].ok, 10);
@@ -338,7 +376,7 @@ mod tests {
 
     #[test]
     fn nothing_sent_gives_zeros() {
-        let sent = tally(Vec::new(), |_| 0, 1.0);
+        let sent = tally(Vec::new(), |_| SentCount::default(), 1.0);
         assert_eq!(sent.legitimate, Latency::default());
     }
 }

@@ -234,7 +234,7 @@ async fn cut_jwks(
     until(started, duration.mul_f64(0.65)).await;
     let at_start = served();
     let began = Instant::now();
-    plan.proxy.outage.store(true, Ordering::Relaxed);
+    plan.proxy.set_outage(true);
     let result = async {
         until(started, duration.mul_f64(0.775)).await;
         let before_hup = served();
@@ -248,7 +248,7 @@ async fn cut_jwks(
     }
     .await;
     // The outage ends whatever happened above.
-    plan.proxy.outage.store(false, Ordering::Relaxed);
+    plan.proxy.set_outage(false);
     let answered = result?;
     Ok(OutageReport {
         proxy_503s: served() - at_start,

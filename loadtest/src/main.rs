@@ -2,7 +2,8 @@
 //! through the migration phases (dual → transition → asymmetric) with goose,
 //! and reports throughput, latency, outcomes, cache hit rates and capacity
 //! from goose's figures and the services' own `/metrics`. `make loadtest`
-//! runs it on a release build; `--quick` is the smoke run of `make test`.
+//! runs it on a release build; `--quick` is the smoke run of `make test`;
+//! `make soak` runs `--soak`.
 //! docs/loadtest.md describes the options and the report.
 //!
 //! Layout: [`cli`] flags and their validation; [`sut`] the services (started
@@ -11,8 +12,12 @@
 //! [`drive`] goose; [`events`] rotation and JWKS outage ([`proxy`]);
 //! [`prom`] metrics; [`summarize`], [`check`], [`capacity`] and [`report`]
 //! the results; [`run`] the order of it all; [`smoke`] the external-mode
-//! part of `--quick`.
+//! part of `--quick`. `--soak` ([`soak`]) adds forged and expired tokens,
+//! background token requests ([`token_traffic`]), its own account of every
+//! answer ([`answers`]), RSS and fd sampling ([`resources`]), and its checks
+//! ([`soak_check`]) and report ([`soak_report`]).
 
+mod answers;
 mod capacity;
 mod check;
 mod cli;
@@ -24,14 +29,19 @@ mod pool;
 mod prom;
 mod proxy;
 mod report;
+mod resources;
 mod run;
 mod services;
 mod smoke;
+mod soak;
+mod soak_check;
+mod soak_report;
 mod summarize;
 mod sut;
 #[cfg(test)]
 mod testutil;
 mod token;
+mod token_traffic;
 
 use std::process::ExitCode;
 

@@ -7,7 +7,10 @@
 //! the real token endpoint; until it arrives the slot keeps using its current
 //! (still valid) token, as a client whose refresh is slow would. Stragglers
 //! (stale HS256 tokens in phase `asymmetric`) are never replaced. A share of
-//! requests carries an attack token with a fresh random kid each time.
+//! requests carries an attack token with a fresh random kid each time; the
+//! soak also mixes in forged tokens (a real token's header and claims under
+//! a random signature of the right length) and expired ones (real tokens
+//! minted with a 1 s lifetime), see [`Mix`].
 //!
 //! With `P` legitimate slots, reuse `N` and `R` legitimate requests, the
 //! verifier's token cache sees about `P + R / N` first uses (misses) when it
@@ -21,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use keyshift_core::clock::{Clock, SystemClock};
-use keyshift_core::Alg;
+use keyshift_core::{b64, Alg};
 use keyshift_testkit::jwt;
 use tokio::sync::mpsc;
 
@@ -40,16 +43,22 @@ pub enum Kind {
     Straggler,
     /// An RS256-looking token with a random kid: 401 (`unknown_kid`).
     Attack,
+    /// A real token of the phase's signing algorithm past its `exp`: 401 (`expired`).
+    Expired,
+    /// A real token's header and claims under a random signature: 401 (`bad_signature`).
+    Forged,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Hs256,
         Kind::Rs256,
         Kind::NewKid,
         Kind::Straggler,
         Kind::Attack,
+        Kind::Expired,
+        Kind::Forged,
     ];
 
     /// The goose request name, and the key in `summary.json`'s `sent`.
@@ -60,6 +69,8 @@ impl Kind {
             Kind::NewKid => "RS256 new kid",
             Kind::Straggler => "HS256 straggler (expected 401)",
             Kind::Attack => "attack kid (expected 401)",
+            Kind::Expired => "expired (expected 401)",
+            Kind::Forged => "forged signature (expected 401)",
         }
     }
 
@@ -83,7 +94,8 @@ impl Kind {
         }
     }
 
-    const fn index(self) -> usize {
+    /// The position in [`Kind::ALL`].
+    pub(crate) const fn index(self) -> usize {
         self as usize
     }
 }
@@ -123,7 +135,10 @@ struct Slot {
 #[derive(Debug, Default)]
 pub struct PoolStats {
     /// Requests sent per kind (by the goose transaction, before the answer).
-    sent: [AtomicU64; 5],
+    sent: [AtomicU64; Kind::ALL.len()],
+    /// Per kind: 503s the soak judged intended (during the JWKS outage, to
+    /// a request expecting 401), which goose counts as 5xx.
+    outage_503: [AtomicU64; Kind::ALL.len()],
     /// Replacements asked for by slots.
     pub replacements_requested: AtomicU64,
     /// Replacements installed.
@@ -138,9 +153,101 @@ impl PoolStats {
         self.sent[kind.index()].load(Ordering::Relaxed)
     }
 
+    /// Intended 503s of `kind` (see [`Pool::record_outage_503`]).
+    pub fn outage_503(&self, kind: Kind) -> u64 {
+        self.outage_503[kind.index()].load(Ordering::Relaxed)
+    }
+
     /// Requests sent of every kind.
     pub fn sent_total(&self) -> u64 {
         Kind::ALL.iter().map(|k| self.sent(*k)).sum()
+    }
+}
+
+/// The unwanted tokens a pool mixes into its requests, each kind a share of
+/// all requests (shares past a total of 1 are cut).
+#[derive(Debug, Clone, Default)]
+pub struct Mix {
+    /// Share of requests with a random kid ([`Kind::Attack`]), in [0, 1].
+    pub attack_share: f64,
+    /// Share of requests with a forged token ([`Kind::Forged`]), in [0, 1].
+    pub forged_share: f64,
+    /// The real token forged tokens copy the header and claims of: one of
+    /// the phase's signing algorithm, so the verifier checks its signature.
+    /// Without it no forged token is sent.
+    pub forge_from: Option<String>,
+    /// Share of requests with an expired token ([`Kind::Expired`]), in [0, 1].
+    pub expired_share: f64,
+    /// The expired tokens; one is sent only once past its `expired_at`
+    /// (before that, or without any, the request takes a legitimate token).
+    pub expired: Vec<Expiring>,
+}
+
+impl Mix {
+    /// Random-kid attacks only (the load test's mix).
+    pub fn attacks(share: f64) -> Mix {
+        Mix {
+            attack_share: share,
+            ..Mix::default()
+        }
+    }
+}
+
+/// A real token minted with a short lifetime.
+#[derive(Debug, Clone)]
+pub struct Expiring {
+    /// The JWT.
+    pub token: String,
+    /// When the verifier counts it as expired for sure (its `exp` plus the
+    /// verifier's leeway, plus a second for `exp`'s rounding).
+    pub expired_at: Instant,
+}
+
+/// How forged tokens are made: a real signing input and its signature's length.
+#[derive(Debug)]
+struct Forgery {
+    signing_input: String,
+    signature_bytes: usize,
+}
+
+impl Forgery {
+    /// From a compact JWS; `None` if it has no decodable signature.
+    fn of(token: &str) -> Option<Forgery> {
+        let (signing_input, signature) = token.rsplit_once('.')?;
+        let signature_bytes = b64::decode(signature).ok()?.len();
+        (signature_bytes > 0 && signing_input.contains('.')).then(|| Forgery {
+            signing_input: signing_input.to_owned(),
+            signature_bytes,
+        })
+    }
+}
+
+/// Thresholds on a random u64 picking each unwanted kind, cumulative.
+#[derive(Debug, Clone, Copy, Default)]
+struct Below {
+    attack: u64,
+    forged: u64,
+    expired: u64,
+}
+
+impl Below {
+    fn of(mix: &Mix) -> Below {
+        let at = |share: f64| (share.clamp(0.0, 1.0) * u64::MAX as f64) as u64;
+        let share = |s: f64| {
+            if s.is_finite() {
+                s.clamp(0.0, 1.0)
+            } else {
+                0.0
+            }
+        };
+        let attack = share(mix.attack_share);
+        let forged = attack + share(mix.forged_share);
+        let expired = forged + share(mix.expired_share);
+        Below {
+            attack: at(attack),
+            forged: at(forged),
+            expired: at(expired),
+        }
     }
 }
 
@@ -150,9 +257,10 @@ pub struct Pool {
     slots: Vec<Slot>,
     base_kids: HashSet<String>,
     reuse: Option<u64>,
-    /// A request is an attack when a random u64 falls below this.
-    attack_below: u64,
+    below: Below,
     attack_payload: String,
+    forgery: Option<Forgery>,
+    expired: Vec<Expiring>,
     epoch: Instant,
     rng: AtomicU64,
     refill: mpsc::Sender<usize>,
@@ -165,12 +273,13 @@ const REFRESH_AT_SHARE: f64 = 0.9;
 
 impl Pool {
     /// A pool of `slots` (at least one). `reuse`: uses before a legitimate
-    /// token is replaced (`None`: only when near expiry). Returns the pool and
-    /// the receiver of replacement requests for [`refill`].
+    /// token is replaced (`None`: only when near expiry); `mix`: the
+    /// unwanted tokens among the requests. Returns the pool and the receiver
+    /// of replacement requests for [`refill`].
     pub fn new(
         slots: Vec<SlotInit>,
         reuse: Option<u64>,
-        attack_share: f64,
+        mix: Mix,
     ) -> anyhow::Result<(Arc<Pool>, mpsc::Receiver<usize>)> {
         anyhow::ensure!(!slots.is_empty(), "empty token pool");
         let epoch = Instant::now();
@@ -210,14 +319,15 @@ impl Pool {
                 }
             })
             .collect();
-        let attack_share = attack_share.clamp(0.0, 1.0);
         Ok((
             Arc::new(Pool {
                 slots: built,
                 base_kids,
                 reuse,
-                attack_below: (attack_share * u64::MAX as f64) as u64,
+                below: Below::of(&mix),
                 attack_payload,
+                forgery: mix.forge_from.as_deref().and_then(Forgery::of),
+                expired: mix.expired,
                 epoch,
                 rng: AtomicU64::new(seed()),
                 refill: tx,
@@ -256,15 +366,62 @@ impl Pool {
     /// The token for the next request; counts a use and asks for a
     /// replacement when the slot's token is due.
     pub fn pick(&self) -> Arc<Tok> {
-        if self.attack_below > 0 && self.next_rand() < self.attack_below {
-            return Arc::new(Tok {
-                header: format!(
-                    "Bearer {}",
-                    token::attack_token(self.next_rand(), &self.attack_payload)
-                ),
-                kind: Kind::Attack,
-            });
+        let below = self.below;
+        if below.expired > 0 {
+            let r = self.next_rand();
+            if r < below.attack {
+                return Arc::new(Tok {
+                    header: format!(
+                        "Bearer {}",
+                        token::attack_token(self.next_rand(), &self.attack_payload)
+                    ),
+                    kind: Kind::Attack,
+                });
+            }
+            if r < below.forged {
+                if let Some(f) = &self.forgery {
+                    return Arc::new(Tok {
+                        header: format!("Bearer {}", self.forge(f)),
+                        kind: Kind::Forged,
+                    });
+                }
+            } else if r < below.expired {
+                if let Some(token) = self.expired_token() {
+                    return Arc::new(Tok {
+                        header: format!("Bearer {token}"),
+                        kind: Kind::Expired,
+                    });
+                }
+            }
         }
+        self.pick_legitimate()
+    }
+
+    /// A forged token: `f`'s signing input under random bytes of its
+    /// signature's length.
+    fn forge(&self, f: &Forgery) -> String {
+        let mut signature = Vec::with_capacity(f.signature_bytes + 8);
+        while signature.len() < f.signature_bytes {
+            signature.extend_from_slice(&self.next_rand().to_le_bytes());
+        }
+        signature.truncate(f.signature_bytes);
+        format!("{}.{}", f.signing_input, b64::encode(signature))
+    }
+
+    /// One of the expired tokens, if the one drawn is past its expiry.
+    fn expired_token(&self) -> Option<&str> {
+        if self.expired.is_empty() {
+            return None;
+        }
+        let i = (self.next_rand() % self.expired.len() as u64) as usize;
+        self.expired
+            .get(i)
+            .filter(|e| Instant::now() >= e.expired_at)
+            .map(|e| e.token.as_str())
+    }
+
+    /// A legitimate slot's token (or a straggler's).
+    fn pick_legitimate(&self) -> Arc<Tok> {
         let i = (self.next_rand() % self.slots.len() as u64) as usize;
         let Some(slot) = self.slots.get(i) else {
             // Unreachable (i < len); an attack token keeps the request meaningful.
@@ -295,6 +452,11 @@ impl Pool {
     /// Counts a request of `kind` about to be sent.
     pub fn record_sent(&self, kind: Kind) {
         self.stats.sent[kind.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a 503 to a request of `kind` that the soak judged intended.
+    pub fn record_outage_503(&self, kind: Kind) {
+        self.stats.outage_503[kind.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The client of slot `i`.
@@ -389,7 +551,6 @@ pub async fn refill(pool: Arc<Pool>, mut rx: mpsc::Receiver<usize>, minter: Arc<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keyshift_core::b64;
 
     fn jwt(alg: &str, kid: &str, n: u32) -> String {
         format!(
@@ -427,8 +588,12 @@ mod tests {
 
     #[test]
     fn tokens_are_replaced_after_reuse_uses() {
-        let (pool, mut rx) =
-            Pool::new(vec![init(jwt("RS256", "k1", 1), false)], Some(3), 0.0).expect("pool");
+        let (pool, mut rx) = Pool::new(
+            vec![init(jwt("RS256", "k1", 1), false)],
+            Some(3),
+            Mix::default(),
+        )
+        .expect("pool");
         for _ in 0..2 {
             assert_eq!(pool.pick().kind, Kind::Rs256);
         }
@@ -457,7 +622,7 @@ mod tests {
     fn tokens_near_expiry_are_replaced_whatever_the_reuse() {
         let mut s = init(jwt("HS256", "h", 1), false);
         s.minted.expires_in = Duration::ZERO;
-        let (pool, mut rx) = Pool::new(vec![s], None, 0.0).expect("pool");
+        let (pool, mut rx) = Pool::new(vec![s], None, Mix::default()).expect("pool");
         assert_eq!(pool.pick().kind, Kind::Hs256);
         assert_eq!(rx.try_recv().ok(), Some(0));
     }
@@ -470,7 +635,7 @@ mod tests {
                 init(jwt("RS256", "k1", 2), false),
             ],
             Some(1),
-            0.5,
+            Mix::attacks(0.5),
         )
         .expect("pool");
         assert_eq!(pool.stragglers(), 1);
@@ -514,7 +679,7 @@ mod tests {
                 init(jwt("RS256", "k1", 3), false),
             ],
             None,
-            0.0,
+            Mix::default(),
         )
         .expect("pool");
         let fresh = |n| Minted {
@@ -548,7 +713,109 @@ mod tests {
     }
 
     #[test]
+    fn forged_tokens_keep_a_real_signing_input_under_a_fresh_signature_of_its_length() {
+        let real = format!(
+            "{}.{}.{}",
+            b64::encode(r#"{"alg":"RS256","kid":"k1"}"#),
+            b64::encode(r#"{"sub":"a"}"#),
+            b64::encode([7u8; 256])
+        );
+        let mix = Mix {
+            forged_share: 1.0,
+            forge_from: Some(real.clone()),
+            ..Mix::default()
+        };
+        let (pool, _rx) = Pool::new(vec![init(real.clone(), false)], None, mix).expect("pool");
+        let (real_input, _) = real.rsplit_once('.').expect("a JWS");
+        let mut signatures = HashSet::new();
+        for _ in 0..50 {
+            let t = pool.pick();
+            assert_eq!(t.kind, Kind::Forged);
+            let token = t.header.strip_prefix("Bearer ").expect("bearer");
+            let (input, signature) = token.rsplit_once('.').expect("a JWS");
+            assert_eq!(input, real_input, "the real header and claims");
+            let signature = b64::decode(signature).expect("base64url");
+            assert_eq!(signature.len(), 256, "the real signature's length");
+            assert_ne!(signature, [7u8; 256]);
+            signatures.insert(signature);
+        }
+        assert_eq!(signatures.len(), 50, "a fresh signature each time");
+        let no_template = Mix {
+            forged_share: 1.0,
+            ..Mix::default()
+        };
+        let (pool, _rx) = Pool::new(vec![init(real, false)], None, no_template).expect("pool");
+        assert_eq!(pool.pick().kind, Kind::Rs256, "nothing to forge from");
+    }
+
+    #[test]
+    fn expired_tokens_are_sent_only_once_past_their_expiry() {
+        let mix = |expired_at| Mix {
+            expired_share: 1.0,
+            expired: vec![Expiring {
+                token: jwt("RS256", "k1", 9),
+                expired_at,
+            }],
+            ..Mix::default()
+        };
+        let later = Instant::now() + Duration::from_secs(3600);
+        let (pool, _rx) =
+            Pool::new(vec![init(jwt("RS256", "k1", 1), false)], None, mix(later)).expect("pool");
+        for _ in 0..20 {
+            assert_eq!(
+                pool.pick().kind,
+                Kind::Rs256,
+                "not expired yet: a legitimate one"
+            );
+        }
+        let (pool, _rx) = Pool::new(
+            vec![init(jwt("RS256", "k1", 1), false)],
+            None,
+            mix(Instant::now()),
+        )
+        .expect("pool");
+        let t = pool.pick();
+        assert_eq!(t.kind, Kind::Expired);
+        assert!(t.header.ends_with("sig9"));
+    }
+
+    #[test]
+    fn the_shares_split_the_requests_between_the_kinds() {
+        let real = jwt("RS256", "k1", 1);
+        let mix = Mix {
+            attack_share: 0.25,
+            forged_share: 0.25,
+            forge_from: Some(real.clone()),
+            expired_share: 0.25,
+            expired: vec![Expiring {
+                token: jwt("RS256", "k1", 9),
+                expired_at: Instant::now(),
+            }],
+        };
+        let (pool, _rx) = Pool::new(vec![init(real, false)], None, mix).expect("pool");
+        let mut counts = std::collections::HashMap::new();
+        for _ in 0..4000 {
+            *counts.entry(pool.pick().kind).or_insert(0u32) += 1;
+        }
+        for kind in [Kind::Attack, Kind::Forged, Kind::Expired, Kind::Rs256] {
+            let n = counts.get(&kind).copied().unwrap_or(0);
+            assert!((800..1200).contains(&n), "{kind:?}: {n} of 4000");
+        }
+        let all_in = Mix {
+            attack_share: 0.9,
+            forged_share: 0.9,
+            ..Mix::default()
+        };
+        let (pool, _rx) =
+            Pool::new(vec![init(jwt("RS256", "k1", 1), false)], None, all_in).expect("pool");
+        assert!(
+            (0..200).all(|_| matches!(pool.pick().kind, Kind::Attack | Kind::Rs256)),
+            "shares past a total of 1 are cut; no template, no forgery"
+        );
+    }
+
+    #[test]
     fn empty_pools_are_refused() {
-        assert!(Pool::new(vec![], None, 0.0).is_err());
+        assert!(Pool::new(vec![], None, Mix::default()).is_err());
     }
 }

@@ -19,8 +19,10 @@ use serde::{Deserialize, Serialize};
 /// The proxy's switch and counters.
 #[derive(Debug, Default)]
 pub struct ProxyControl {
-    /// While true, every request gets 503.
-    pub outage: AtomicBool,
+    /// While true, every request gets 503 (see [`ProxyControl::set_outage`]).
+    outage: AtomicBool,
+    /// Times the outage was switched on or off.
+    outage_switches: AtomicU64,
     /// Requests seen.
     pub requests: AtomicU64,
     /// 503s served during outages.
@@ -51,7 +53,41 @@ impl ProxyCounts {
     }
 }
 
+/// The outage switch as seen at one instant: two marks tell whether an
+/// outage was on at any time between them ([`OutageMark::overlaps`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutageMark {
+    on: bool,
+    switches: u64,
+}
+
+impl OutageMark {
+    /// Whether the outage was on at some time from `self` to `later`: on at
+    /// either end, or switched in between (an outage shorter than the span).
+    pub fn overlaps(self, later: OutageMark) -> bool {
+        self.on || later.on || self.switches != later.switches
+    }
+}
+
 impl ProxyControl {
+    /// Starts (`true`) or ends the outage.
+    pub fn set_outage(&self, on: bool) {
+        if self.outage.swap(on, Ordering::SeqCst) != on {
+            self.outage_switches.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The switch now.
+    pub fn outage_mark(&self) -> OutageMark {
+        // Switches first: a switch between the two loads shows as a change
+        // against a later mark, never as a missed one.
+        let switches = self.outage_switches.load(Ordering::SeqCst);
+        OutageMark {
+            on: self.outage.load(Ordering::SeqCst),
+            switches,
+        }
+    }
+
     /// Counts so far.
     pub fn counts(&self) -> ProxyCounts {
         ProxyCounts {
@@ -174,7 +210,7 @@ mod tests {
             "only the JWKS headers pass"
         );
         let before = control.counts();
-        control.outage.store(true, Ordering::Relaxed);
+        control.set_outage(true);
         assert_eq!(status_via(proxy).await, 503);
         assert_eq!(control.served_503.load(Ordering::Relaxed), 1);
         assert_eq!(control.requests.load(Ordering::Relaxed), 2);
@@ -198,5 +234,26 @@ mod tests {
         let proxy = start(up, control.clone()).await.expect("proxy");
         assert_eq!(status_via(proxy).await, 502);
         assert_eq!(control.served_502.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn marks_tell_whether_an_outage_touched_the_time_between_them() {
+        let control = ProxyControl::default();
+        let quiet = control.outage_mark();
+        assert!(!quiet.overlaps(control.outage_mark()), "no outage at all");
+        control.set_outage(true);
+        let during = control.outage_mark();
+        assert!(quiet.overlaps(during), "it began in between");
+        control.set_outage(true);
+        assert_eq!(
+            control.outage_mark(),
+            during,
+            "switching it on again is no switch"
+        );
+        control.set_outage(false);
+        let after = control.outage_mark();
+        assert!(during.overlaps(after), "on at the start");
+        assert!(quiet.overlaps(after), "began and ended in between");
+        assert!(!after.overlaps(control.outage_mark()), "over before");
     }
 }

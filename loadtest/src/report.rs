@@ -13,6 +13,7 @@ use crate::drive::SentCount;
 use crate::events::{OutageReport, RotationReport};
 use crate::proxy::ProxyCounts;
 use crate::sut::Mode;
+use crate::token_traffic::TokenCounts;
 
 /// Format version of `summary.json` (3: `phases[].jwks_proxy` added,
 /// `phases[].outage.forced_fetches` removed).
@@ -29,6 +30,10 @@ pub struct IssuerSummary {
     pub harness_mint_attempts: u64,
     /// Tokens the harness received in the window.
     pub harness_minted: u64,
+    /// The soak's background token requests in the window (one more may
+    /// have been out at its start); absent outside a soak.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub background: Option<TokenCounts>,
 }
 
 /// The token pool of a phase.
@@ -480,6 +485,7 @@ pub mod tests {
                         ok: 980,
                         failed: 0,
                         server_errors: 0,
+                        outage_503: 0,
                     },
                 ),
                 (
@@ -489,6 +495,7 @@ pub mod tests {
                         ok: 20,
                         failed: 0,
                         server_errors: 0,
+                        outage_503: 0,
                     },
                 ),
             ]
@@ -519,6 +526,7 @@ pub mod tests {
                 token_requests: [("issued".to_owned(), 45)].into_iter().collect(),
                 harness_mint_attempts: 45,
                 harness_minted: 45,
+                background: None,
             },
             pool: PoolSummary {
                 slots: 40,

@@ -1,6 +1,7 @@
 //! The run: for each phase, switch (when the harness controls the phase),
 //! build the pool, scrape, drive, scrape, summarize and check; then write the
-//! report, read it back and fail on any problem.
+//! report, read it back and fail on any problem. A soak ([`crate::soak`])
+//! runs beside the same walk and adds its own report and checks.
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use keyshift_core::clock::{Clock, SystemClock};
 use keyshift_core::{Alg, Phase};
+use keyshift_testkit::jwt;
 use tokio::sync::mpsc;
 
 use crate::capacity;
@@ -19,9 +21,13 @@ use crate::drive;
 use crate::events::{self, EventsReport, OutagePlan, RotationPlan};
 use crate::http;
 use crate::phase;
-use crate::pool::{self, Pool, SlotInit};
+use crate::pool::{self, Expiring, Mix, Pool, SlotInit};
 use crate::report::{self, PhaseSummary, PoolSummary, RunOptions, Summary};
+use crate::services::Settings;
 use crate::smoke;
+use crate::soak::{self, Soak};
+use crate::soak_check::Wanted;
+use crate::soak_report::{self, SoakSummary};
 use crate::summarize::{self, PhaseInput};
 use crate::sut::{Mode, Sut};
 use crate::token::{self, Credentials, Minted, Minter};
@@ -45,10 +51,14 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     for note in opts.notes.iter().chain(&sut.notes) {
         println!("note: {note}");
     }
-    let minter = Arc::new(Minter::new(http.clone(), sut.issuer, clients)?);
+    let minter = Arc::new(Minter::new(http.clone(), sut.issuer, clients.clone())?);
     let mut current = phase::current(&http, sut.issuer, sut.verifier).await?;
     let planned = opts.phases.clone().unwrap_or_else(|| vec![current]);
     let mut summary = new_summary(&opts, &sut, started, planned.clone());
+    let soak = match opts.soak {
+        Some(s) => Some(Soak::start(&http, &sut, &minter, clients, s.seconds, started).await?),
+        None => None,
+    };
 
     let run = Run {
         opts: &opts,
@@ -56,6 +66,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         http: &http,
         minter: &minter,
         dir: &dir,
+        soak: soak.as_ref(),
     };
     let mut carried = Carried::default();
     for &ph in &planned {
@@ -67,7 +78,17 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         }
         summary.phases.push(run.phase(ph, &carried, sighups).await?);
     }
-    finish(&dir, &summary, &opts, &http, sut, current).await
+    let soak = match soak {
+        Some(s) => {
+            let wanted = Wanted {
+                rotation: opts.rotate && planned.iter().any(|p| p.signs() == Alg::Rs256),
+                outage: opts.outage && planned.iter().any(|p| p.signs() == Alg::Rs256),
+            };
+            Some(s.finish(&http, &sut, &minter, &summary, wanted).await?)
+        }
+        None => None,
+    };
+    finish(&dir, &summary, soak.as_ref(), &opts, &http, sut, current).await
 }
 
 /// The client credentials: `--clients`, or the harness's own.
@@ -84,6 +105,11 @@ fn read_clients(opts: &Options) -> anyhow::Result<Vec<Credentials>> {
 
 /// Starts the services (managed) or attaches to them (external).
 async fn start_sut(opts: &Options, work: &Path, clients: Vec<Credentials>) -> anyhow::Result<Sut> {
+    let settings = if opts.soak.is_some() {
+        Settings::soak(soak::configured_clients(&clients))
+    } else {
+        Settings::load_test(clients)
+    };
     match &opts.target {
         Target::Managed { keyshift } => {
             // RS256-only plans still start in dual, so HS256 tokens exist before the switch.
@@ -97,7 +123,7 @@ async fn start_sut(opts: &Options, work: &Path, clients: Vec<Credentials>) -> an
             } else {
                 first
             };
-            Sut::managed(keyshift, work, start, clients).await
+            Sut::managed(keyshift, work, start, settings).await
         }
         Target::External {
             issuer,
@@ -159,6 +185,7 @@ struct Run<'a> {
     http: &'a reqwest::Client,
     minter: &'a Arc<Minter>,
     dir: &'a Path,
+    soak: Option<&'a Soak>,
 }
 
 /// A phase's goose run and the events beside it.
@@ -196,10 +223,16 @@ impl Run<'_> {
     ) -> anyhow::Result<PhaseSummary> {
         let (opts, sut) = (self.opts, self.sut);
         let mut notes = Vec::new();
+        let background_before = self.soak.map(Soak::token_counts);
         let issuer_before = http::scrape(self.http, sut.issuer).await?;
         let mints_before = self.minter.counts();
+        let expiring = match self.soak {
+            Some(_) => soak::mint_expiring(sut, self.minter, ph).await?,
+            None => Vec::new(),
+        };
         let slots = self.slots(ph, carried, &mut notes).await?;
-        let (pool, refill_rx) = Pool::new(slots, opts.pool.reuse, opts.pool.attack_share)?;
+        let mix = self.mix(ph, &slots, expiring);
+        let (pool, refill_rx) = Pool::new(slots, opts.pool.reuse, mix)?;
         let outage = self.outage(ph);
         sighups += u64::from(outage.is_some());
 
@@ -216,6 +249,10 @@ impl Run<'_> {
             .map(|(p, before)| p.counts().since(before));
         let issuer_after = http::scrape(self.http, sut.issuer).await?;
         let mints = self.minter.counts().since(mints_before);
+        let background = self
+            .soak
+            .zip(background_before)
+            .map(|(s, before)| s.token_counts().since(&before));
 
         let mut phase_summary = summarize::summarize(PhaseInput {
             phase: ph,
@@ -227,6 +264,7 @@ impl Run<'_> {
             issuer_before: &issuer_before,
             issuer_after: &issuer_after,
             mints,
+            background,
             pool: pool_summary(&pool, opts.pool.reuse),
             events: load.events,
             attack: opts.pool.attack_share > 0.0,
@@ -288,6 +326,25 @@ impl Run<'_> {
             }
         }
         Ok(slots)
+    }
+
+    /// The unwanted tokens among the phase's requests: random kids, and in a
+    /// soak forged tokens (from a slot's token of the phase's signing
+    /// algorithm) and the `expiring` ones.
+    fn mix(&self, ph: Phase, slots: &[SlotInit], expiring: Vec<Expiring>) -> Mix {
+        let mut mix = Mix::attacks(self.opts.pool.attack_share);
+        if self.soak.is_some() {
+            mix.forged_share = soak::FORGED_SHARE;
+            mix.forge_from = slots
+                .iter()
+                .filter(|s| !s.straggler)
+                .map(|s| &s.minted.token)
+                .find(|t| jwt::header(t).is_some_and(|h| h.alg == ph.signs()))
+                .cloned();
+            mix.expired_share = soak::EXPIRED_SHARE;
+            mix.expired = expiring;
+        }
+        mix
     }
 
     /// A key rotation during the phase, when asked for and possible (RS256
@@ -369,6 +426,7 @@ impl Run<'_> {
             outage,
         ));
         let html = self.dir.join(format!("goose-{ph}.html"));
+        let load_from = self.soak.map(Soak::now_s);
         let sent = drive::drive(
             self.sut.verifier,
             ph,
@@ -376,9 +434,13 @@ impl Run<'_> {
             opts.duration,
             &html,
             pool,
+            self.soak.and_then(|s| s.watch(self.sut)),
         )
         .await;
         refill.abort();
+        if let (Some(s), Some(from)) = (self.soak, load_from) {
+            s.load_ran(ph, from, s.now_s());
+        }
         let sent = match sent {
             Ok(s) => s,
             Err(e) => {
@@ -391,11 +453,13 @@ impl Run<'_> {
     }
 }
 
-/// Writes the report, reads it back and checks it (and, in a quick managed
-/// run, the external modes); stops the services; fails on any problem.
+/// Writes the report (and a soak's), reads it back and checks it (and, in
+/// a quick managed run that is no soak, the external modes); stops the
+/// services; fails on any problem.
 async fn finish(
     dir: &Path,
     summary: &Summary,
+    soak: Option<&SoakSummary>,
     opts: &Options,
     http: &reqwest::Client,
     sut: Sut,
@@ -403,11 +467,19 @@ async fn finish(
 ) -> anyhow::Result<()> {
     report::write(dir, summary)?;
     print!("\n{}", report::markdown(summary));
+    if let Some(s) = soak {
+        soak_report::write(dir, s)?;
+        print!("\n{}", soak_report::markdown(s));
+    }
     println!("\nreport: {}", dir.display());
 
     let parsed = check::read_report(dir, summary).context("reading the report back")?;
     let mut problems = check::all_problems(&parsed, opts.quick);
-    if opts.quick && sut.mode == Mode::Managed {
+    if let Some(s) = soak {
+        let back = soak_report::read_back(dir, s).context("reading the soak report back")?;
+        problems.extend(back.problems.iter().map(|p| format!("soak: {p}")));
+    }
+    if opts.quick && sut.mode == Mode::Managed && soak.is_none() {
         problems.extend(smoke::external_modes(dir, http, &sut, current).await);
     }
     drop(sut);
@@ -422,6 +494,9 @@ async fn finish(
         println!(
             "self-check passed: report files parse, outcomes match what was sent, events happened"
         );
+    }
+    if soak.is_some() {
+        println!("soak passed: no legitimate request failed, no 5xx but the outage's 503s, RSS and fds within their bounds");
     }
     Ok(())
 }

@@ -4,8 +4,10 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
+use keyshift_core::config::{DEFAULT_FAILED_AUTH_LIMIT, DEFAULT_TOKEN_TTL};
 use keyshift_core::fs::write_atomic;
 use keyshift_core::Phase;
 use keyshift_testkit::config::FILE_NAME;
@@ -18,22 +20,73 @@ use crate::token::Credentials;
 /// The scopes every harness client has.
 const SCOPES: [&str; 2] = ["read", "write"];
 
+/// `issuer.failed_auth_limit` of the load test: it sends only its own
+/// clients' right secrets, so no run comes near it.
+const LOAD_TEST_FAILED_AUTH_LIMIT: u32 = 1000;
+/// `verifier.leeway` of the soak: 1 s, so a token minted with a 1 s
+/// lifetime counts as expired 2 s later (issuer and verifier share this
+/// machine's clock: there is no skew to allow for).
+pub const SOAK_LEEWAY: Duration = Duration::from_secs(1);
+
+/// What the harness's config holds besides the phase and the addresses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// `[[issuer.clients]]`.
+    pub clients: Vec<Credentials>,
+    /// `issuer.failed_auth_limit`.
+    pub failed_auth_limit: u32,
+    /// `issuer.token_ttl`.
+    pub token_ttl: Duration,
+    /// `verifier.leeway`; `None`: keyshift's default.
+    pub leeway: Option<Duration>,
+}
+
+impl Settings {
+    /// The load test's: its clients, a failed-auth limit no run reaches,
+    /// keyshift's default token lifetime and leeway.
+    pub fn load_test(clients: Vec<Credentials>) -> Settings {
+        Settings {
+            clients,
+            failed_auth_limit: LOAD_TEST_FAILED_AUTH_LIMIT,
+            token_ttl: DEFAULT_TOKEN_TTL,
+            leeway: None,
+        }
+    }
+
+    /// The soak's: its clients (a guesser among them), keyshift's default
+    /// failed-auth limit (the guesser must meet the real one), and
+    /// [`SOAK_LEEWAY`].
+    pub fn soak(clients: Vec<Credentials>) -> Settings {
+        Settings {
+            clients,
+            failed_auth_limit: DEFAULT_FAILED_AUTH_LIMIT,
+            token_ttl: DEFAULT_TOKEN_TTL,
+            leeway: Some(SOAK_LEEWAY),
+        }
+    }
+}
+
+/// A duration as the config writes it: whole seconds (`"900s"`).
+fn seconds(d: Duration) -> String {
+    format!("{}s", d.as_secs())
+}
+
 /// Writes the harness's config for `phase`; the verifier section once its JWKS URL is known.
 pub fn write_config(
     dir: &Path,
     phase: Phase,
     issuer_listen: &str,
     jwks_url: Option<&str>,
-    clients: &[Credentials],
+    settings: &Settings,
 ) -> anyhow::Result<PathBuf> {
     let mut config = ConfigToml::new(phase)
         .comment("Written by keyshift-loadtest.")
         .issuer("listen", issuer_listen)
         .issuer("issuer", "http://loadtest.keyshift")
         .issuer("audience", "https://api.loadtest")
-        .issuer("token_ttl", "15m")
+        .issuer("token_ttl", seconds(settings.token_ttl))
         .issuer("hs256_secret_file", "hs256.secret")
-        .issuer("failed_auth_limit", 1000)
+        .issuer("failed_auth_limit", i64::from(settings.failed_auth_limit))
         .issuer_comment(
             "Compressed rotation timings, so a rotation fits in a phase: the next key is\n\
              published 2 s before it signs, and verifiers refresh the JWKS every second.",
@@ -41,7 +94,11 @@ pub fn write_config(
         .issuer("jwks_max_age", "1s")
         .issuer("key_prepublish", "2s")
         .issuer("rotate_every", "off");
-    config = clients.iter().map(client).fold(config, ConfigToml::client);
+    config = settings
+        .clients
+        .iter()
+        .map(client)
+        .fold(config, ConfigToml::client);
     if let Some(url) = jwks_url {
         config = config
             .verifier("listen", "127.0.0.1:0")
@@ -56,6 +113,9 @@ pub fn write_config(
                  (its stragglers). A real fleet waits for GET /migration to say ready.",
             )
             .verifier("force_phase", true);
+        if let Some(leeway) = settings.leeway {
+            config = config.verifier("leeway", seconds(leeway));
+        }
     }
     let path = dir.join(FILE_NAME);
     replace_file(&path, &config.render(), false)?;
@@ -154,12 +214,24 @@ impl Pid {
     /// Resident memory in KiB, from /proc.
     pub fn rss_kib(self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.0)).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
+        vm_rss_kib(&status)
     }
+
+    /// Open file descriptors: the entries of /proc/<pid>/fd (readable for
+    /// our own children). The count is bounded by the process's fd limit.
+    pub fn fd_count(self) -> Option<u64> {
+        let entries = std::fs::read_dir(format!("/proc/{}/fd", self.0)).ok()?;
+        Some(entries.filter(|e| e.is_ok()).count() as u64)
+    }
+}
+
+/// The `VmRSS` of a /proc/<pid>/status text, in KiB.
+pub fn vm_rss_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
 }
 
 impl std::fmt::Display for Pid {
@@ -224,8 +296,14 @@ mod tests {
         for phase in Phase::ALL {
             // As the harness writes it: the issuer's part first, then both.
             for jwks_url in [None, Some(jwks)] {
-                let path =
-                    write_config(&dir, phase, "127.0.0.1:4000", jwks_url, &clients).expect("write");
+                let path = write_config(
+                    &dir,
+                    phase,
+                    "127.0.0.1:4000",
+                    jwks_url,
+                    &Settings::load_test(clients.clone()),
+                )
+                .expect("write");
                 let cfg = Config::load(&path)
                     .unwrap_or_else(|e| panic!("{phase} (jwks {jwks_url:?}): {e}"));
                 assert_eq!(cfg.phase, phase);
@@ -233,6 +311,7 @@ mod tests {
                 assert_eq!(issuer.listen, "127.0.0.1:4000".parse().expect("addr"));
                 assert_eq!(issuer.clients.len(), clients.len());
                 assert_eq!(issuer.key_prepublish, Duration::from_secs(2));
+                assert_eq!(issuer.token_ttl, DEFAULT_TOKEN_TTL);
                 assert_eq!(
                     cfg.verifier
                         .as_ref()
@@ -299,5 +378,43 @@ mod tests {
         );
         let gone = Pid::try_from(i64::from(i32::MAX)).expect("pid");
         assert!(gone.ensure_role("issuer").is_err());
+    }
+
+    #[test]
+    fn the_soak_config_has_the_default_failed_auth_limit_and_a_short_leeway() {
+        let dir = scratch_dir("services-soak");
+        let jwks = "http://127.0.0.1:4001/.well-known/jwks.json";
+        let mut settings = Settings::soak(builtin_clients());
+        settings.token_ttl = Duration::from_secs(1);
+        let path = write_config(
+            &dir,
+            Phase::Transition,
+            "127.0.0.1:4000",
+            Some(jwks),
+            &settings,
+        )
+        .expect("write");
+        let cfg = Config::load(&path).expect("load");
+        let issuer = cfg.issuer.as_ref().expect("[issuer]");
+        assert_eq!(issuer.failed_auth_limit, DEFAULT_FAILED_AUTH_LIMIT);
+        assert_eq!(issuer.token_ttl, Duration::from_secs(1));
+        assert_eq!(
+            cfg.verifier.as_ref().expect("[verifier]").leeway,
+            SOAK_LEEWAY
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn resident_memory_is_read_from_the_status_text() {
+        let status = "Name:\tkeyshift\nVmPeak:\t  9000 kB\nVmRSS:\t   8123 kB\nThreads:\t3\n";
+        assert_eq!(vm_rss_kib(status), Some(8123));
+        assert_eq!(vm_rss_kib("Name:\tkthreadd\n"), None);
+        let me = Pid::try_from(i64::from(std::process::id())).expect("pid");
+        assert!(me.rss_kib().is_some_and(|k| k > 0));
+        assert!(
+            me.fd_count().is_some_and(|n| n >= 3),
+            "stdin, stdout, stderr at least"
+        );
     }
 }

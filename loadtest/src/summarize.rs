@@ -13,6 +13,7 @@ use crate::prom::{self, Samples};
 use crate::proxy::ProxyCounts;
 use crate::report::{IssuerSummary, PhaseSummary, PoolSummary};
 use crate::token::MintCounts;
+use crate::token_traffic::TokenCounts;
 
 /// How often the verifier's background refresher looks at the JWKS (it
 /// fetches at most once per look; keyshift-verifier's `run_refresher`).
@@ -42,6 +43,8 @@ pub struct PhaseInput<'a> {
     pub issuer_after: &'a Samples,
     /// The harness's token requests between the issuer scrapes.
     pub mints: MintCounts,
+    /// The soak's background token requests between them.
+    pub background: Option<TokenCounts>,
     /// The pool.
     pub pool: PoolSummary,
     /// Rotation and outage.
@@ -89,6 +92,7 @@ pub fn summarize(input: PhaseInput<'_>) -> PhaseSummary {
         issuer_before: ib,
         issuer_after: ia,
         mints,
+        background,
         pool,
         events,
         attack,
@@ -113,7 +117,12 @@ pub fn summarize(input: PhaseInput<'_>) -> PhaseSummary {
         .map(|(_, c)| c.ok)
         .sum();
     let failed: u64 = sent.kinds.values().map(|c| c.failed).sum();
-    let server_errors: u64 = sent.kinds.values().map(|c| c.server_errors).sum();
+    // The soak's intended 503s (during the JWKS outage) are no failure.
+    let server_errors: u64 = sent
+        .kinds
+        .values()
+        .map(|c| c.server_errors.saturating_sub(c.outage_503))
+        .sum();
     let seconds = sent.seconds.max(1e-3);
     let legitimate_rps = legitimate_requests as f64 / seconds;
     let p99 = sent.legitimate.p99_ms;
@@ -172,6 +181,7 @@ pub fn summarize(input: PhaseInput<'_>) -> PhaseSummary {
             token_requests: prom::deltas_by(ib, ia, prom::TOKEN_REQUESTS, &["outcome"]),
             harness_mint_attempts: mints.attempts,
             harness_minted: mints.issued,
+            background,
         },
         pool,
         events: events_ran,
@@ -207,6 +217,7 @@ mod tests {
             ok,
             failed,
             server_errors: 0,
+            outage_503: 0,
         };
         s.kinds.insert(Kind::Rs256, c(905, 900, 0));
         s.kinds.insert(Kind::Straggler, c(50, 50, 0));
@@ -235,6 +246,7 @@ mod tests {
                 attempts: 41,
                 issued: 41,
             },
+            background: None,
             pool: PoolSummary::default(),
             events: EventsReport::default(),
             attack: true,
@@ -328,5 +340,24 @@ mod tests {
             jwks_fetch_bound(Duration::from_secs(1), Duration::ZERO, 0, 0),
             u64::MAX
         );
+    }
+
+    #[test]
+    fn intended_503s_are_not_unexpected_but_other_5xx_are() {
+        let mut s = sent();
+        if let Some(c) = s.kinds.get_mut(&Kind::Attack) {
+            // The one failed attack request, and two 503s during the outage goose counted ok.
+            c.ok += 2;
+            c.server_errors = 3;
+            c.outage_503 = 2;
+        }
+        let empty = Samples::new();
+        let p = summarize(input(&s, &empty, &empty, &empty, &empty));
+        assert_eq!(p.unexpected, 1, "the failed one only");
+        if let Some(c) = s.kinds.get_mut(&Kind::Attack) {
+            c.server_errors = 5;
+        }
+        let p = summarize(input(&s, &empty, &empty, &empty, &empty));
+        assert_eq!(p.unexpected, 3, "5xx beyond the intended ones");
     }
 }

@@ -18,8 +18,7 @@ use serde::Serialize;
 use crate::cli::Control;
 use crate::phase::{self, Role};
 use crate::proxy::{self, ProxyControl};
-use crate::services::{self, Pid, Process};
-use crate::token::Credentials;
+use crate::services::{self, Pid, Process, Settings};
 
 /// How the harness reaches the services (`summary.json`'s `mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -52,7 +51,7 @@ enum ConfigFile {
         work: PathBuf,
         issuer_listen: String,
         jwks_url: String,
-        clients: Vec<Credentials>,
+        settings: Settings,
     },
     /// An operator's config; the original text is restored at the end.
     External { path: PathBuf, original: String },
@@ -92,12 +91,13 @@ pub struct Sut {
 }
 
 impl Sut {
-    /// Starts issuer, proxy and verifier in `work`, in phase `start`.
+    /// Starts issuer, proxy and verifier in `work`, in phase `start`, from
+    /// a config with `settings`.
     pub async fn managed(
         keyshift: &Path,
         work: &Path,
         start: Phase,
-        clients: Vec<Credentials>,
+        settings: Settings,
     ) -> anyhow::Result<Sut> {
         std::fs::write(
             work.join("hs256.secret"),
@@ -105,14 +105,14 @@ impl Sut {
         )
         .context("writing hs256.secret")?;
         // Issuer first: its port goes into the verifier's JWKS URL, through the proxy.
-        let config = services::write_config(work, start, "127.0.0.1:0", None, &clients)?;
+        let config = services::write_config(work, start, "127.0.0.1:0", None, &settings)?;
         let issuer = Process::start(keyshift, "issuer", &config, &work.join("issuer.log"))?;
         let control = Arc::new(ProxyControl::default());
         let proxy_addr = proxy::start(issuer.addr, control.clone()).await?;
         let jwks_url = format!("http://{proxy_addr}/.well-known/jwks.json");
         let issuer_listen = issuer.addr.to_string();
         let config =
-            services::write_config(work, start, &issuer_listen, Some(&jwks_url), &clients)?;
+            services::write_config(work, start, &issuer_listen, Some(&jwks_url), &settings)?;
         // The timings come from the file the services run from, as in external mode.
         let timings = Timings::of(
             &Config::load(&config)
@@ -137,7 +137,7 @@ impl Sut {
                 work: work.to_owned(),
                 issuer_listen,
                 jwks_url,
-                clients,
+                settings,
             },
             modified: AtomicBool::new(false),
             _processes: vec![verifier, issuer],
@@ -234,14 +234,7 @@ impl Sut {
     /// Writes `phase` into the config (the services reload on [`Sut::hup`]).
     pub fn write_phase(&self, phase: Phase) -> anyhow::Result<()> {
         match &self.config {
-            ConfigFile::Harness {
-                work,
-                issuer_listen,
-                jwks_url,
-                clients,
-            } => {
-                services::write_config(work, phase, issuer_listen, Some(jwks_url), clients)?;
-            }
+            ConfigFile::Harness { .. } => self.write_harness_config(phase, None)?,
             ConfigFile::External { path, .. } => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading {}", path.display()))?;
@@ -255,6 +248,42 @@ impl Sut {
             ConfigFile::None => bail!("the harness does not control the services' phase"),
         }
         Ok(())
+    }
+
+    /// Writes the harness's config for `phase` with the issuer's
+    /// `token_ttl` set to `ttl` (the services reload on [`Sut::hup`]):
+    /// the soak mints tokens that expire at once this way. Managed only.
+    pub fn write_token_ttl(&self, phase: Phase, ttl: Duration) -> anyhow::Result<()> {
+        self.write_harness_config(phase, Some(ttl))
+    }
+
+    fn write_harness_config(&self, phase: Phase, ttl: Option<Duration>) -> anyhow::Result<()> {
+        let ConfigFile::Harness {
+            work,
+            issuer_listen,
+            jwks_url,
+            settings,
+        } = &self.config
+        else {
+            bail!("only the harness's own config can be rewritten whole");
+        };
+        let settings = match ttl {
+            Some(token_ttl) => &Settings {
+                token_ttl,
+                ..settings.clone()
+            },
+            None => settings,
+        };
+        services::write_config(work, phase, issuer_listen, Some(jwks_url), settings)?;
+        Ok(())
+    }
+
+    /// The issuer's `token_ttl` in the harness's config (managed only).
+    pub fn token_ttl(&self) -> Option<Duration> {
+        match &self.config {
+            ConfigFile::Harness { settings, .. } => Some(settings.token_ttl),
+            _ => None,
+        }
     }
 
     /// SIGHUP to one service.
@@ -351,7 +380,7 @@ mod tests {
             Phase::Dual,
             "127.0.0.1:0",
             Some("http://127.0.0.1:1/.well-known/jwks.json"),
-            &builtin_clients(),
+            &Settings::load_test(builtin_clients()),
         )
         .expect("write");
         let text = std::fs::read_to_string(&path).expect("read");
@@ -373,9 +402,9 @@ mod tests {
     #[test]
     fn timings_come_from_the_config_the_harness_writes() {
         let dir = crate::testutil::scratch_dir("sut-timings");
-        let issuer_only =
-            services::write_config(&dir, Phase::Dual, "127.0.0.1:0", None, &builtin_clients())
-                .expect("write");
+        let settings = Settings::load_test(builtin_clients());
+        let issuer_only = services::write_config(&dir, Phase::Dual, "127.0.0.1:0", None, &settings)
+            .expect("write");
         assert_eq!(
             Timings::of(&Config::load(&issuer_only).expect("load")),
             Timings {
@@ -388,7 +417,7 @@ mod tests {
             Phase::Dual,
             "127.0.0.1:4000",
             Some("http://127.0.0.1:1/.well-known/jwks.json"),
-            &builtin_clients(),
+            &settings,
         )
         .expect("write");
         let t = Timings::of(&Config::load(&both).expect("load"));

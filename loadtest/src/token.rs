@@ -149,11 +149,7 @@ impl Minter {
             .clients
             .get(client)
             .context("client index out of range")?;
-        let body = format!(
-            "grant_type=client_credentials&client_id={}&client_secret={}",
-            form_encode(&creds.id),
-            form_encode(&creds.secret)
-        );
+        let body = token_request_body(creds);
         self.attempts.fetch_add(1, Ordering::Relaxed);
         let resp = self
             .http
@@ -200,6 +196,15 @@ impl Minter {
         }
         Ok(out)
     }
+}
+
+/// The form of a client-credentials token request with `creds` in the body.
+pub fn token_request_body(creds: &Credentials) -> String {
+    format!(
+        "grant_type=client_credentials&client_id={}&client_secret={}",
+        form_encode(&creds.id),
+        form_encode(&creds.secret)
+    )
 }
 
 /// `application/x-www-form-urlencoded` value encoding.
@@ -311,7 +316,7 @@ mod tests {
                 minted_at: Instant::now(),
             }],
             None,
-            0.0,
+            crate::pool::Mix::default(),
         )
         .expect("pool");
         assert_eq!(pool.len(), 1);

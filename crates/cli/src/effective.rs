@@ -152,6 +152,7 @@ impl fmt::Display for Effective<'_> {
                 "failed_auth_window = \"{}\"",
                 HumanDuration(i.failed_auth_window)
             )?;
+            writeln!(f, "allow_weak_hs256_secret = {}", i.allow_weak_hs256_secret)?;
             let proxies: Vec<String> = i
                 .trusted_proxies
                 .iter()
@@ -159,7 +160,6 @@ impl fmt::Display for Effective<'_> {
                 .collect();
             writeln!(f, "trusted_proxies = [{}]", proxies.join(", "))?;
             writeln!(f, "proxy_protocol = {}", i.proxy_protocol)?;
-            writeln!(f, "allow_weak_hs256_secret = {}", i.allow_weak_hs256_secret)?;
             for c in &i.clients {
                 writeln!(f, "# client `{}`: scopes [{}]", c.id, c.scopes.join(" "))?;
             }

@@ -23,7 +23,7 @@ use keyshift_core::clock::SharedClock;
 use keyshift_core::config::{GatewayConfig, IfPresent};
 use keyshift_http::ops::{Exposure, RenderMetrics};
 use keyshift_http::Limits;
-use keyshift_verifier::routes::verify::{bearer, Denial};
+use keyshift_verifier::routes::verify::{bearer, Answers, Denial};
 use keyshift_verifier::{Verifier, VerifyError};
 use tokio::net::TcpListener;
 
@@ -270,7 +270,10 @@ async fn check(
                 Denial::BadRequest(_) => verifier.record_malformed_request(),
                 Denial::Token(..) => {}
             }
-            return Err((Outcome::Unauthorized, full(denial.into_response())));
+            return Err((
+                Outcome::Unauthorized,
+                full(denial.into_response(Answers::Full)),
+            ));
         }
     };
     let required: Vec<&str> = route.scopes.iter().map(String::as_str).collect();
@@ -286,7 +289,7 @@ async fn check(
                 _ => (Outcome::Unauthorized, 0),
             };
             let denial = Denial::Token(e, route.scopes.clone(), retry);
-            Err((outcome, full(denial.into_response())))
+            Err((outcome, full(denial.into_response(Answers::Full))))
         }
     }
 }

@@ -7,6 +7,7 @@
 //! | `GET /.well-known/oauth-authorization-server` | RFC 8414 metadata |
 //! | `GET /.well-known/openid-configuration` | the same document |
 //! | `GET /migration` | the phase, and until when an HS256 token minted here may be valid |
+//! | `GET /.well-known/oauth-authorization-server/<issuer path>`, `GET /<issuer path>/.well-known/openid-configuration` | the same document, for an issuer URL with a path |
 //! | `GET /healthz` | liveness |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /version` | version and git commit of the build |

@@ -34,7 +34,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower::{Layer, Service};
 
-use crate::routes::verify::{decide, token_of};
+use crate::routes::verify::{decide_token, token_of};
 use crate::verifier::{Verified, Verifier};
 
 /// The layer: which verifier decides, and which scopes every request needs.
@@ -102,7 +102,7 @@ where
         let layer = self.layer.clone();
         Box::pin(async move {
             let decided = match token_of(&layer.verifier, req.headers()) {
-                Ok(token) => decide(&layer.verifier, token, layer.scopes.to_vec()).await,
+                Ok(token) => decide_token(&layer.verifier, token, layer.scopes.to_vec()).await,
                 Err(denial) => Err(denial),
             };
             match decided {
@@ -110,7 +110,9 @@ where
                     req.extensions_mut().insert::<Arc<Verified>>(verified);
                     inner.call(req).await
                 }
-                Err(denial) => Ok(denial.into_response().map(|_| ResBody::default())),
+                Err(denial) => Ok(denial
+                    .into_response(crate::routes::verify::Answers::Full)
+                    .map(|_| ResBody::default())),
             }
         })
     }

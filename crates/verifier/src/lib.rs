@@ -13,7 +13,7 @@
 //!   as `alg_disabled`; [`metrics`]: metric names and handles;
 //! - [`service`], [`routes`]: the hyper service and `run`;
 //! - [`layer`]: [`layer::RequireToken`], a `tower::Layer` for Rust resource
-//!   servers that embed the verifier;
+//!   servers that embed the verifier.
 //! - [`grpc`]: Envoy's gRPC ext_authz `Check`, on its own listener.
 //!
 //! ```no_run

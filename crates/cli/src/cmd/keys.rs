@@ -41,7 +41,8 @@ enum KeysCommand {
     },
     /// Retire a retiring (or next) key now, removing it from the JWKS.
     Retire {
-        /// The kid.
+        /// The kid (a thumbprint may start with `-`: taken as the kid, not a flag).
+        #[arg(allow_hyphen_values = true)]
         kid: String,
         /// Retire even though tokens it signed may still be valid.
         #[arg(long)]

@@ -75,8 +75,8 @@ const AUDIT_CLIENT_BYTES: usize = keyshift_core::config::MAX_CLIENT_ID_BYTES;
 
 /// Handles one token request from the socket peer `peer`; always answers,
 /// counting the outcome and writing one audit line. Behind
-/// `issuer.trusted_proxies` the failed-auth limits and the audit line count
-/// the client `X-Forwarded-For` names ([`client_addr`]).
+/// `issuer.trusted_proxies` the failed-auth limits count the client
+/// `X-Forwarded-For` names ([`client_addr`]).
 pub async fn handle<B>(
     issuer: &Issuer,
     headers: &HeaderMap,

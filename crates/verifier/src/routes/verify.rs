@@ -192,6 +192,21 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, Denial> {
     Ok(token)
 }
 
+/// The forward-auth decision for one request, counted in the verify
+/// metrics: the token of `headers` checked against the scopes that `query`
+/// (`?scope=a+b`, when given) and `X-Auth-Require-Scope` require.
+pub async fn decide(
+    verifier: &Verifier,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Arc<Verified>, Denial> {
+    let token = token_of(verifier, headers)?;
+    let scopes = required_scopes(query, headers).inspect_err(|_| {
+        verifier.record_malformed_request();
+    })?;
+    decide_token(verifier, token, scopes).await
+}
+
 /// The request's bearer token; a request without one, or with two
 /// `Authorization` headers, is counted here (`missing`, `malformed`).
 pub fn token_of<'h>(verifier: &Verifier, headers: &'h HeaderMap) -> Result<&'h str, Denial> {
@@ -202,46 +217,26 @@ pub fn token_of<'h>(verifier: &Verifier, headers: &'h HeaderMap) -> Result<&'h s
     })
 }
 
-/// Verifies `token` and requires `scopes`: the decision every forward-auth
-/// route and the tower layer ([`crate::layer`]) share, counted once by the
-/// verifier.
-pub async fn decide(
+/// Verifies `token` and requires `scopes`: the decision every answer set
+/// and the tower layer ([`crate::layer`]) share, counted once by the verifier.
+pub async fn decide_token(
     verifier: &Verifier,
     token: &str,
     scopes: Vec<String>,
 ) -> Result<Arc<Verified>, Denial> {
     let required: Vec<&str> = scopes.iter().map(String::as_str).collect();
-    match verifier.verify_with_scopes(token, &required).await {
-        Ok(v) => Ok(v),
-        Err(e) => {
+    verifier
+        .verify_with_scopes(token, &required)
+        .await
+        .map_err(|e| {
             let retry = match &e {
                 VerifyError::KeysUnavailable => {
                     verifier.jwks().map(|j| j.retry_after()).unwrap_or(30)
                 }
                 _ => 0,
             };
-            Err(Denial::Token(e, scopes, retry))
-        }
-    }
-}
-
-/// The forward-auth check of one request, counted in the verify metrics:
-/// the token of `headers` against the scopes that `query` (`?scope=a+b`,
-/// when given) and `X-Auth-Require-Scope` require.
-pub async fn check(
-    verifier: &Verifier,
-    query: Option<&str>,
-    headers: &HeaderMap,
-) -> Result<Arc<Verified>, Denial> {
-    let token = token_of(verifier, headers)?;
-    let scopes = match required_scopes(query, headers) {
-        Ok(s) => s,
-        Err(denial) => {
-            verifier.record_malformed_request();
-            return Err(denial);
-        }
-    };
-    decide(verifier, token, scopes).await
+            Denial::Token(e, scopes, retry)
+        })
 }
 
 /// Answers one forward-auth request with the statuses of `answers`.
@@ -253,7 +248,7 @@ pub async fn handle(
 ) -> Response<Full<Bytes>> {
     match check(verifier, query, headers).await {
         Ok(v) => accepted(&v),
-        Err(denial) => denial.answer(answers),
+        Err(denial) => denial.into_response(answers),
     }
 }
 
