@@ -12,11 +12,6 @@
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /version` | version and git commit of the build |
 //!
-//! For an issuer URL with a path (`https://id.example.com/tenant-a`) the
-//! metadata is also at `/.well-known/oauth-authorization-server/tenant-a`
-//! (RFC 8414 §3.1) and `/tenant-a/.well-known/openid-configuration` (OpenID
-//! Connect Discovery §4).
-//!
 //! Anything else: 404, or 405 with `Allow` for a known path.
 
 use std::future::Future;

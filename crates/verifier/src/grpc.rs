@@ -1,6 +1,6 @@
 //! gRPC ext_authz: `envoy.service.auth.v3.Authorization/Check` on
 //! `[verifier] grpc_listen`, for Envoy and Istio. The same decision as
-//! `/verify` ([`routes::verify::check`], counted in the same metrics), the
+//! `/verify` ([`routes::verify::decide`], counted in the same metrics), the
 //! same denial mapping ([`Denial::head`]):
 //!
 //! - read: `Authorization` and `X-Auth-Require-Scope` from the checked
@@ -72,7 +72,7 @@ impl Authorization for ExtAuthz {
 /// Answers one `Check`: never a gRPC error, always an OK or a denial.
 pub async fn check(verifier: &Verifier, request: &CheckRequest) -> CheckResponse {
     let decided = match request_headers(request) {
-        Ok(headers) => verify::check(verifier, None, &headers).await,
+        Ok(headers) => verify::decide(verifier, None, &headers).await,
         Err(denial) => {
             verifier.record_malformed_request();
             Err(denial)
@@ -84,7 +84,7 @@ pub async fn check(verifier: &Verifier, request: &CheckRequest) -> CheckResponse
     }
 }
 
-/// The headers [`verify::check`] reads, from the checked request: its
+/// The headers [`verify::decide`] reads, from the checked request: its
 /// `Authorization` and `X-Auth-Require-Scope` lines, and the context
 /// extension `scope` as one more `X-Auth-Require-Scope` line.
 fn request_headers(request: &CheckRequest) -> Result<HeaderMap, Denial> {

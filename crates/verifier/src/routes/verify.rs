@@ -1,6 +1,5 @@
 //! The forward-auth check, answered three ways from one decision
-//! ([`check`], on [`decide`], which the tower layer shares) and one mapping
-//! of a denial ([`Denial::head`]):
+//! ([`decide`]) and one mapping of a denial ([`Denial::head`]):
 //!
 //! - `/verify` and `/verify/<anything>` (any method): every status of the
 //!   contract, for Traefik ForwardAuth, Caddy `forward_auth`, HAProxy and
@@ -108,14 +107,9 @@ impl Denial {
         }
     }
 
-    /// The response of `/verify` ([`Answers::Full`]).
-    pub fn into_response(self) -> Response<Full<Bytes>> {
-        self.answer(Answers::Full)
-    }
-
     /// The response of `answers`: [`Denial::head`], with the statuses nginx
     /// cannot pass on folded into 401 for [`Answers::Nginx`].
-    pub fn answer(self, answers: Answers) -> Response<Full<Bytes>> {
+    pub fn into_response(self, answers: Answers) -> Response<Full<Bytes>> {
         let head = self.head();
         let status = match (answers, head.status) {
             (Answers::Nginx, StatusCode::BAD_REQUEST | StatusCode::SERVICE_UNAVAILABLE) => {
@@ -246,7 +240,7 @@ pub async fn handle(
     query: Option<&str>,
     headers: &HeaderMap,
 ) -> Response<Full<Bytes>> {
-    match check(verifier, query, headers).await {
+    match decide(verifier, query, headers).await {
         Ok(v) => accepted(&v),
         Err(denial) => denial.into_response(answers),
     }
