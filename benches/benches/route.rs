@@ -7,14 +7,13 @@
 //!
 //! `cargo bench -p keyshift-benches --bench route`.
 
-use std::future::Future;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Uri};
+use keyshift_benches::now_or_never;
 use keyshift_core::clock::{Clock, SystemClock};
 use keyshift_core::secret::HmacSecret;
 use keyshift_core::{Config, Phase};
@@ -23,15 +22,6 @@ use keyshift_verifier::{State, Verifier, VerifierService};
 
 const ISS: &str = "https://issuer.example.com";
 const AUD: &str = "https://api.example.com";
-
-/// Polls a future that cannot wait (these paths never fetch) to completion.
-fn now_or_never<F: Future>(f: F) -> F::Output {
-    let mut f = std::pin::pin!(f);
-    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => v,
-        Poll::Pending => panic!("the route awaited"),
-    }
-}
 
 fn service(secret: &HmacSecret) -> VerifierService {
     let text = format!(

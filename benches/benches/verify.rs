@@ -10,13 +10,12 @@
 //!
 //! `make bench` or `cargo bench -p keyshift-benches --bench verify`.
 
-use std::future::Future;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use hmac::{Hmac, Mac};
+use keyshift_benches::now_or_never;
 use keyshift_core::clock::{Clock, SystemClock};
 use keyshift_core::secret::{HmacSecret, HmacSecrets};
 use keyshift_core::{b64, Config, Phase};
@@ -31,15 +30,6 @@ use sha2::Sha256;
 
 const ISS: &str = "https://issuer.example.com";
 const AUD: &str = "https://api.example.com";
-
-/// Polls a future that cannot wait (the verify fast path) to completion.
-fn now_or_never<F: Future>(f: F) -> F::Output {
-    let mut f = std::pin::pin!(f);
-    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => v,
-        Poll::Pending => panic!("the fast path awaited"),
-    }
-}
 
 fn verifier(token_cache: usize, jwks: &str, secret: &HmacSecret) -> Verifier {
     verifier_with(token_cache, jwks, Some(secret.clone()).into(), "")
