@@ -133,3 +133,34 @@ fn next_event(k: &KeyEntry) -> String {
         _ => String::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: KeysCommand,
+    }
+
+    #[test]
+    fn a_kid_that_starts_with_a_dash_is_a_kid_not_a_flag() {
+        // RFC 7638 thumbprints are base64url: one in 64 starts with `-`.
+        for args in [
+            vec!["keys", "retire", "-wQ3kZ0thumbprint"],
+            vec!["keys", "retire", "-wQ3kZ0thumbprint", "--force"],
+            vec!["keys", "retire", "--force", "-wQ3kZ0thumbprint"],
+        ] {
+            let cli = Cli::try_parse_from(&args).expect("parses");
+            match cli.command {
+                KeysCommand::Retire { kid, force } => {
+                    assert_eq!(kid, "-wQ3kZ0thumbprint", "{args:?}");
+                    assert_eq!(force, args.contains(&"--force"), "{args:?}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}
