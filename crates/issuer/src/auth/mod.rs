@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use keyshift_core::config::{ClientConfig, MAX_CLIENT_ID_BYTES};
-use keyshift_core::secret::SecretHash;
 use keyshift_core::ConfigError;
 use sha2::Sha256;
 use tokio::sync::Semaphore;
@@ -97,6 +96,8 @@ pub struct Authenticator {
     /// against one of them, chosen by a keyed hash of the id, so it costs
     /// what a known client costs whatever mix of schemes the config holds.
     decoys: Vec<Arc<ClientHash>>,
+    /// The decoy when no client is configured (every id is unknown).
+    placeholder: Arc<ClientHash>,
     limiter: Arc<FailureLimiter>,
     shared: AuthShared,
 }
@@ -129,20 +130,10 @@ impl Authenticator {
                 },
             );
         }
-        if decoys.is_empty() {
-            // No client at all: every id is unknown; a sha256 check keeps
-            // the path the same.
-            let none = ClientHash::new(&SecretHash::Sha256([0x5a; 32])).map_err(|e| {
-                ConfigError::Invalid {
-                    field: "issuer.clients".into(),
-                    message: e.to_string(),
-                }
-            })?;
-            decoys.push(Arc::new(none));
-        }
         Ok(Authenticator {
             clients: by_id,
             decoys,
+            placeholder: Arc::new(ClientHash::placeholder()),
             limiter,
             shared,
         })
@@ -176,9 +167,9 @@ impl Authenticator {
         let tag = mac.finalize().into_bytes();
         let mut first = [0u8; 8];
         first.copy_from_slice(&tag[..8]);
-        let n = self.decoys.len() as u64;
+        let n = self.decoys.len().max(1) as u64;
         let i = usize::try_from(u64::from_le_bytes(first) % n).unwrap_or(0);
-        &self.decoys[i]
+        self.decoys.get(i).unwrap_or(&self.placeholder)
     }
 
     /// Checks `creds` from `peer` at `now`: the limiter first (the attempt
@@ -263,6 +254,7 @@ fn parse_hash(i: usize, c: &ClientConfig) -> Result<ClientHash, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keyshift_core::secret::SecretHash;
 
     fn client(id: &str, hash: SecretHash) -> ClientConfig {
         ClientConfig {
@@ -300,6 +292,15 @@ mod tests {
         }
         // One client in four is slow: about 500 of 2,000 unknown ids are too.
         assert!((400..=600).contains(&slow_decoys), "{slow_decoys}");
+    }
+
+    #[test]
+    fn with_no_client_every_id_gets_the_placeholder() {
+        let auth = authenticator(&[]);
+        let d = auth.decoy_for("anyone");
+        assert!(!d.is_slow());
+        assert!(!d.verify(b"anyone"));
+        assert!(auth.client("anyone").is_none());
     }
 
     #[test]
