@@ -676,3 +676,39 @@ async fn bcrypt_and_pbkdf2_clients_of_an_old_store_authenticate() {
         assert_eq!(f.token_post(&bad).await.0, StatusCode::UNAUTHORIZED, "{id}");
     }
 }
+
+/// A request body whose connection breaks before any byte arrives.
+struct Broken;
+
+impl hyper::body::Body for Broken {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(Some(Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "peer reset",
+        ))))
+    }
+}
+
+#[tokio::test]
+async fn a_body_that_breaks_off_is_an_invalid_request_not_a_server_error() {
+    let f = fixture(Phase::Dual).await;
+    let req = Request::post("/oauth/token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Broken)
+        .expect("request");
+    let (s, _, b) = into_parts(f.service().handle(req).await).await;
+    let body: Value = serde_json::from_slice(&b).expect("json");
+    assert_eq!(
+        (s, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_request"),
+        "{body}"
+    );
+    // Nothing was counted against anyone: no credentials were read.
+    assert_eq!(f.issuer.live().auth().limiter().tracked(), 0);
+}
