@@ -4,7 +4,7 @@ JOBS ?= 2
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 SOAK_SECONDS ?= 60
 
-.PHONY: run test lint bench loadtest soak doc build test-observability test-proxies fuzz deny
+.PHONY: run test lint bench loadtest soak doc build test-observability test-proxies test-deploy fuzz deny
 
 ## run: start issuer and verifier on loopback with a generated config in ./.keyshift/
 run:
@@ -59,6 +59,15 @@ test-observability:
 ##               checked; the issuer's metadata through authlib's validators (venv under target/)
 test-proxies:
 	bash scripts/proxy-tests.sh
+
+## test-deploy: deploy/systemd through systemd-analyze, deploy/kubernetes rendered by kustomize,
+##              validated against the Kubernetes schemas and its pods run locally with their
+##              probes asked, deploy/Dockerfile's final stage built and run by buildah/podman
+##              (Debian's packages and a venv under target/ installed if missing; SKIP lines
+##              say what cannot run here)
+test-deploy:
+	$(CARGO) build -j$(JOBS) -p keyshift
+	bash scripts/deploy-tests.sh $(TARGET_DIR)/debug/keyshift
 
 ## fuzz: every cargo-fuzz target for FUZZ_SECONDS (default 60) on the nightly toolchain
 ##       (skips with a line where there is none); make test replays the corpus on stable
