@@ -5,7 +5,7 @@
 use std::fmt;
 
 use keyshift_core::config::{
-    IssuerLegacy, TypPolicy, VerifierLegacy, DEFAULT_LEGACY_SCOPE_CLAIM,
+    IssuerLegacy, Serving, TypPolicy, VerifierLegacy, DEFAULT_LEGACY_SCOPE_CLAIM,
     DEFAULT_LEGACY_SUBJECT_CLAIM,
 };
 use keyshift_core::duration::HumanDuration;
@@ -127,6 +127,7 @@ impl fmt::Display for Effective<'_> {
             writeln!(f, "\n[issuer]")?;
             writeln!(f, "listen = \"{}\"", i.listen)?;
             listeners(f, i.admin_listen, i.max_connections)?;
+            serving(f, &i.serving)?;
             writeln!(f, "issuer = \"{}\"", i.issuer)?;
             writeln!(f, "audience = \"{}\"", i.audience)?;
             writeln!(f, "token_ttl = \"{}\"", HumanDuration(i.token_ttl))?;
@@ -172,6 +173,7 @@ impl fmt::Display for Effective<'_> {
             writeln!(f, "\n[verifier]")?;
             writeln!(f, "listen = \"{}\"", v.listen)?;
             listeners(f, v.admin_listen, v.max_connections)?;
+            serving(f, &v.serving)?;
             match v.grpc_listen {
                 Some(a) => writeln!(f, "grpc_listen = \"{a}\"   # gRPC ext_authz")?,
                 None => writeln!(f, "# grpc_listen: not set (gRPC ext_authz off)")?,
@@ -233,6 +235,21 @@ impl fmt::Display for Effective<'_> {
                 HumanDuration(v.jwks_connect_timeout)
             )?;
             writeln!(f, "jwks_timeout = \"{}\"", HumanDuration(v.jwks_timeout))?;
+            match &v.jwks_ca_file {
+                Some(p) => writeln!(
+                    f,
+                    "jwks_ca_file = \"{}\"   # beside the system roots",
+                    p.display()
+                )?,
+                None => writeln!(f, "# jwks_ca_file: not set (system roots)")?,
+            }
+            match &v.jwks_client_cert {
+                Some(t) => {
+                    writeln!(f, "jwks_client_cert_file = \"{}\"", t.cert_file.display())?;
+                    writeln!(f, "jwks_client_key_file = \"{}\"", t.key_file.display())?;
+                }
+                None => writeln!(f, "# jwks_client_cert_file, jwks_client_key_file: not set (no client certificate)")?,
+            }
             writeln!(
                 f,
                 "jwks_request_wait = \"{}\"",
@@ -254,6 +271,7 @@ impl fmt::Display for Effective<'_> {
             writeln!(f, "\n[gateway]")?;
             writeln!(f, "listen = \"{}\"", g.listen)?;
             listeners(f, g.admin_listen, g.max_connections)?;
+            serving(f, &g.serving)?;
             writeln!(f, "key_dir = \"{}\"", g.key_dir.display())?;
             match &g.issuer {
                 Some(i) => writeln!(f, "issuer = \"{i}\"")?,
@@ -313,6 +331,18 @@ fn listeners(
         None => writeln!(f, "# admin_listen: not set (operational routes on listen)")?,
     }
     writeln!(f, "max_connections = {max_connections}")
+}
+
+fn serving(f: &mut fmt::Formatter<'_>, s: &Serving) -> fmt::Result {
+    match &s.tls {
+        Some(t) => {
+            writeln!(f, "tls_cert_file = \"{}\"", t.cert_file.display())?;
+            writeln!(f, "tls_key_file = \"{}\"", t.key_file.display())?;
+        }
+        None => writeln!(f, "# tls_cert_file, tls_key_file: not set (plain HTTP)")?,
+    }
+    writeln!(f, "watch_config = {}", s.watch_config)?;
+    writeln!(f, "log_format = \"{}\"", s.log_format.as_str())
 }
 
 #[cfg(test)]

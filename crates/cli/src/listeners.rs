@@ -1,14 +1,18 @@
 //! A service's listeners: the public one and, with `admin_listen`, one for
 //! the operational routes; each with a connection cap that stays under the
 //! process's file-descriptor limit, which is raised to its hard limit first.
-//! All of them stop on the same shutdown signal.
+//! All of them stop on the same shutdown signal; the public one speaks TLS
+//! when the service has `tls_cert_file` and `tls_key_file`.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
+use keyshift_core::config::TlsFiles;
 use keyshift_http::ops::Exposure;
-use keyshift_http::Limits;
+use keyshift_http::tls::ServerTls;
+use keyshift_http::{Limits, Listener};
 use tokio::net::TcpListener;
 
 /// File descriptors kept back from the connection caps: key files, the
@@ -24,16 +28,27 @@ pub struct Listeners {
     pub admin: Option<TcpListener>,
     /// The cap each listener gets.
     pub limits: Limits,
+    /// The TLS of `listen` (`tls_cert_file`, `tls_key_file`), if set.
+    pub tls: Option<Arc<ServerTls>>,
 }
 
 impl Listeners {
-    /// Binds `listen` and `admin_listen` of `section`; the error names the field.
+    /// Binds `listen` and `admin_listen` of `section` and loads its TLS
+    /// pair; the error names the field.
     pub async fn bind(
         section: &str,
         listen: SocketAddr,
         admin_listen: Option<SocketAddr>,
         max_connections: usize,
+        tls: Option<&TlsFiles>,
     ) -> anyhow::Result<Listeners> {
+        let tls = tls
+            .map(|files| {
+                ServerTls::load(&files.cert_file, &files.key_file)
+                    .map(Arc::new)
+                    .with_context(|| format!("{section}.tls_cert_file, {section}.tls_key_file"))
+            })
+            .transpose()?;
         let public = TcpListener::bind(listen)
             .await
             .with_context(|| format!("{section}.listen: cannot listen on {listen}"))?;
@@ -62,15 +77,27 @@ impl Listeners {
             public,
             admin,
             limits,
+            tls,
         })
+    }
+
+    /// The scheme of `listen`: `https` with TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// Serves every listener with `run` until `shutdown` resolves: the
     /// public one with [`Exposure::Public`] when an admin listener takes the
-    /// operational routes, else [`Exposure::All`].
+    /// operational routes, else [`Exposure::All`]. `listen` speaks TLS when
+    /// the service has it; `admin_listen` stays plain HTTP, for probes and
+    /// Prometheus on a private address (docs/deployment.md, "TLS").
     pub async fn serve<R, F>(self, shutdown: impl Future<Output = ()>, run: R)
     where
-        R: Fn(TcpListener, Exposure, Limits, ShutdownSignal) -> F,
+        R: Fn(Listener, Exposure, Limits, ShutdownSignal) -> F,
         F: Future<Output = ()> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::watch::channel(false);
@@ -81,9 +108,18 @@ impl Listeners {
         } else {
             Exposure::All
         };
-        tasks.spawn(run(self.public, public_exposure, self.limits, signal()));
+        let public = match self.tls {
+            Some(tls) => Listener::tls(self.public, tls),
+            None => Listener::from(self.public),
+        };
+        tasks.spawn(run(public, public_exposure, self.limits, signal()));
         if let Some(admin) = self.admin {
-            tasks.spawn(run(admin, Exposure::All, self.limits, signal()));
+            tasks.spawn(run(
+                Listener::from(admin),
+                Exposure::All,
+                self.limits,
+                signal(),
+            ));
         }
         shutdown.await;
         let _ = tx.send(true);

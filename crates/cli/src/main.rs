@@ -6,6 +6,7 @@ mod cmd;
 mod effective;
 mod listeners;
 mod process_metrics;
+mod reload;
 mod signals;
 mod telemetry;
 

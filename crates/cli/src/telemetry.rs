@@ -4,18 +4,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use keyshift_core::config::LogFormat;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-/// Logs to stderr; `RUST_LOG` overrides the default `info` level.
-pub fn init_logging() {
+/// Logs to stderr in `format` (`log_format`); `RUST_LOG` overrides the
+/// default `info` level. JSON is one object per line: `timestamp` (RFC
+/// 3339, UTC), `level`, `fields` (`message` and the event's fields), and
+/// `spans` when there are any.
+pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+    };
 }
 
 /// Installs the global Prometheus recorder with explicit buckets for each

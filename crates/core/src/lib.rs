@@ -34,6 +34,7 @@ pub mod ops_metrics;
 pub mod phase;
 pub mod phase_metrics;
 pub mod secret;
+pub mod watch;
 
 pub use clock::{Clock, SharedClock};
 pub use config::{Config, ConfigError};

@@ -25,7 +25,6 @@ use keyshift_http::ops::{Exposure, RenderMetrics};
 use keyshift_http::Limits;
 use keyshift_verifier::routes::verify::{bearer, Answers, Denial};
 use keyshift_verifier::{Verifier, VerifyError};
-use tokio::net::TcpListener;
 
 use crate::headers;
 use crate::keys::ActiveKey;
@@ -101,7 +100,7 @@ impl State {
 
 /// Serves one listener until `shutdown` resolves.
 pub async fn run(
-    listener: TcpListener,
+    listener: impl Into<keyshift_http::Listener>,
     state: Arc<State>,
     exposure: Exposure,
     limits: Limits,

@@ -1,6 +1,7 @@
-//! keyshift-http: the accept loop both services share. One hyper HTTP/1
-//! connection task per socket, a header read timeout, and on shutdown a
-//! graceful drain bounded by [`DRAIN_TIMEOUT`]; [`serve_proxy_protocol`]
+//! keyshift-http: the accept loop every service shares. One hyper
+//! connection task per socket (HTTP/1.1; over [TLS](tls), HTTP/2 where ALPN
+//! picks it), a header read timeout, and on shutdown a graceful drain
+//! bounded by [`DRAIN_TIMEOUT`]; [`serve_proxy_protocol`]
 //! reads a [PROXY protocol](proxy_protocol) header first, on listeners that
 //! a proxy sending one fronts.
 //!
@@ -21,6 +22,7 @@ pub mod body;
 pub mod metrics;
 pub mod ops;
 pub mod proxy_protocol;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -33,9 +35,11 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::Service;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::Watcher;
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::tls::ServerTls;
 
 /// A request handler that never fails at the HTTP level: every outcome,
 /// errors included, is a response.
@@ -96,11 +100,49 @@ impl Default for Limits {
 
 pub use keyshift_core::config::DEFAULT_MAX_CONNECTIONS;
 
+/// A bound listener and, when it serves TLS, its certificate.
+#[derive(Debug)]
+pub struct Listener {
+    tcp: TcpListener,
+    tls: Option<Arc<ServerTls>>,
+}
+
+impl Listener {
+    /// A listener that speaks TLS (HTTP/2 or HTTP/1.1 by ALPN) with `tls`.
+    pub fn tls(tcp: TcpListener, tls: Arc<ServerTls>) -> Listener {
+        Listener {
+            tcp,
+            tls: Some(tls),
+        }
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+
+    /// `https` with TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
+impl From<TcpListener> for Listener {
+    /// A plain HTTP/1.1 listener.
+    fn from(tcp: TcpListener) -> Listener {
+        Listener { tcp, tls: None }
+    }
+}
+
 /// Serves connections until `shutdown` resolves, then stops accepting and
 /// drains open connections for at most [`DRAIN_TIMEOUT`]. `make` builds the
 /// service of one connection from the peer address.
 pub async fn serve<M, S, B>(
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     limits: Limits,
     make: M,
     shutdown: impl Future<Output = ()>,
@@ -113,13 +155,13 @@ pub async fn serve<M, S, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let builder = http1_builder();
-    accept_loop(listener, limits, shutdown, |stream, peer, watcher| {
-        let conn = watcher.watch(builder.serve_connection(TokioIo::new(stream), make(peer)));
+    let Listener { tcp, tls } = listener.into();
+    let protocols = Arc::new(Protocols::new());
+    accept_loop(tcp, limits, shutdown, |stream, peer, watcher| {
+        let service = make(peer);
+        let (protocols, tls) = (protocols.clone(), tls.clone());
         async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
+            serve_stream(stream, peer, tls.as_deref(), &protocols, service, watcher).await;
         }
     })
     .await;
@@ -127,13 +169,13 @@ pub async fn serve<M, S, B>(
 
 /// [`serve`] for a listener that only a proxy speaking the PROXY protocol
 /// (version 2) reaches: each connection must start with a PROXY header,
-/// read within [`HEADER_READ_TIMEOUT`] before hyper sees a byte. `make` gets
-/// the socket peer and the source address the header names (`None` for a
-/// LOCAL command, the proxy's own health checks); the caller decides whether
-/// that peer is trusted to say it. A connection without a valid header is
-/// closed unanswered.
+/// read within [`HEADER_READ_TIMEOUT`] before hyper (or the TLS handshake)
+/// sees a byte. `make` gets the socket peer and the source address the
+/// header names (`None` for a LOCAL command, the proxy's own health
+/// checks); the caller decides whether that peer is trusted to say it. A
+/// connection without a valid header is closed unanswered.
 pub async fn serve_proxy_protocol<M, S, B>(
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     limits: Limits,
     make: M,
     shutdown: impl Future<Output = ()>,
@@ -146,10 +188,11 @@ pub async fn serve_proxy_protocol<M, S, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let builder = http1_builder();
+    let Listener { tcp, tls } = listener.into();
+    let protocols = Arc::new(Protocols::new());
     let make = Arc::new(make);
-    accept_loop(listener, limits, shutdown, |mut stream, peer, watcher| {
-        let (builder, make) = (builder.clone(), make.clone());
+    accept_loop(tcp, limits, shutdown, |mut stream, peer, watcher| {
+        let (protocols, make, tls) = (protocols.clone(), make.clone(), tls.clone());
         async move {
             let header =
                 tokio::time::timeout(HEADER_READ_TIMEOUT, proxy_protocol::read_v2(&mut stream))
@@ -165,22 +208,103 @@ pub async fn serve_proxy_protocol<M, S, B>(
                     return;
                 }
             };
-            let conn = builder.serve_connection(TokioIo::new(stream), make(peer, source));
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
+            let service = make(peer, source);
+            serve_stream(stream, peer, tls.as_deref(), &protocols, service, watcher).await;
         }
     })
     .await;
 }
 
-fn http1_builder() -> hyper::server::conn::http1::Builder {
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_header_size(MAX_HEADER_BYTES)
-        .timer(TokioTimer::new());
-    builder
+/// The HTTP/1.1 and HTTP/2 connection settings of every listener.
+struct Protocols {
+    http1: hyper::server::conn::http1::Builder,
+    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
+}
+
+impl Protocols {
+    fn new() -> Protocols {
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .max_header_size(MAX_HEADER_BYTES)
+            .timer(TokioTimer::new());
+        let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_header_list_size(MAX_HEADER_BYTES as u32)
+            .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+            .keep_alive_interval(Some(HEADER_READ_TIMEOUT))
+            .keep_alive_timeout(HEADER_READ_TIMEOUT);
+        Protocols { http1, http2 }
+    }
+}
+
+/// Most requests in flight on one HTTP/2 connection (hyper's default,
+/// written down): with [`Limits::max_connections`] it bounds the requests
+/// a listener holds at once.
+pub const H2_MAX_CONCURRENT_STREAMS: u32 = 200;
+
+/// Serves one accepted connection: the TLS handshake first, within
+/// [`HEADER_READ_TIMEOUT`], when the listener has TLS; then HTTP/2 when
+/// ALPN chose it, else HTTP/1.1.
+async fn serve_stream<S, B>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<&ServerTls>,
+    protocols: &Protocols,
+    service: S,
+    watcher: Watcher,
+) where
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let Some(tls) = tls else {
+        serve_io(stream, false, protocols, service, watcher).await;
+        return;
+    };
+    let stream =
+        match tokio::time::timeout(HEADER_READ_TIMEOUT, tls.acceptor().accept(stream)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "no TLS handshake within the header read timeout");
+                return;
+            }
+        };
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2);
+    serve_io(stream, h2, protocols, service, watcher).await;
+}
+
+async fn serve_io<I, S, B>(io: I, h2: bool, protocols: &Protocols, service: S, watcher: Watcher)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let io = TokioIo::new(io);
+    let result = if h2 {
+        watcher
+            .watch(protocols.http2.serve_connection(io, service))
+            .await
+    } else {
+        watcher
+            .watch(protocols.http1.serve_connection(io, service))
+            .await
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
 }
 
 /// Accepts until `shutdown`, within the connection cap, and runs each

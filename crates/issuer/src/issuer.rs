@@ -247,6 +247,8 @@ pub struct Issuer {
     render_metrics: RenderMetrics,
     /// Serialises reloads and key maintenance (never held by requests).
     maintenance: tokio::sync::Mutex<()>,
+    /// The digest of the manifest [`Issuer::sync_keys`] saw last.
+    manifest_seen: std::sync::Mutex<Option<[u8; 32]>>,
 }
 
 impl fmt::Debug for Issuer {
@@ -308,6 +310,7 @@ impl Issuer {
             clock,
             render_metrics,
             maintenance: tokio::sync::Mutex::new(()),
+            manifest_seen: std::sync::Mutex::new(None),
         })
     }
 
@@ -390,6 +393,31 @@ impl Issuer {
         }
         self.live.store(Arc::new(live));
         Ok(())
+    }
+
+    /// Follows the key directory shared with other replicas and the
+    /// `keyshift keys` commands: runs [`Issuer::maintain_keys`] when the
+    /// manifest changed since the last look or a rotation step is due,
+    /// else does nothing (no lock, no key parsed). The binary calls it every
+    /// [`keyshift_core::config::KEY_SYNC_INTERVAL`], so a replica serves a
+    /// key another one published within about that long.
+    pub async fn sync_keys(&self) -> Result<bool, StartError> {
+        let live = self.live.load_full();
+        let store = KeyStore::new(live.config.key_dir.clone());
+        let policy = policy(&live.config);
+        let now = self.clock.now().as_secs();
+        let mut last = *self.manifest_seen.lock().unwrap_or_else(|p| p.into_inner());
+        let (needed, seen) = tokio::task::spawn_blocking(move || {
+            let needed = store.needs_maintenance(&mut last, now, &policy);
+            (needed, last)
+        })
+        .await?;
+        *self.manifest_seen.lock().unwrap_or_else(|p| p.into_inner()) = seen;
+        if needed {
+            self.maintain_keys().await
+        } else {
+            Ok(false)
+        }
     }
 
     /// Applies due rotation steps and picks up offline changes to the key

@@ -9,6 +9,7 @@
 //! | `GET /migration` | the phase, and until when an HS256 token minted here may be valid |
 //! | `GET /.well-known/oauth-authorization-server/<issuer path>`, `GET /<issuer path>/.well-known/openid-configuration` | the same document, for an issuer URL with a path |
 //! | `GET /healthz` | liveness |
+//! | `GET /readyz` | readiness: 200 once the keys are loaded and the listener serves |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /version` | version and git commit of the build |
 //!
@@ -24,7 +25,6 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use keyshift_http::ops::{self, Exposure};
 use keyshift_http::Limits;
-use tokio::net::TcpListener;
 
 use crate::error::IssuerError;
 use crate::forwarded::proxied_peer;
@@ -76,6 +76,9 @@ impl IssuerService {
             ) if get => routes::metadata::handle(&self.issuer.live()),
             (_, "/migration") if get => routes::migration::handle(&self.issuer),
             (_, "/healthz") if get => ops::healthz(),
+            // The issuer exists only once its keys loaded (`Issuer::start`),
+            // and this answer comes through a serving listener.
+            (_, "/readyz") if get => ops::text(http::StatusCode::OK, "ready\n"),
             (_, "/metrics") if get && self.exposure.ops() => {
                 ops::metrics(self.issuer.render_metrics())
             }
@@ -88,6 +91,7 @@ impl IssuerService {
                 | "/.well-known/openid-configuration"
                 | "/migration"
                 | "/healthz"
+                | "/readyz"
                 | "/metrics"
                 | "/version",
             ) => IssuerError::MethodNotAllowed("GET, HEAD").into_response(),
@@ -110,7 +114,11 @@ impl keyshift_http::Handler for IssuerService {
 }
 
 /// Serves the issuer until `shutdown` resolves, then drains (see [`keyshift_http::serve`]).
-pub async fn run(listener: TcpListener, issuer: Arc<Issuer>, shutdown: impl Future<Output = ()>) {
+pub async fn run(
+    listener: impl Into<keyshift_http::Listener>,
+    issuer: Arc<Issuer>,
+    shutdown: impl Future<Output = ()>,
+) {
     run_with(listener, issuer, Exposure::All, Limits::default(), shutdown).await;
 }
 
@@ -119,7 +127,7 @@ pub async fn run(listener: TcpListener, issuer: Arc<Issuer>, shutdown: impl Futu
 /// read first, and its source stands for the peer when the connection comes
 /// from `issuer.trusted_proxies` ([`proxied_peer`]).
 pub async fn run_proxy_protocol(
-    listener: TcpListener,
+    listener: impl Into<keyshift_http::Listener>,
     issuer: Arc<Issuer>,
     exposure: Exposure,
     limits: Limits,
@@ -139,7 +147,7 @@ pub async fn run_proxy_protocol(
 
 /// [`run`] for one listener of several: the routes of `exposure`, within `limits`.
 pub async fn run_with(
-    listener: TcpListener,
+    listener: impl Into<keyshift_http::Listener>,
     issuer: Arc<Issuer>,
     exposure: Exposure,
     limits: Limits,

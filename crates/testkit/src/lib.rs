@@ -32,6 +32,7 @@ pub mod jwt;
 pub mod net;
 pub mod process;
 pub mod prom;
+pub mod tls;
 pub mod wait;
 
 pub use config::{Client, ConfigToml};

@@ -155,8 +155,12 @@ impl Service {
         let mut found = None;
         crate::eventually(limit, || {
             found = lock(&self.stdout).iter().find_map(|l| {
-                l.split("admin routes on http://")
+                l.split("admin routes on ")
                     .nth(1)
+                    .and_then(|rest| {
+                        rest.strip_prefix("http://")
+                            .or_else(|| rest.strip_prefix("https://"))
+                    })
                     .and_then(|rest| rest.split_whitespace().next())
                     .and_then(|a| a.parse().ok())
             });
@@ -248,9 +252,12 @@ pub fn wait_for_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     }
 }
 
-/// The address in a `… listening on http://ADDR …` line.
+/// The address in a `… listening on http://ADDR …` (or `https://`) line.
 pub fn listening_addr(line: &str) -> Option<&str> {
-    let rest = line.split("listening on http://").nth(1)?;
+    let rest = line.split("listening on ").nth(1)?;
+    let rest = rest
+        .strip_prefix("http://")
+        .or_else(|| rest.strip_prefix("https://"))?;
     rest.split_whitespace().next()
 }
 

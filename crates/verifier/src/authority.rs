@@ -18,7 +18,7 @@ use keyshift_core::migration::{IssuerMigration, ISSUER_SERVICE};
 use keyshift_core::{Alg, Phase, SharedClock};
 use serde::Serialize;
 
-use crate::jwks::{FetchError, Fetched, Fetcher};
+use crate::jwks::{FetchError, Fetched, Fetcher, Transport};
 
 /// How often the issuer's answer is refreshed in the background.
 pub const CHECK_EVERY: Duration = Duration::from_secs(30);
@@ -96,13 +96,12 @@ fn ms(d: Duration) -> u64 {
 
 fn source(
     url: Option<&url::Url>,
-    connect_timeout: Duration,
-    timeout: Duration,
+    transport: &Transport,
 ) -> Result<Option<Arc<Source>>, FetchError> {
     url.map(|u| {
         Ok(Arc::new(Source {
             url: u.clone(),
-            fetcher: Fetcher::new(u, connect_timeout, timeout)?,
+            fetcher: Fetcher::new(u, transport)?,
         }))
     })
     .transpose()
@@ -112,13 +111,12 @@ impl IssuerAuthority {
     /// Asks `url` (nothing is fetched until [`IssuerAuthority::check`]).
     pub fn new(
         url: Option<&url::Url>,
-        connect_timeout: Duration,
-        timeout: Duration,
+        transport: &Transport,
         clock: SharedClock,
     ) -> Result<IssuerAuthority, FetchError> {
         Ok(IssuerAuthority {
             url: url.cloned(),
-            source: ArcSwapOption::new(source(url, connect_timeout, timeout)?),
+            source: ArcSwapOption::new(source(url, transport)?),
             seen: ArcSwap::from_pointee(Seen::default()),
             clock,
             next_check_ms: AtomicU64::new(0),
@@ -133,14 +131,9 @@ impl IssuerAuthority {
         self.url.as_ref()
     }
 
-    /// Applies the timeouts of a reloaded config.
-    pub fn set_timeouts(
-        &self,
-        connect_timeout: Duration,
-        timeout: Duration,
-    ) -> Result<(), FetchError> {
-        self.source
-            .store(source(self.url.as_ref(), connect_timeout, timeout)?);
+    /// Applies the transport (timeouts, TLS) of a reloaded config.
+    pub fn set_transport(&self, transport: &Transport) -> Result<(), FetchError> {
+        self.source.store(source(self.url.as_ref(), transport)?);
         Ok(())
     }
 

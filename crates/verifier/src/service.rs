@@ -21,7 +21,6 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use tokio::net::TcpListener;
 
 use keyshift_http::ops::{self, Exposure, RenderMetrics};
 use keyshift_http::Limits;
@@ -127,13 +126,17 @@ impl keyshift_http::Handler for VerifierService {
 }
 
 /// Serves until `shutdown` resolves, then drains (see [`keyshift_http::serve`]).
-pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future<Output = ()>) {
+pub async fn run(
+    listener: impl Into<keyshift_http::Listener>,
+    state: Arc<State>,
+    shutdown: impl Future<Output = ()>,
+) {
     run_with(listener, state, Exposure::All, Limits::default(), shutdown).await;
 }
 
 /// [`run`] for one listener of several: the routes of `exposure`, within `limits`.
 pub async fn run_with(
-    listener: TcpListener,
+    listener: impl Into<keyshift_http::Listener>,
     state: Arc<State>,
     exposure: Exposure,
     limits: Limits,

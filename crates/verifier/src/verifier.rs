@@ -16,7 +16,8 @@ use crate::authority::IssuerAuthority;
 use crate::claims;
 use crate::error::{AlgLabel, Outcome, VerifyError};
 use crate::jwks::{
-    FetchError, FetchOutcome, Fetcher, JwksCache, JwksSettings, RefreshError, RsaKey,
+    FetchError, FetchOutcome, Fetcher, JwksCache, JwksSettings, RefreshError, RsaKey, Transport,
+    TransportError,
 };
 use crate::jws;
 use crate::legacy::{Loosening, Loosenings};
@@ -155,6 +156,9 @@ pub enum BuildError {
     /// The client for `issuer_migration_url` could not be created.
     #[error("verifier.issuer_migration_url: {0}")]
     IssuerMigration(#[source] FetchError),
+    /// `jwks_ca_file` or the JWKS client certificate did not load.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
     /// A reload into (or a start in) phase `asymmetric` while HS256 tokens
     /// this verifier would accept may still be valid: they would be refused.
     /// The running config stays (on start: the verifier does not start).
@@ -242,8 +246,9 @@ impl Verifier {
         clock: SharedClock,
     ) -> Result<Verifier, BuildError> {
         let secrets = secrets.into();
+        let transport = Transport::from_config(cfg)?;
         let jwks = match &cfg.jwks_url {
-            Some(url) => Some(Arc::new(new_cache(url, cfg, clock.clone())?)),
+            Some(url) => Some(Arc::new(new_cache(url, cfg, &transport, clock.clone())?)),
             None => None,
         };
         if let Some(jwks) = &jwks {
@@ -252,7 +257,7 @@ impl Verifier {
         report_secret(phase, cfg, &secrets);
         metrics::set_max_staleness(cfg.jwks_max_staleness);
         let now = clock.now_secs();
-        let authority = new_authority(cfg, clock.clone())?;
+        let authority = new_authority(cfg, &transport, clock.clone())?;
         Ok(Verifier {
             policy: ArcSwap::from_pointee(Policy::new(phase, cfg, &secrets, 1)),
             jwks: ArcSwapOption::new(jwks),
@@ -321,13 +326,18 @@ impl Verifier {
         secrets: impl Into<HmacSecrets>,
     ) -> Result<(), BuildError> {
         let secrets = secrets.into();
+        let transport = Transport::from_config(cfg)?;
         let mut url = self.reloading.lock().await;
         let old = self.policy.load_full();
         // The issuer's answer from the URL of the new config, fetched now:
         // a switch into asymmetric is decided on the freshest word.
         let authority = self.authority.load_full();
         let new_authority = if authority.url() != cfg.issuer_migration_url.as_ref() {
-            Some(Arc::new(new_authority(cfg, self.clock.clone())?))
+            Some(Arc::new(new_authority(
+                cfg,
+                &transport,
+                self.clock.clone(),
+            )?))
         } else {
             None
         };
@@ -342,7 +352,7 @@ impl Verifier {
         let new_jwks = if *url != cfg.jwks_url {
             match &cfg.jwks_url {
                 Some(u) => {
-                    let cache = Arc::new(new_cache(u, cfg, self.clock.clone())?);
+                    let cache = Arc::new(new_cache(u, cfg, &transport, self.clock.clone())?);
                     if cache.force_refresh().await == FetchOutcome::Error {
                         return Err(BuildError::NewJwksUnusable(cache.last_error()));
                     }
@@ -352,7 +362,7 @@ impl Verifier {
             }
         } else {
             if let (Some(cache), Some(u)) = (self.jwks.load_full(), &cfg.jwks_url) {
-                let fetcher = Fetcher::new(u, cfg.jwks_connect_timeout, cfg.jwks_timeout)?;
+                let fetcher = Fetcher::new(u, &transport)?;
                 cache.reconfigure(JwksSettings::from(cfg), fetcher);
             }
             None
@@ -360,7 +370,7 @@ impl Verifier {
         match new_authority {
             Some(a) => self.authority.store(a),
             None => authority
-                .set_timeouts(cfg.jwks_connect_timeout, cfg.jwks_timeout)
+                .set_transport(&transport)
                 .map_err(BuildError::IssuerMigration)?,
         }
         if phase != Phase::Asymmetric {
@@ -815,20 +825,20 @@ pub(crate) fn header_safe(s: &str) -> bool {
 fn new_cache(
     url: &url::Url,
     cfg: &VerifierConfig,
+    transport: &Transport,
     clock: SharedClock,
 ) -> Result<JwksCache, BuildError> {
-    let fetcher = Fetcher::new(url, cfg.jwks_connect_timeout, cfg.jwks_timeout)?;
+    let fetcher = Fetcher::new(url, transport)?;
     Ok(JwksCache::new(fetcher, JwksSettings::from(cfg), clock))
 }
 
-fn new_authority(cfg: &VerifierConfig, clock: SharedClock) -> Result<IssuerAuthority, BuildError> {
-    IssuerAuthority::new(
-        cfg.issuer_migration_url.as_ref(),
-        cfg.jwks_connect_timeout,
-        cfg.jwks_timeout,
-        clock,
-    )
-    .map_err(BuildError::IssuerMigration)
+fn new_authority(
+    cfg: &VerifierConfig,
+    transport: &Transport,
+    clock: SharedClock,
+) -> Result<IssuerAuthority, BuildError> {
+    IssuerAuthority::new(cfg.issuer_migration_url.as_ref(), transport, clock)
+        .map_err(BuildError::IssuerMigration)
 }
 
 /// Says, at start and on every reload, what an operator should know about

@@ -11,6 +11,7 @@ use keyshift_verifier::Verifier;
 
 use super::{load_config, runtime};
 use crate::listeners::Listeners;
+use crate::reload::{Reloads, Trigger};
 use crate::{signals, telemetry};
 
 /// Flags of `keyshift gateway`.
@@ -23,9 +24,9 @@ pub struct Args {
 
 /// Runs the gateway until SIGTERM/SIGINT; SIGHUP reloads the issuer's keys.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    telemetry::init_logging();
     let config = load_config(&args.config)?;
     let gateway = config.require_gateway()?.clone();
+    telemetry::init_logging(gateway.serving.log_format);
     let verifier_section = if gateway.verifies() {
         let section = config.require_verifier()?.clone();
         let secret = section
@@ -62,17 +63,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
             None => None,
         };
-        let (term, int, mut hup) = signals::install().context("cannot install signal handlers")?;
+        let (term, int, hup) = signals::install().context("cannot install signal handlers")?;
         let listeners = Listeners::bind(
             "gateway",
             gateway.listen,
             gateway.admin_listen,
             gateway.max_connections,
+            gateway.serving.tls.as_ref(),
         )
         .await?;
         let addr = listeners.public.local_addr().context("listener address")?;
+        let scheme = listeners.scheme();
         println!(
-            "keyshift gateway listening on http://{addr} (phase {phase}, {} routes)",
+            "keyshift gateway listening on {scheme}://{addr} (phase {phase}, {} routes)",
             gateway.routes.len()
         );
         if let Some(admin) = &listeners.admin {
@@ -82,16 +85,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         tokio::spawn(telemetry::upkeep(handle));
         if let Some(keys) = &keys {
             tokio::spawn(keys.clone().run_reloader());
-            let keys = keys.clone();
-            tokio::spawn(async move {
-                while hup.recv().await.is_some() {
+        }
+        // SIGHUP reloads the issuer's keys and the TLS pair; a changed TLS
+        // pair reloads on its own. The config itself needs a restart.
+        let mut reloads = Reloads::new(hup, &args.config, false, Vec::new(), listeners.tls.clone());
+        let reload_keys = keys.clone();
+        tokio::spawn(async move {
+            loop {
+                if reloads.next().await != Trigger::Signal {
+                    continue;
+                }
+                if let Some(keys) = &reload_keys {
                     tracing::info!("SIGHUP: reloading the issuer's keys");
                     if let Err(e) = keys.reload() {
                         tracing::error!(error = %e, "key reload failed; keeping the running key");
                     }
                 }
-            });
-        }
+            }
+        });
         let state = Arc::new(State::new(&gateway, verifier, keys, system_clock(), render));
         listeners
             .serve(

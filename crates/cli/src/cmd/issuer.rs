@@ -6,35 +6,39 @@ use std::time::Duration;
 
 use anyhow::Context;
 use keyshift_core::clock::system_clock;
+use keyshift_core::config::{IssuerConfig, KEY_SYNC_INTERVAL};
 use keyshift_http::ops::Exposure;
 use keyshift_issuer::Issuer;
 
 use super::{load_config, runtime};
 use crate::listeners::Listeners;
+use crate::reload::Reloads;
 use crate::{signals, telemetry};
 
-/// How often the issuer applies due rotation steps and picks up offline key changes.
+/// How often the issuer maintains its keys whatever the manifest says
+/// (records what it serves); between two, [`KEY_SYNC_INTERVAL`] looks for
+/// a changed manifest or a due rotation step.
 const KEY_TICK: Duration = Duration::from_secs(30);
 
 /// Runs the issuer until SIGTERM/SIGINT.
 pub fn run(config_path: &Path) -> anyhow::Result<()> {
-    telemetry::init_logging();
     let config = load_config(config_path)?;
     let issuer_config = config.require_issuer()?.clone();
+    telemetry::init_logging(issuer_config.serving.log_format);
     runtime()?.block_on(serve(config_path.to_owned(), config.phase, issuer_config))
 }
 
 async fn serve(
     config_path: PathBuf,
     phase: keyshift_core::Phase,
-    config: keyshift_core::config::IssuerConfig,
+    config: IssuerConfig,
 ) -> anyhow::Result<()> {
     let (handle, render) = telemetry::install_prometheus(&[(
         keyshift_issuer::metrics::TOKEN_REQUEST_DURATION,
         keyshift_issuer::metrics::TOKEN_REQUEST_DURATION_BUCKETS,
     )])?;
     keyshift_issuer::metrics::describe();
-    let (term, int, mut hup) = signals::install().context("cannot install signal handlers")?;
+    let (term, int, hup) = signals::install().context("cannot install signal handlers")?;
     let issuer = Issuer::start(phase, config.clone(), system_clock(), render)
         .await
         .context("issuer")?;
@@ -46,12 +50,14 @@ async fn serve(
         config.listen,
         config.admin_listen,
         config.max_connections,
+        config.serving.tls.as_ref(),
     )
     .await?;
     let addr = listeners.public.local_addr().context("listener address")?;
+    let scheme = listeners.scheme();
     let live = issuer.live();
     println!(
-        "keyshift issuer listening on http://{addr} (phase {}, signs {} with kid {})",
+        "keyshift issuer listening on {scheme}://{addr} (phase {}, signs {} with kid {})",
         live.phase(),
         live.signer().alg(),
         live.signer().kid()
@@ -64,17 +70,39 @@ async fn serve(
     tokio::spawn(telemetry::upkeep(handle));
 
     let background = issuer.clone();
+    let mut reloads = Reloads::new(
+        hup,
+        &config_path,
+        config.serving.watch_config,
+        config.watched_files(),
+        listeners.tls.clone(),
+    );
+    let tls = listeners.tls.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(KEY_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sync = tokio::time::interval(KEY_SYNC_INTERVAL);
+        sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing: Option<String> = None;
         loop {
             tokio::select! {
-                _ = hup.recv() => reload(&background, &config_path).await,
+                trigger = reloads.next() => {
+                    if !trigger.reads_config() {
+                        continue;
+                    }
+                    if let Some(section) = reload(&background, &config_path).await {
+                        crate::reload::warn_if_tls_moved("issuer", tls.as_deref(), section.serving.tls.as_ref());
+                        reloads.watch(section.serving.watch_config, section.watched_files());
+                    }
+                }
                 _ = tick.tick() => {}
+                _ = sync.tick() => {
+                    let synced = background.sync_keys().await;
+                    report_maintenance(synced.map(|_| ()), &mut failing);
+                    continue;
+                }
             }
-            if let Err(e) = background.maintain_keys().await {
-                tracing::error!(error = %e, "key maintenance failed; keeping the current keys");
-            }
+            report_maintenance(background.maintain_keys().await.map(|_| ()), &mut failing);
         }
     });
 
@@ -108,22 +136,49 @@ async fn serve(
     Ok(())
 }
 
-/// Reloads config and keys (SIGHUP); counts the result
-/// (`keyshift_config_reloads_total`). A refused reload keeps the running config.
-async fn reload(issuer: &Issuer, path: &Path) {
-    tracing::info!(config = %path.display(), "SIGHUP: reloading config and keys");
+/// Logs a failed key maintenance once per distinct error (the sync runs
+/// every second), and its recovery.
+fn report_maintenance(
+    result: Result<(), keyshift_issuer::StartError>,
+    failing: &mut Option<String>,
+) {
+    match result {
+        Ok(()) => {
+            if failing.take().is_some() {
+                tracing::info!("key maintenance works again");
+            }
+        }
+        Err(e) => {
+            let text = e.to_string();
+            if failing.as_deref() != Some(text.as_str()) {
+                tracing::error!(error = %e, "key maintenance failed; keeping the current keys");
+                *failing = Some(text);
+            }
+        }
+    }
+}
+
+/// Reloads config and keys (SIGHUP, `watch_config`); counts the result
+/// (`keyshift_config_reloads_total`) and returns the section now in force.
+/// A refused reload keeps the running config.
+async fn reload(issuer: &Issuer, path: &Path) -> Option<IssuerConfig> {
     let result = match keyshift_core::Config::load(path) {
         Ok(config) => match config.require_issuer() {
             Ok(section) => issuer
                 .reload(config.phase, section.clone())
                 .await
+                .map(|()| section.clone())
                 .map_err(anyhow::Error::from),
             Err(e) => Err(e.into()),
         },
         Err(e) => Err(e.into()),
     };
-    if let Err(e) = &result {
-        tracing::error!(error = %crate::one_line(e), "config reload failed; keeping the running config");
-    }
     telemetry::reloaded(result.is_ok());
+    match result {
+        Ok(section) => Some(section),
+        Err(e) => {
+            tracing::error!(error = %crate::one_line(&e), "config reload failed; keeping the running config");
+            None
+        }
+    }
 }

@@ -12,6 +12,7 @@ use keyshift_verifier::{State, Verifier};
 
 use super::{load_config, runtime};
 use crate::listeners::Listeners;
+use crate::reload::Reloads;
 use crate::{signals, telemetry};
 
 /// Flags of `keyshift verifier`.
@@ -64,8 +65,8 @@ fn effective(
 
 /// Runs the verifier until SIGTERM/SIGINT.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    telemetry::init_logging();
     let (phase, section) = effective(&args.config, args.accept.as_deref(), Stage::Start)?;
+    telemetry::init_logging(section.serving.log_format);
     let secrets = section
         .load_secrets()
         .with_context(|| args.config.display().to_string())?;
@@ -83,7 +84,7 @@ async fn serve(
         keyshift_verifier::metrics::VERIFY_DURATION_BUCKETS,
     )])?;
     keyshift_verifier::metrics::describe();
-    let (term, int, mut hup) = signals::install().context("cannot install signal handlers")?;
+    let (term, int, hup) = signals::install().context("cannot install signal handlers")?;
     let verifier = Arc::new(Verifier::new(phase, &section, secrets, system_clock())?);
     verifier
         .check_start(section.force_phase)
@@ -94,11 +95,13 @@ async fn serve(
         section.listen,
         section.admin_listen,
         section.max_connections,
+        section.serving.tls.as_ref(),
     )
     .await?;
     let addr = listeners.public.local_addr().context("listener address")?;
+    let scheme = listeners.scheme();
     println!(
-        "keyshift verifier listening on http://{addr} (phase {phase}, accepts {})",
+        "keyshift verifier listening on {scheme}://{addr} (phase {phase}, accepts {})",
         section.accept
     );
     if let Some(admin) = &listeners.admin {
@@ -118,22 +121,43 @@ async fn serve(
     tokio::spawn(verifier.clone().run_refresher());
 
     let background = verifier.clone();
+    let mut reloads = Reloads::new(
+        hup,
+        &args.config,
+        section.serving.watch_config,
+        section.watched_files(),
+        listeners.tls.clone(),
+    );
+    let tls = listeners.tls.clone();
     tokio::spawn(async move {
-        while hup.recv().await.is_some() {
-            tracing::info!(config = %args.config.display(), "SIGHUP: reloading config and refetching the JWKS");
+        loop {
+            if !reloads.next().await.reads_config() {
+                continue;
+            }
             let loaded = effective(&args.config, args.accept.as_deref(), Stage::Reload)
                 .and_then(|(phase, section)| Ok((phase, section.load_secrets()?, section)));
             let reloaded = match loaded {
                 Ok((phase, secrets, section)) => background
                     .reload(phase, &section, secrets)
                     .await
+                    .map(|()| section)
                     .map_err(anyhow::Error::from),
                 Err(e) => Err(e),
             };
-            if let Err(e) = &reloaded {
-                tracing::error!(error = %crate::one_line(e), "config reload failed; keeping the running config");
-            }
             telemetry::reloaded(reloaded.is_ok());
+            match reloaded {
+                Ok(section) => {
+                    crate::reload::warn_if_tls_moved(
+                        "verifier",
+                        tls.as_deref(),
+                        section.serving.tls.as_ref(),
+                    );
+                    reloads.watch(section.serving.watch_config, section.watched_files());
+                }
+                Err(e) => {
+                    tracing::error!(error = %crate::one_line(&e), "config reload failed; keeping the running config");
+                }
+            }
             if let Some(jwks) = background.jwks() {
                 jwks.force_refresh().await;
             }

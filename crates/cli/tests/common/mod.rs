@@ -78,6 +78,37 @@ pub fn http_after(
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
     stream.write_all(preamble).expect("write preamble");
+    stream
+        .write_all(&request(addr, method, path, headers, body))
+        .expect("write");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read");
+    parse(&raw)
+}
+
+/// [`http`] over TLS with `tls` (a client of the test CA).
+pub fn https(
+    addr: SocketAddr,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
+    let raw =
+        keyshift_testkit::tls::exchange(addr, tls, &request(addr, method, path, headers, body))
+            .expect("https exchange");
+    parse(&raw)
+}
+
+/// One HTTP/1.1 request, `Connection: close`.
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Vec<u8> {
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -86,10 +117,13 @@ pub fn http_after(
         req.push_str(&format!("{n}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    stream.write_all(req.as_bytes()).expect("write");
-    stream.write_all(body).expect("write body");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// A whole HTTP/1.1 response.
+fn parse(raw: &[u8]) -> HttpResponse {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

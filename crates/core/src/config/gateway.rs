@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::raw::{RawGateway, RawRoute};
+use super::serving::Serving;
 use super::{
     duration, is_scope_token, issuer_url, listeners, parse_listen, positive, required_string,
     resolve, ConfigError, DEFAULT_KEY_DIR,
@@ -63,6 +64,8 @@ pub struct GatewayConfig {
     pub admin_listen: Option<SocketAddr>,
     /// Most connections open at once per listener.
     pub max_connections: usize,
+    /// TLS, config watching and the log format.
+    pub serving: Serving,
     /// The issuer's key directory (read only).
     pub key_dir: PathBuf,
     /// `iss` of signed tokens; set when a route signs.
@@ -115,7 +118,14 @@ fn is_header_name(text: &str) -> bool {
 }
 
 impl GatewayConfig {
-    pub(super) fn from_raw(raw: RawGateway, base: &Path) -> Result<GatewayConfig, ConfigError> {
+    pub(super) fn from_raw(mut raw: RawGateway, base: &Path) -> Result<GatewayConfig, ConfigError> {
+        let serving = Serving::from_raw("gateway", raw.take_serving(), base)?;
+        if serving.watch_config {
+            return Err(ConfigError::invalid(
+                "gateway.watch_config",
+                "the gateway does not reload its config (it follows the key directory and its TLS files on its own); restart it to apply a config change",
+            ));
+        }
         let listen = parse_listen("gateway.listen", raw.listen, DEFAULT_GATEWAY_LISTEN)?;
         let (admin_listen, max_connections) =
             listeners("gateway", listen, raw.admin_listen, raw.max_connections)?;
@@ -167,6 +177,7 @@ impl GatewayConfig {
             listen,
             admin_listen,
             max_connections,
+            serving,
             key_dir: resolve(
                 base,
                 raw.key_dir

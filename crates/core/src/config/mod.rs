@@ -21,6 +21,7 @@
 
 mod gateway;
 mod raw;
+pub mod serving;
 #[cfg(test)]
 mod tests;
 
@@ -38,6 +39,7 @@ pub use raw::{
     RawClient, RawConfig, RawGateway, RawIssuer, RawIssuerLegacy, RawRoute, RawVerifier,
     RawVerifierLegacy,
 };
+pub use serving::{LogFormat, Serving, TlsFiles};
 
 use crate::claims::{HeaderTyp, REGISTERED_CLAIMS};
 use crate::duration::HumanDuration;
@@ -97,6 +99,11 @@ pub const DEFAULT_UNKNOWN_KID_COOLDOWN: Duration = Duration::from_secs(30);
 pub const DEFAULT_NEGATIVE_CACHE_TTL: Duration = Duration::from_secs(60);
 /// Default longest time cached keys keep serving while the JWKS endpoint fails.
 pub const DEFAULT_JWKS_MAX_STALENESS: Duration = Duration::from_secs(6 * 3600);
+/// How often an issuer looks at its key directory's manifest and follows a
+/// change another replica (or `keyshift keys`) made: the bound within which
+/// every replica serves a newly published key, which `key_prepublish` must
+/// cover beside `jwks_max_age`.
+pub const KEY_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 /// Default JWKS connect timeout.
 pub const DEFAULT_JWKS_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default JWKS total request timeout.
@@ -160,6 +167,8 @@ pub struct IssuerConfig {
     pub admin_listen: Option<SocketAddr>,
     /// Most connections open at once per listener.
     pub max_connections: usize,
+    /// TLS, config watching and the log format.
+    pub serving: Serving,
     /// The `iss` claim; the metadata URLs are built on it.
     pub issuer: String,
     /// The `aud` claim.
@@ -250,6 +259,8 @@ pub struct VerifierConfig {
     pub grpc_listen: Option<SocketAddr>,
     /// Most connections open at once per listener.
     pub max_connections: usize,
+    /// TLS, config watching and the log format.
+    pub serving: Serving,
     /// The exact `iss` expected.
     pub issuer: String,
     /// The audience that `aud` must be or contain.
@@ -282,6 +293,10 @@ pub struct VerifierConfig {
     pub negative_cache_ttl: Duration,
     /// Longest time stale keys keep serving while fetches fail.
     pub jwks_max_staleness: Duration,
+    /// CA certificates trusted for the JWKS fetch beside the system roots.
+    pub jwks_ca_file: Option<PathBuf>,
+    /// The client certificate presented to the JWKS endpoint (mTLS).
+    pub jwks_client_cert: Option<TlsFiles>,
     /// JWKS connect timeout.
     pub jwks_connect_timeout: Duration,
     /// JWKS total request timeout.
@@ -626,11 +641,12 @@ pub fn is_scope_token(s: &str) -> bool {
 
 impl IssuerConfig {
     fn from_raw(
-        raw: RawIssuer,
+        mut raw: RawIssuer,
         phase: Phase,
         top_weak: Option<bool>,
         base: &Path,
     ) -> Result<IssuerConfig, ConfigError> {
+        let serving = Serving::from_raw("issuer", raw.take_serving(), base)?;
         let listen = parse_listen("issuer.listen", raw.listen, DEFAULT_ISSUER_LISTEN)?;
         let (admin_listen, max_connections) =
             listeners("issuer", listen, raw.admin_listen, raw.max_connections)?;
@@ -669,13 +685,14 @@ impl IssuerConfig {
         };
         let jwks_max_age = duration(raw.jwks_max_age, DEFAULT_JWKS_MAX_AGE);
         let key_prepublish = duration(raw.key_prepublish, DEFAULT_KEY_PREPUBLISH);
-        if key_prepublish <= jwks_max_age {
+        if key_prepublish < jwks_max_age + KEY_SYNC_INTERVAL {
             return Err(ConfigError::invalid(
                 "issuer.key_prepublish",
                 format!(
-                    "{} must be longer than issuer.jwks_max_age ({}), or verifiers could see a token before its key",
+                    "{} must be at least issuer.jwks_max_age plus the {} in which every issuer replica picks up a new key ({}), or verifiers could see a token before its key",
                     HumanDuration(key_prepublish),
-                    HumanDuration(jwks_max_age)
+                    HumanDuration(KEY_SYNC_INTERVAL),
+                    HumanDuration(jwks_max_age + KEY_SYNC_INTERVAL)
                 ),
             ));
         }
@@ -778,6 +795,7 @@ impl IssuerConfig {
             listen,
             admin_listen,
             max_connections,
+            serving,
             issuer,
             audience,
             token_ttl,
@@ -800,6 +818,12 @@ impl IssuerConfig {
             legacy,
             ignored,
         })
+    }
+
+    /// The files this section names whose change `watch_config` reloads
+    /// for (the key directory has its own watch: the key tick).
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        self.hs256_secret_file.iter().cloned().collect()
     }
 
     /// Loads the HS256 secret if `phase` needs one and it is configured; the
@@ -952,11 +976,19 @@ fn load_secret(
 
 impl VerifierConfig {
     fn from_raw(
-        raw: RawVerifier,
+        mut raw: RawVerifier,
         phase: Phase,
         top_weak: Option<bool>,
         base: &Path,
     ) -> Result<VerifierConfig, ConfigError> {
+        let serving = Serving::from_raw("verifier", raw.take_serving(), base)?;
+        let jwks_ca_file = raw.jwks_ca_file.take().map(|p| resolve(base, p));
+        let jwks_client_cert = serving::client_cert(
+            "verifier",
+            raw.jwks_client_cert_file.take(),
+            raw.jwks_client_key_file.take(),
+            base,
+        )?;
         let listen = parse_listen("verifier.listen", raw.listen, DEFAULT_VERIFIER_LISTEN)?;
         let (admin_listen, max_connections) =
             listeners("verifier", listen, raw.admin_listen, raw.max_connections)?;
@@ -1062,9 +1094,12 @@ impl VerifierConfig {
             admin_listen,
             grpc_listen,
             max_connections,
+            serving,
             issuer,
             audience,
             jwks_url,
+            jwks_ca_file,
+            jwks_client_cert,
             hs256_secret_file,
             accept_overridden,
             accept,
@@ -1118,6 +1153,24 @@ impl VerifierConfig {
         self.accept = accept;
         self.accept_overridden = true;
         Ok(())
+    }
+
+    /// The files this section names whose change `watch_config` reloads
+    /// for: the HS256 secrets, the JWKS CA and client certificate.
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = self.hs256_secret_file.iter().cloned().collect();
+        files.extend(
+            self.legacy
+                .iter()
+                .flat_map(|l| l.secret_files.iter().cloned()),
+        );
+        files.extend(self.jwks_ca_file.iter().cloned());
+        files.extend(
+            self.jwks_client_cert
+                .iter()
+                .flat_map(|t| [t.cert_file.clone(), t.key_file.clone()]),
+        );
+        files
     }
 
     /// Loads the HS256 secrets if HS256 is accepted: `hs256_secret_file`,

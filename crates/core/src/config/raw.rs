@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::serving::{LogFormat, RawServing};
 use super::ConfigError;
 use crate::duration::HumanDuration;
 use crate::phase::{Alg, Phase};
@@ -37,6 +38,17 @@ pub struct RawIssuer {
     pub admin_listen: Option<String>,
     /// Most connections open at once per listener. Defaults to `10000`.
     pub max_connections: Option<usize>,
+    /// PEM certificate chain (leaf first): the HTTP listeners serve TLS
+    /// 1.2/1.3 with it, reloaded when the file changes. Needs
+    /// `tls_key_file`. Defaults to none (plain HTTP).
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`. Defaults to none.
+    pub tls_key_file: Option<PathBuf>,
+    /// Reload when the config file or a file it names changes (as a
+    /// Kubernetes ConfigMap update does). Defaults to `false`.
+    pub watch_config: Option<bool>,
+    /// `text` or `json` (one object per line). Defaults to `text`.
+    pub log_format: Option<LogFormat>,
     /// The `iss` claim and base of the metadata URLs. Required.
     pub issuer: Option<String>,
     /// The `aud` claim. Required.
@@ -120,6 +132,17 @@ pub struct RawVerifier {
     pub grpc_listen: Option<String>,
     /// Most connections open at once per listener. Defaults to `10000`.
     pub max_connections: Option<usize>,
+    /// PEM certificate chain (leaf first): the HTTP listeners serve TLS
+    /// 1.2/1.3 with it, reloaded when the file changes. Needs
+    /// `tls_key_file`. Defaults to none (plain HTTP).
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`. Defaults to none.
+    pub tls_key_file: Option<PathBuf>,
+    /// Reload when the config file or a file it names changes (as a
+    /// Kubernetes ConfigMap update does). Defaults to `false`.
+    pub watch_config: Option<bool>,
+    /// `text` or `json` (one object per line). Defaults to `text`.
+    pub log_format: Option<LogFormat>,
     /// The exact `iss` expected. Required.
     pub issuer: Option<String>,
     /// The audience `aud` must be or contain. Required.
@@ -130,6 +153,14 @@ pub struct RawVerifier {
     pub hs256_secret_file: Option<PathBuf>,
     /// Override of the phase's accepted algorithms. Defaults to the phase's.
     pub accept: Option<Vec<Alg>>,
+    /// PEM file of CA certificates trusted for the JWKS fetch, beside the
+    /// system roots. Defaults to none.
+    pub jwks_ca_file: Option<PathBuf>,
+    /// PEM client certificate presented to the JWKS endpoint (mTLS). Needs
+    /// `jwks_client_key_file`. Defaults to none.
+    pub jwks_client_cert_file: Option<PathBuf>,
+    /// PEM private key of `jwks_client_cert_file`. Defaults to none.
+    pub jwks_client_key_file: Option<PathBuf>,
     /// Allow a plain-http JWKS URL on a non-loopback host. Defaults to `false`.
     pub allow_insecure_jwks_http: Option<bool>,
     /// Clock-skew leeway, at most `5m`. Defaults to `30s`.
@@ -206,6 +237,17 @@ pub struct RawGateway {
     pub admin_listen: Option<String>,
     /// Most connections open at once per listener. Defaults to `10000`.
     pub max_connections: Option<usize>,
+    /// PEM certificate chain (leaf first): the HTTP listeners serve TLS
+    /// 1.2/1.3 with it, reloaded when the file changes. Needs
+    /// `tls_key_file`. Defaults to none (plain HTTP).
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`. Defaults to none.
+    pub tls_key_file: Option<PathBuf>,
+    /// Reload when the config file or a file it names changes (as a
+    /// Kubernetes ConfigMap update does). Defaults to `false`.
+    pub watch_config: Option<bool>,
+    /// `text` or `json` (one object per line). Defaults to `text`.
+    pub log_format: Option<LogFormat>,
     /// The issuer's key directory, read only. Defaults to `keys`.
     pub key_dir: Option<PathBuf>,
     /// The `iss` of signed tokens (the issuer's). Required when a route signs.
@@ -250,6 +292,24 @@ pub struct RawRoute {
     /// The `sub` and `client_id` of signed tokens when `verify = false`. No default.
     pub service_identity: Option<String>,
 }
+
+/// Moves the deployment keys out of a raw section.
+macro_rules! take_serving {
+    ($($section:ty),*) => {$(
+        impl $section {
+            /// The deployment keys (`tls_*`, `watch_config`, `log_format`).
+            pub fn take_serving(&mut self) -> RawServing {
+                RawServing {
+                    tls_cert_file: self.tls_cert_file.take(),
+                    tls_key_file: self.tls_key_file.take(),
+                    watch_config: self.watch_config.take(),
+                    log_format: self.log_format.take(),
+                }
+            }
+        }
+    )*};
+}
+take_serving!(RawIssuer, RawVerifier, RawGateway);
 
 impl RawConfig {
     /// Parses TOML; an error names the field (`issuer.token_ttl: …`) and the line.

@@ -68,6 +68,33 @@ impl KeyStore {
         Ok((set, steps))
     }
 
+    /// Whether [`KeyStore::maintain`] has work now: the manifest differs
+    /// from the one seen last (`last`, its digest, updated here; another
+    /// replica or `keyshift keys` changed it), or a rotation step is due at
+    /// `now`. Reads the manifest without the lock (every write of it is an
+    /// atomic rename, so this sees a whole version) and parses no key: cheap
+    /// enough to run every second. A manifest that cannot be read says
+    /// `true`, so maintenance reports why.
+    pub fn needs_maintenance(
+        &self,
+        last: &mut Option<[u8; 32]>,
+        now: u64,
+        policy: &RotationPolicy,
+    ) -> bool {
+        use sha2::Digest;
+        let Ok(bytes) = fs::read(self.manifest_path()) else {
+            return true;
+        };
+        let digest: [u8; 32] = sha2::Sha256::digest(&bytes).into();
+        if last.replace(digest) != Some(digest) {
+            return true;
+        }
+        match serde_json::from_slice::<Manifest>(&bytes) {
+            Ok(manifest) => !due_steps(&manifest, now, policy).is_empty(),
+            Err(_) => true,
+        }
+    }
+
     /// A first start writes its key file, then the manifest. If it was
     /// interrupted in between, the folder holds exactly one key file named by
     /// its thumbprint (besides the lock and temp files of atomic writes), and

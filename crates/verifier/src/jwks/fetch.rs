@@ -1,4 +1,5 @@
-//! Fetching the JWKS: hyper's client over rustls (aws-lc-rs, system roots),
+//! Fetching the JWKS: hyper's client over rustls (aws-lc-rs; system roots,
+//! a private CA and a client certificate as configured),
 //! connect and total timeouts, a 64 KiB body cap, no redirects, `If-None-Match`.
 
 use std::time::Duration;
@@ -68,44 +69,161 @@ impl std::fmt::Debug for Fetcher {
     }
 }
 
-impl Fetcher {
-    /// A client for `url` with the given timeouts.
-    pub fn new(
-        url: &url::Url,
+/// How the verifier reaches the issuer (JWKS and `/migration`): timeouts,
+/// and the TLS client config with the system roots, `jwks_ca_file`'s CAs
+/// and the `jwks_client_cert_file` certificate when configured. Built once
+/// per config (files read here, not per fetch).
+#[derive(Clone)]
+pub struct Transport {
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Total request timeout.
+    pub timeout: Duration,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the JWKS client's TLS could not be set up (a config error: the
+/// verifier does not start, a reload is refused).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// `jwks_ca_file` did not load, or the client certificate pair did not.
+    #[error("{field}")]
+    Files {
+        /// The config key.
+        field: &'static str,
+        /// The cause.
+        #[source]
+        source: Box<keyshift_http::tls::TlsError>,
+    },
+    /// A CA certificate of `jwks_ca_file` is not a usable trust anchor.
+    #[error("verifier.jwks_ca_file: {path}: certificate {index} is not a usable CA")]
+    Anchor {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Its position in the file, from 1.
+        index: usize,
+    },
+    /// rustls refused the client certificate or the protocol versions.
+    #[error("{field}: TLS set-up failed")]
+    Rustls {
+        /// The config key.
+        field: &'static str,
+        /// rustls' reason.
+        #[source]
+        source: Box<rustls::Error>,
+    },
+}
+
+impl Transport {
+    /// The system roots only, no client certificate.
+    pub fn new(connect_timeout: Duration, timeout: Duration) -> Result<Transport, TransportError> {
+        Transport::with_files(connect_timeout, timeout, None, None)
+    }
+
+    /// The transport a `[verifier]` section describes.
+    pub fn from_config(
+        cfg: &keyshift_core::config::VerifierConfig,
+    ) -> Result<Transport, TransportError> {
+        Transport::with_files(
+            cfg.jwks_connect_timeout,
+            cfg.jwks_timeout,
+            cfg.jwks_ca_file.as_deref(),
+            cfg.jwks_client_cert.as_ref(),
+        )
+    }
+
+    /// Roots: the system's (when there are any) and those of `ca_file`;
+    /// the client certificate of `client` when given.
+    pub fn with_files(
         connect_timeout: Duration,
         timeout: Duration,
-    ) -> Result<Fetcher, FetchError> {
+        ca_file: Option<&std::path::Path>,
+        client: Option<&keyshift_core::config::TlsFiles>,
+    ) -> Result<Transport, TransportError> {
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        let (added, _) = roots.add_parsable_certificates(native.certs);
+        if added == 0 && ca_file.is_none() {
+            tracing::warn!("no system CA certificates; https JWKS URLs will fail unless verifier.jwks_ca_file names a CA");
+        }
+        if let Some(path) = ca_file {
+            let certs = keyshift_http::tls::read_certificates(path).map_err(|source| {
+                TransportError::Files {
+                    field: "verifier.jwks_ca_file",
+                    source: Box::new(source),
+                }
+            })?;
+            for (i, cert) in certs.into_iter().enumerate() {
+                roots.add(cert).map_err(|_| TransportError::Anchor {
+                    path: path.to_owned(),
+                    index: i + 1,
+                })?;
+            }
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(keyshift_http::tls::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|source| TransportError::Rustls {
+                field: "verifier.jwks_url",
+                source: Box::new(source),
+            })?
+            .with_root_certificates(roots);
+        let tls = match client {
+            Some(files) => {
+                let (chain, key) = keyshift_http::tls::read_pair(&files.cert_file, &files.key_file)
+                    .map_err(|source| TransportError::Files {
+                        field: "verifier.jwks_client_cert_file",
+                        source: Box::new(source),
+                    })?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|source| TransportError::Rustls {
+                        field: "verifier.jwks_client_cert_file",
+                        source: Box::new(source),
+                    })?
+            }
+            None => builder.with_no_client_auth(),
+        };
+        Ok(Transport {
+            connect_timeout,
+            timeout,
+            tls: std::sync::Arc::new(tls),
+        })
+    }
+}
+
+impl Fetcher {
+    /// A client for `url` over `transport`.
+    pub fn new(url: &url::Url, transport: &Transport) -> Result<Fetcher, FetchError> {
         let uri: Uri = url
             .as_str()
             .parse()
             .map_err(|e: http::uri::InvalidUri| FetchError::Request(e.into()))?;
         let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(connect_timeout));
+        http.set_connect_timeout(Some(transport.connect_timeout));
         http.set_nodelay(true);
         http.enforce_http(false);
-        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let builder = match hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(provider.clone())
-        {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(error = %e, "no system CA certificates; https JWKS URLs will fail");
-                let config = rustls::ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()
-                    .map_err(|e| FetchError::Request(e.into()))?
-                    .with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth();
-                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
-            }
-        };
-        let https = builder.https_or_http().enable_http1().wrap_connector(http);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*transport.tls).clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(https);
         Ok(Fetcher {
             client,
             uri,
-            timeout,
+            timeout: transport.timeout,
         })
     }
 

@@ -33,7 +33,7 @@ use keyshift_core::SharedClock;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-pub use fetch::{max_age, FetchError, Fetched, Fetcher, MAX_JWKS_BYTES};
+pub use fetch::{max_age, FetchError, Fetched, Fetcher, Transport, TransportError, MAX_JWKS_BYTES};
 pub use parse::{parse_jwks, rsa_public_key_der, JwksError, RsaKey};
 
 /// Why a JWKS refresh brought no keys (logged, counted as `error`, shown
@@ -627,8 +627,11 @@ mod tests {
     #[tokio::test]
     async fn the_negative_cache_stays_bounded_under_a_flood_of_random_kids() {
         let url = url::Url::parse("http://127.0.0.1:9/jwks.json").expect("url");
-        let fetcher =
-            Fetcher::new(&url, Duration::from_secs(1), Duration::from_secs(1)).expect("fetcher");
+        let fetcher = Fetcher::new(
+            &url,
+            &Transport::new(Duration::from_secs(1), Duration::from_secs(1)).expect("transport"),
+        )
+        .expect("fetcher");
         let settings = JwksSettings {
             min_ttl: Duration::from_secs(300),
             max_ttl: Duration::from_secs(3600),
