@@ -604,3 +604,42 @@ fn a_rotation_at_the_issuer_is_followed() {
     );
     assert_eq!(verify_rs256(&setup.jwks(), &last)["sub"], "batch-job");
 }
+
+#[test]
+fn clients_speak_http2_over_tls_to_the_gateway_and_the_upstream_still_gets_an_rs256_token() {
+    let setup = Setup::new();
+    let upstream = Upstream::start(Mode::Echo);
+    let ca = keyshift_testkit::tls::TestCa::new();
+    let ca_file = ca.write(setup.dir.path());
+    ca.server("gateway").write(setup.dir.path(), "gateway");
+    let gateway = setup.gateway(
+        upstream.addr,
+        "tls_cert_file = \"gateway.crt\"\ntls_key_file = \"gateway.key\"",
+    );
+    let token = setup.token();
+    assert_eq!(token_alg(&token), Alg::Hs256);
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--http2", "--max-time", "10", "-o", "/dev/null"])
+        .args(["-w", "%{http_version} %{http_code}", "--cacert"])
+        .arg(&ca_file)
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .arg(format!(
+            "https://localhost:{}/orders/1",
+            gateway.addr.port()
+        ))
+        .output()
+        .expect("curl");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "2 200",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = upstream.seen();
+    let [one] = seen.as_slice() else {
+        panic!("one request upstream: {seen:?}")
+    };
+    assert_eq!(one.path, "/svc/1");
+    let claims = verify_rs256(&setup.jwks(), &bearer_of(one, "authorization"));
+    assert_eq!(claims["sub"], "svc-a");
+}

@@ -610,3 +610,70 @@ fn proxy_protocol_is_off_by_default_and_needs_trusted_proxies() {
     .expect("valid");
     assert!(cfg.issuer.expect("issuer").proxy_protocol);
 }
+
+#[test]
+fn key_prepublish_covers_the_verifiers_cache_and_the_replicas_pickup() {
+    let with = |max_age: &str, prepublish: &str| {
+        format!(
+            "phase = \"dual\"\n{}",
+            with_issuer_key(&format!(
+                "jwks_max_age = \"{max_age}\"\nkey_prepublish = \"{prepublish}\""
+            ))
+        )
+    };
+    // Longer than jwks_max_age, but not by the second in which every
+    // replica picks up a new key: a verifier could still see a token first.
+    let (field, msg) = err_field(&with("1m", "1m500ms"));
+    assert_eq!(field, "issuer.key_prepublish");
+    assert!(
+        msg.contains("every issuer replica picks up a new key"),
+        "{msg}"
+    );
+    let cfg = load(&with("1m", "1m1s")).expect("jwks_max_age + 1s is enough");
+    let issuer = cfg.issuer.expect("issuer");
+    assert_eq!(issuer.key_prepublish, Duration::from_secs(61));
+    assert_eq!(KEY_SYNC_INTERVAL, Duration::from_secs(1));
+}
+
+#[test]
+fn deployment_keys_are_read_per_section_and_the_gateway_refuses_watch_config() {
+    let text = format!(
+        "phase = \"dual\"\n{}{}",
+        with_issuer_key("tls_cert_file = \"tls/issuer.crt\"\ntls_key_file = \"tls/issuer.key\"\nlog_format = \"json\"\nwatch_config = true"),
+        VERIFIER.replace(
+            "[verifier]\n",
+            "[verifier]\njwks_ca_file = \"ca.crt\"\njwks_client_cert_file = \"c.crt\"\njwks_client_key_file = \"c.key\"\n"
+        )
+    );
+    let cfg = load(&text).expect("valid");
+    let issuer = cfg.issuer.expect("issuer");
+    assert_eq!(
+        issuer.serving.tls.as_ref().map(|t| t.cert_file.clone()),
+        Some(Path::new(BASE).join("tls/issuer.crt"))
+    );
+    assert_eq!(issuer.serving.log_format, LogFormat::Json);
+    assert!(issuer.serving.watch_config);
+    assert_eq!(
+        issuer.watched_files(),
+        vec![Path::new(BASE).join("hs256.secret")]
+    );
+    let verifier = cfg.verifier.expect("verifier");
+    assert_eq!(
+        verifier.serving.tls, None,
+        "sections do not share TLS files"
+    );
+    assert_eq!(verifier.jwks_ca_file, Some(Path::new(BASE).join("ca.crt")));
+    assert_eq!(
+        verifier.watched_files(),
+        ["hs256.secret", "ca.crt", "c.crt", "c.key"]
+            .map(|f| Path::new(BASE).join(f))
+            .to_vec()
+    );
+    let (field, _) = err_field("phase = \"dual\"\n[verifier]\nissuer = \"x\"\naudience = \"y\"\nhs256_secret_file = \"s\"\njwks_client_cert_file = \"c.crt\"\n");
+    assert_eq!(field, "verifier.jwks_client_key_file");
+    let (field, _) = err_field("phase = \"dual\"\n[issuer]\nlog_format = \"xml\"\n");
+    assert_eq!(field, "issuer.log_format");
+    let gateway = "phase = \"dual\"\n[gateway]\nwatch_config = true\n[[gateway.routes]]\nname = \"r\"\nupstream = \"http://127.0.0.1:9000\"\nverify = false\n";
+    let (field, msg) = err_field(gateway);
+    assert_eq!(field, "gateway.watch_config", "{msg}");
+}
