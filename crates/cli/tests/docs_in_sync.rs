@@ -794,6 +794,11 @@ fn routes_in_the_docs_are_the_services_routes() {
         }
         for route in &code {
             if let Some(path) = route.strip_prefix("GET ") {
+                // A placeholder route (`<issuer path>`) needs an issuer URL
+                // with a path: crates/issuer/tests/metadata.rs asks it.
+                if path.contains('<') {
+                    continue;
+                }
                 let status = http(addr, "GET", path, &[], b"").status;
                 assert_ne!(status, 404, "{service}: GET {path}");
             }
