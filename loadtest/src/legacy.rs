@@ -61,7 +61,7 @@ impl LegacyIssuer {
     /// or none), so every variant is in every phase's traffic.
     pub fn mint(&self, i: usize, now: u64) -> anyhow::Result<String> {
         let mut header = Header::new(Algorithm::HS256);
-        header.typ = (i % 2 == 0).then(|| "JWT".to_owned());
+        header.typ = i.is_multiple_of(2).then(|| "JWT".to_owned());
         header.kid = None;
         let claims = LegacyClaims {
             iss: (i % 3 != 2).then_some(LEGACY_ISS),
