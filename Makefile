@@ -17,12 +17,13 @@ build:
 ## test: every test of the workspace (unit, service, end-to-end with the real binary),
 ##       the Python and Node example verifiers against the real issuer through the four
 ##       phases (PyJWT and jose installed under target/), then a --quick load test
-##       through the three phases (checks its own report) and a --quick soak (10 s of load)
+##       through the four phases with a legacy issuer's tokens, through the gateway too, and
+##       the token endpoint per hash kind (checks its own report), and a --quick soak (10 s of load)
 test:
 	$(CARGO) test -j$(JOBS) --workspace
 	$(CARGO) build -j$(JOBS) -p keyshift -p keyshift-loadtest
 	bash examples/verifiers/run-tests.sh $(TARGET_DIR)/debug/keyshift $(TARGET_DIR)/examples-verifiers
-	$(TARGET_DIR)/debug/keyshift-loadtest --quick --keyshift $(TARGET_DIR)/debug/keyshift --out $(TARGET_DIR)/loadtest-smoke
+	$(TARGET_DIR)/debug/keyshift-loadtest --quick --legacy-issuer --through-gateway --keyshift $(TARGET_DIR)/debug/keyshift --out $(TARGET_DIR)/loadtest-smoke
 	$(TARGET_DIR)/debug/keyshift-loadtest --soak --quick --keyshift $(TARGET_DIR)/debug/keyshift --out $(TARGET_DIR)/loadtest-smoke
 
 ## lint: formatting and clippy, as CI runs them

@@ -31,7 +31,9 @@ import re
 import shutil
 import signal
 import socket
+import http.server as http_server
 import subprocess
+import threading
 import sys
 import tempfile
 import time
@@ -184,6 +186,19 @@ class Prom:
             return False
 
 
+class Upstream(http_server.BaseHTTPRequestHandler):
+    """The gateway's upstream: 200 to every GET, nothing logged."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "3")
+        self.end_headers()
+        self.wfile.write(b"ok\n")
+
+    def log_message(self, *args):
+        pass
+
+
 def finite_data(result):
     """(ok, why): at least one series, every value a finite number."""
     if not result:
@@ -239,6 +254,11 @@ def main():
         open(secret, "w").write("observability-shared-secret-0123456789\n")
         secret_hash = "sha256:" + hashlib.sha256(b"obs-secret").hexdigest()
         iport = free_port()
+        gport = free_port()
+        # The gateway's upstream: answers 200 to anything.
+        upstream = http_server.ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+        uport = upstream.server_address[1]
+        threading.Thread(target=upstream.serve_forever, daemon=True).start()
 
         # Short token lifetimes so that readiness for phase asymmetric comes within seconds.
         def config(phase, with_secret, key_dir="keys"):
@@ -262,7 +282,18 @@ audience = "https://api.obs"
 jwks_url = "http://127.0.0.1:{iport}/.well-known/jwks.json"
 max_token_lifetime = "15s"
 leeway = "1s"
-{secret_line}'''
+{secret_line}
+[gateway]
+listen = "127.0.0.1:{gport}"
+key_dir = "{key_dir}"
+issuer = "http://obs"
+
+[[gateway.routes]]
+name = "obs"
+upstream = "http://127.0.0.1:{uport}"
+sign = true
+audience = "https://upstream.obs"
+'''
 
         cfg = os.path.join(work, "keyshift.toml")
         dual = os.path.join(work, "dual.toml")  # for `keyshift token`: HS256 tokens like phase dual's issuer
@@ -276,6 +307,10 @@ leeway = "1s"
         subprocess.run([KEYSHIFT, "keys", "generate", "--config", cfg], check=True, capture_output=True)
         issuer_p, issuer = start([KEYSHIFT, "issuer", "--config", cfg], os.path.join(work, "issuer.log"))
         verifier_p, verifier = start([KEYSHIFT, "verifier", "--config", cfg], os.path.join(work, "verifier.log"))
+        # The gateway verifies and signs the RS256 traffic it gets throughout. It reads its phase
+        # at start (SIGHUP reloads its keys only), so it is restarted, on its fixed port, after
+        # the switch to asymmetric.
+        gateway_p, gateway = start([KEYSHIFT, "gateway", "--config", cfg], os.path.join(work, "gateway.log"))
 
         pport = free_port()
         prom_cfg = os.path.join(work, "prometheus.yml")
@@ -288,6 +323,8 @@ scrape_configs:
     static_configs: [{{targets: ["{issuer}"]}}]
   - job_name: keyshift-verifier
     static_configs: [{{targets: ["{verifier}"]}}]
+  - job_name: keyshift-gateway
+    static_configs: [{{targets: ["{gateway}"]}}]
 """)
         prom_p = subprocess.Popen(["prometheus", f"--config.file={prom_cfg}", f"--web.listen-address=127.0.0.1:{pport}",
                                    f"--storage.tsdb.path={os.path.join(work, 'data')}"],
@@ -295,7 +332,7 @@ scrape_configs:
         procs.append(prom_p)
         prom = Prom(pport)
         eventually("Prometheus ready", prom.ready, 30)
-        log(f"issuer {issuer}, verifier {verifier}, Prometheus 127.0.0.1:{pport}")
+        log(f"issuer {issuer}, verifier {verifier}, gateway {gateway}, Prometheus 127.0.0.1:{pport}")
 
         form = {"Content-Type": "application/x-www-form-urlencoded"}
 
@@ -338,6 +375,11 @@ scrape_configs:
                 assert verify(t) == 401, "an HS256 token was accepted in phase asymmetric"
             assert verify(rs[0][:-4] + "AAAA") == 401
             assert verify(None) == 401
+            # Through the gateway: RS256 tokens verified, a signed token for the upstream, mostly
+            # from its cache (one signature per token and half its 60 s lifetime).
+            for t in rs * 2:
+                s, _ = http("GET", f"http://{gateway}/orders", headers={"Authorization": f"Bearer {t}"})
+                assert s == 200, f"the gateway answered {s}"
             http("POST", f"http://{issuer}/oauth/token", b"grant_type=client_credentials&client_id=obs-client&client_secret=nope", form)
             time.sleep(0.5)
 
@@ -362,6 +404,9 @@ scrape_configs:
         open(cfg, "w").write(config("asymmetric", False))
         verifier_p.send_signal(signal.SIGHUP)
         eventually("the verifier in phase asymmetric", lambda: migration()["phase"] == "asymmetric", 15)
+        gateway_p.send_signal(signal.SIGTERM)
+        gateway_p.wait(timeout=15)
+        gateway_p, _ = start([KEYSHIFT, "gateway", "--config", cfg], os.path.join(work, "gateway-asymmetric.log"))
         issuer_p.send_signal(signal.SIGHUP)
         eventually("the issuer's secret gone",
                    lambda: (prom.query('max(keyshift_hs256_secret_configured)') or [{"value": [0, "1"]}])[0]["value"][1] == "0", 15)

@@ -30,7 +30,7 @@ use crate::sut::Mode;
 /// The `alg/outcome` the verifier must count for a request of `kind` in `phase`.
 pub fn expected_outcome(kind: Kind, phase: Phase) -> String {
     let alg = match kind {
-        Kind::Hs256 | Kind::Straggler => Alg::Hs256,
+        Kind::Hs256 | Kind::Straggler | Kind::Legacy | Kind::LegacyRefused => Alg::Hs256,
         Kind::Rs256 | Kind::NewKid | Kind::Attack => Alg::Rs256,
         // Made from the phase's own tokens (see `pool::Mix`).
         Kind::Expired | Kind::Forged => phase.signs(),
@@ -95,6 +95,34 @@ pub fn phase_problems(p: &PhaseSummary, mode: Mode) -> Vec<String> {
         if n == 0 {
             problems.push("stragglers sent but no HS256/alg_disabled counted".into());
         }
+    }
+
+    if let Some(l) = &p.legacy {
+        if l.unexpected_rejections > 0 {
+            problems.push(format!(
+                "{} legacy-issuer token(s) refused (or unanswered) in phase {}, where [verifier.legacy] must pass them",
+                l.unexpected_rejections, p.phase
+            ));
+        }
+        if l.unexpected_other > 0 {
+            problems.push(format!(
+                "{} legacy-issuer token(s) not refused with 401 in phase {}",
+                l.unexpected_other, p.phase
+            ));
+        }
+        if l.accepted > 0 && l.loosenings.values().sum::<u64>() == 0 {
+            problems.push(format!(
+                "{} legacy-issuer tokens accepted but keyshift_verify_legacy_total did not rise: they did not go through the legacy profile",
+                l.accepted
+            ));
+        }
+    }
+    if let Some(g) = &p.gateway {
+        problems.extend(
+            crate::gateway::problems(g)
+                .into_iter()
+                .map(|x| format!("gateway: {x}")),
+        );
     }
 
     // The issuer.
@@ -256,6 +284,9 @@ pub fn run_problems(s: &Summary, quick: bool) -> Vec<String> {
             }
         }
     }
+    if let Some(t) = &s.token_endpoint {
+        problems.extend(crate::token_capacity::problems(t));
+    }
     if !quick {
         return problems;
     }
@@ -310,6 +341,45 @@ pub fn run_problems(s: &Summary, quick: bool) -> Vec<String> {
     }
     if s.phases.iter().all(|p| p.expected_rejections == 0) {
         problems.push("no expected rejection was counted".into());
+    }
+    if s.options.legacy_share.is_some_and(|x| x > 0.0) {
+        for p in &s.phases {
+            match &p.legacy {
+                None => problems.push(format!("{}: no legacy-issuer figures", p.phase)),
+                Some(l) if l.sent == 0 => {
+                    problems.push(format!("{}: no legacy-issuer token sent", p.phase))
+                }
+                Some(l) if p.phase.accepts(Alg::Hs256) && l.accepted == 0 => {
+                    problems.push(format!("{}: no legacy-issuer token accepted", p.phase))
+                }
+                Some(l) if !p.phase.accepts(Alg::Hs256) && l.expected_rejections == 0 => {
+                    problems.push(format!("{}: no legacy-issuer token refused", p.phase))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    if s.options.gateway_duration_s.is_some() {
+        for p in &s.phases {
+            match &p.gateway {
+                None => problems.push(format!("{}: the gateway was not driven", p.phase)),
+                Some(g) if g.requests == 0 || g.signed == 0 => problems.push(format!(
+                    "{}: {} requests through the gateway, {} tokens signed",
+                    p.phase, g.requests, g.signed
+                )),
+                Some(g) if g.signed_cache_hit_rate.is_none() => problems.push(format!(
+                    "{}: no signed-token cache lookup counted by the gateway",
+                    p.phase
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    if s.options.token_rate.is_some() {
+        match &s.token_endpoint {
+            None => problems.push("the token endpoint was not measured".into()),
+            Some(t) => problems.extend(crate::token_capacity::quick_problems(t)),
+        }
     }
     problems
 }
@@ -418,6 +488,81 @@ mod tests {
         .collect();
         p.issuer.tokens_issued = [("RS256".to_owned(), 45)].into_iter().collect();
         p
+    }
+
+    #[test]
+    fn legacy_tokens_pass_until_asymmetric_and_a_rejection_fails_the_phase() {
+        use crate::report::LegacySummary;
+        assert_eq!(
+            expected_outcome(Kind::Legacy, Phase::Legacy),
+            "HS256/accepted"
+        );
+        assert_eq!(
+            expected_outcome(Kind::Legacy, Phase::Transition),
+            "HS256/accepted"
+        );
+        assert_eq!(
+            expected_outcome(Kind::LegacyRefused, Phase::Asymmetric),
+            "HS256/alg_disabled"
+        );
+        let mut p = phase(Phase::Dual);
+        let clean = LegacySummary {
+            sent: 50,
+            accepted: 50,
+            loosenings: [("issuers".to_owned(), 30)].into_iter().collect(),
+            ..LegacySummary::default()
+        };
+        p.legacy = Some(clean.clone());
+        assert_eq!(phase_problems(&p, Mode::Managed), Vec::<String>::new());
+        p.legacy = Some(LegacySummary {
+            unexpected_rejections: 3,
+            ..clean.clone()
+        });
+        assert_flagged(
+            &p,
+            "3 legacy-issuer token(s) refused (or unanswered) in phase dual",
+        );
+        p.legacy = Some(LegacySummary {
+            loosenings: Default::default(),
+            ..clean.clone()
+        });
+        assert_flagged(&p, "did not go through the legacy profile");
+        let mut a = asymmetric();
+        a.legacy = Some(LegacySummary {
+            sent: 10,
+            expected_rejections: 9,
+            unexpected_other: 1,
+            ..LegacySummary::default()
+        });
+        assert_flagged(
+            &a,
+            "1 legacy-issuer token(s) not refused with 401 in phase asymmetric",
+        );
+    }
+
+    #[test]
+    fn quick_runs_of_the_new_modes_need_their_figures() {
+        use crate::report::LegacySummary;
+        let mut s = sample();
+        s.options.legacy_share = Some(0.2);
+        assert_any(&run_problems(&s, true), "dual: no legacy-issuer figures");
+        s.phases[0].legacy = Some(LegacySummary {
+            sent: 5,
+            ..LegacySummary::default()
+        });
+        assert_any(
+            &run_problems(&s, true),
+            "dual: no legacy-issuer token accepted",
+        );
+        s.options.legacy_share = None;
+        s.options.gateway_duration_s = Some(3);
+        assert_any(&run_problems(&s, true), "dual: the gateway was not driven");
+        s.options.gateway_duration_s = None;
+        s.options.token_rate = Some(200.0);
+        assert_any(
+            &run_problems(&s, true),
+            "the token endpoint was not measured",
+        );
     }
 
     #[test]

@@ -14,6 +14,25 @@ use crate::services::Pid;
 
 /// Phases run by default, in order.
 pub const DEFAULT_PHASES: [Phase; 3] = [Phase::Dual, Phase::Transition, Phase::Asymmetric];
+/// Phases run by default with `--legacy-issuer`: the old issuer's phase first.
+pub const LEGACY_PHASES: [Phase; 4] = [
+    Phase::Legacy,
+    Phase::Dual,
+    Phase::Transition,
+    Phase::Asymmetric,
+];
+/// `--legacy-share`: requests carrying a legacy issuer's token. Defaults to 0.2.
+pub const DEFAULT_LEGACY_SHARE: f64 = 0.2;
+/// `--token-rate`: token requests/s the issuer fleet must carry. Defaults to
+/// 200 (a fleet of 10 000 clients renewing 15-minute tokens a minute early
+/// makes about 12/s; 200/s leaves room for restarts that renew all at once).
+pub const DEFAULT_TOKEN_RATE: f64 = 200.0;
+/// Load per client-secret hash kind at the token endpoint. Defaults to 5 s.
+pub const DEFAULT_TOKEN_SECONDS: Duration = Duration::from_secs(5);
+/// `--quick`'s token-endpoint load per hash kind.
+const QUICK_TOKEN_SECONDS: Duration = Duration::from_secs(1);
+/// `--quick`'s load through the gateway per phase.
+const QUICK_GATEWAY_DURATION: Duration = Duration::from_secs(3);
 /// Load time per phase. Defaults to 20 s.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(20);
 /// Goose users. Defaults to 16.
@@ -114,6 +133,18 @@ pub struct Args {
     /// p99 objective in milliseconds for the capacity line (needs --target-rps).
     #[arg(long)]
     pub p99_ms: Option<f64>,
+    /// Mix tokens of an independent legacy HS256 issuer (legacy shapes: `iss` legacy-auth or none, no `aud`, no `kid`, numeric `sub`, scope array) into the traffic, with the verifier's [verifier.legacy] profile on; the phases default to legacy,dual,transition,asymmetric. Starts the services itself.
+    #[arg(long)]
+    pub legacy_issuer: bool,
+    /// With --legacy-issuer: share of requests carrying a legacy token, in [0, 1]. Defaults to 0.2.
+    #[arg(long, requires = "legacy_issuer")]
+    pub legacy_share: Option<f64>,
+    /// Also drive each phase's tokens through a `keyshift gateway` (route verify = true, sign = true) in front of a loopback upstream, and report it beside the verifier alone. Starts the services itself.
+    #[arg(long)]
+    pub through_gateway: bool,
+    /// Token requests/s the issuer fleet must carry: the token-endpoint capacity line gives the issuer instances for it, per client-secret hash kind. Defaults to 200.
+    #[arg(long)]
+    pub token_rate: Option<f64>,
     /// Where reports go (a timestamped folder is made inside).
     #[arg(long, default_value = "loadtest/reports")]
     pub out: PathBuf,
@@ -208,6 +239,18 @@ pub struct SoakOptions {
     pub seconds: Duration,
 }
 
+/// The token-endpoint capacity measurement.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TokenEndpointOptions {
+    /// Load per client-secret hash kind.
+    pub seconds: Duration,
+    /// Token requests/s to plan issuer instances for.
+    pub target_rate: f64,
+    /// Hashes at real-world cost (`false` in `--quick`: the cheapest
+    /// parameters each scheme accepts, a smoke test of the path only).
+    pub real_cost: bool,
+}
+
 /// Validated options.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
@@ -235,6 +278,12 @@ pub struct Options {
     pub clients: Option<PathBuf>,
     /// `--soak`: managed, with the soak's extras.
     pub soak: Option<SoakOptions>,
+    /// `--legacy-issuer`: the share of requests with a legacy token.
+    pub legacy_share: Option<f64>,
+    /// `--through-gateway`: load per phase through the gateway.
+    pub gateway: Option<Duration>,
+    /// The token-endpoint capacity measurement (managed runs but soaks).
+    pub token_endpoint: Option<TokenEndpointOptions>,
     /// Things the options made the harness skip or ignore, said once.
     pub notes: Vec<String>,
 }
@@ -375,10 +424,61 @@ impl Args {
             // clap's `requires` makes these unreachable; kept as errors, not panics.
             _ => bail!("give --issuer and --verifier together"),
         };
+        let managed = matches!(target, Target::Managed { .. });
+        for (flag, on) in [
+            ("--legacy-issuer", self.legacy_issuer),
+            ("--through-gateway", self.through_gateway),
+        ] {
+            ensure!(
+                !on || managed,
+                "{flag} starts the services itself (it writes their config): drop --issuer and --verifier"
+            );
+            ensure!(
+                !(on && self.soak),
+                "{flag} is a load-test mode; a soak keeps its own traffic"
+            );
+        }
+        let legacy_share = if self.legacy_issuer {
+            Some(share(
+                "legacy-share",
+                self.legacy_share.unwrap_or(DEFAULT_LEGACY_SHARE),
+            )?)
+        } else {
+            None
+        };
+        let token_rate = self.token_rate.unwrap_or(DEFAULT_TOKEN_RATE);
+        ensure!(
+            token_rate > 0.0 && token_rate.is_finite(),
+            "--token-rate {token_rate}: must be a positive number"
+        );
+        let token_endpoint = if managed && !self.soak {
+            Some(TokenEndpointOptions {
+                seconds: if self.quick {
+                    QUICK_TOKEN_SECONDS
+                } else {
+                    DEFAULT_TOKEN_SECONDS
+                },
+                target_rate: token_rate,
+                real_cost: !self.quick,
+            })
+        } else {
+            if self.token_rate.is_some() {
+                notes.push("--token-rate is not used: the token-endpoint capacity is measured only when the harness starts the services (and not in a soak)".to_owned());
+            }
+            None
+        };
+        let gateway = self.through_gateway.then(|| {
+            if self.quick && self.duration.is_none() {
+                QUICK_GATEWAY_DURATION
+            } else {
+                duration
+            }
+        });
         let phases = match (&target, self.phases) {
             (Target::External { control: None, .. }, _) => None,
             (_, Some(p)) => Some(p),
             (_, None) if self.soak && self.quick => Some(QUICK_SOAK_PHASES.to_vec()),
+            (_, None) if self.legacy_issuer => Some(LEGACY_PHASES.to_vec()),
             (_, None) => Some(DEFAULT_PHASES.to_vec()),
         };
         let (soak, duration) = if self.soak {
@@ -429,6 +529,9 @@ impl Args {
             quick: self.quick,
             clients: self.clients,
             soak,
+            legacy_share,
+            gateway,
+            token_endpoint,
             notes,
         })
     }
@@ -633,6 +736,87 @@ mod tests {
         .contains("same address"));
         assert!(err(&["--config", "k.toml"]).contains("give --issuer and --verifier"));
         assert!(err(&["--clients", "c.txt"]).contains("--clients is for --issuer"));
+    }
+
+    #[test]
+    fn the_legacy_issuer_adds_phase_legacy_first_and_needs_managed_services() {
+        let o = parse(&["--legacy-issuer", "--quick"]).expect("legacy");
+        assert_eq!(o.phases, Some(LEGACY_PHASES.to_vec()));
+        assert_eq!(o.legacy_share, Some(DEFAULT_LEGACY_SHARE));
+        let o = parse(&[
+            "--legacy-issuer",
+            "--legacy-share",
+            "0.5",
+            "--phases",
+            "dual",
+        ])
+        .expect("share");
+        assert_eq!(o.legacy_share, Some(0.5));
+        assert_eq!(o.phases, Some(vec![Phase::Dual]), "explicit phases win");
+        assert_eq!(parse(&[]).expect("default").legacy_share, None);
+        assert!(err(&["--legacy-share", "0.5"]).contains("--legacy-issuer"));
+        assert!(err(&["--legacy-issuer", "--legacy-share", "2"]).contains("--legacy-share"));
+        assert!(err(&["--legacy-issuer", "--soak"]).contains("soak"));
+        assert!(err(&[
+            "--legacy-issuer",
+            "--issuer",
+            "http://127.0.0.1:8080",
+            "--verifier",
+            "http://127.0.0.1:8081"
+        ])
+        .contains("starts the services itself"));
+    }
+
+    #[test]
+    fn the_gateway_mode_runs_shorter_in_quick_and_needs_managed_services() {
+        assert_eq!(parse(&[]).expect("default").gateway, None);
+        let o = parse(&["--through-gateway"]).expect("gateway");
+        assert_eq!(o.gateway, Some(DEFAULT_DURATION));
+        let o = parse(&["--through-gateway", "--quick"]).expect("quick");
+        assert_eq!(o.gateway, Some(QUICK_GATEWAY_DURATION));
+        let o = parse(&["--through-gateway", "--quick", "--duration", "9"]).expect("explicit");
+        assert_eq!(o.gateway, Some(Duration::from_secs(9)));
+        assert!(err(&["--through-gateway", "--soak"]).contains("soak"));
+        assert!(err(&[
+            "--through-gateway",
+            "--issuer",
+            "http://127.0.0.1:8080",
+            "--verifier",
+            "http://127.0.0.1:8081"
+        ])
+        .contains("starts the services itself"));
+    }
+
+    #[test]
+    fn the_token_endpoint_is_measured_in_managed_runs_with_a_positive_rate() {
+        let o = parse(&[]).expect("default");
+        assert_eq!(
+            o.token_endpoint,
+            Some(TokenEndpointOptions {
+                seconds: DEFAULT_TOKEN_SECONDS,
+                target_rate: DEFAULT_TOKEN_RATE,
+                real_cost: true,
+            })
+        );
+        let q = parse(&["--quick", "--token-rate", "50"]).expect("quick");
+        let t = q.token_endpoint.expect("measured");
+        assert_eq!(
+            (t.seconds, t.target_rate, t.real_cost),
+            (QUICK_TOKEN_SECONDS, 50.0, false)
+        );
+        assert_eq!(parse(&["--soak"]).expect("soak").token_endpoint, None);
+        assert!(err(&["--token-rate", "0"]).contains("--token-rate"));
+        let ext = parse(&[
+            "--issuer",
+            "http://127.0.0.1:8080",
+            "--verifier",
+            "http://127.0.0.1:8081",
+            "--token-rate",
+            "10",
+        ])
+        .expect("external");
+        assert_eq!(ext.token_endpoint, None);
+        assert!(ext.notes.iter().any(|n| n.contains("--token-rate")));
     }
 
     #[test]

@@ -184,16 +184,52 @@ pub struct Watch {
     pub proxy: Arc<ProxyControl>,
 }
 
-/// The goose transaction: one `/verify` with a token from `pool`.
-fn verify_with(pool: Arc<Pool>, watch: Option<Watch>) -> Transaction {
+/// Where goose sends the pooled tokens.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    /// The service.
+    pub addr: SocketAddr,
+    /// The path of every request.
+    pub path: &'static str,
+    /// goose's scenario name.
+    pub scenario: &'static str,
+}
+
+impl Target {
+    /// The verifier's forward-auth route, `GET /verify`.
+    pub fn verifier(addr: SocketAddr) -> Target {
+        Target {
+            addr,
+            path: "/verify",
+            scenario: "verifier",
+        }
+    }
+
+    /// The gateway's route for every path: `GET /` is proxied upstream.
+    pub fn gateway(addr: SocketAddr) -> Target {
+        Target {
+            addr,
+            path: "/",
+            scenario: "gateway",
+        }
+    }
+}
+
+/// The goose transaction: one request to `path` with a token from `pool`.
+fn verify_with(path: &'static str, pool: Arc<Pool>, watch: Option<Watch>) -> Transaction {
     let verify: TransactionFunction =
-        Arc::new(move |user| Box::pin(verify(user, pool.clone(), watch.clone())));
+        Arc::new(move |user| Box::pin(verify(user, path, pool.clone(), watch.clone())));
     Transaction::new(verify)
 }
 
-/// One `/verify` with a pooled token; with a [`Watch`], its answer is
+/// One request with a pooled token; with a [`Watch`], its answer is
 /// classified and counted, and an intended 503 is no goose failure.
-async fn verify(user: &mut GooseUser, pool: Arc<Pool>, watch: Option<Watch>) -> TransactionResult {
+async fn verify(
+    user: &mut GooseUser,
+    path: &str,
+    pool: Arc<Pool>,
+    watch: Option<Watch>,
+) -> TransactionResult {
     let tok = pool.pick();
     pool.record_sent(tok.kind);
     let before = watch.as_ref().map(|w| {
@@ -201,7 +237,7 @@ async fn verify(user: &mut GooseUser, pool: Arc<Pool>, watch: Option<Watch>) -> 
         w.proxy.outage_mark()
     });
     let builder = user
-        .get_request_builder(&GooseMethod::Get, "/verify")?
+        .get_request_builder(&GooseMethod::Get, path)?
         .header("authorization", tok.header.as_str());
     let request = GooseRequest::builder()
         .set_request_builder(builder)
@@ -221,10 +257,11 @@ async fn verify(user: &mut GooseUser, pool: Arc<Pool>, watch: Option<Watch>) -> 
     Ok(())
 }
 
-/// Runs goose against the verifier for `duration`, its users drawing from
-/// `pool`; with `watch`, every answer is also counted there.
+/// Runs goose against `target` for `duration`, its users drawing from
+/// `pool`; with `watch`, every answer is also counted there. The counts are
+/// this run's (a pool may be driven twice: the verifier, then the gateway).
 pub async fn drive(
-    verifier: SocketAddr,
+    target: Target,
     phase: Phase,
     users: usize,
     duration: Duration,
@@ -233,7 +270,7 @@ pub async fn drive(
     watch: Option<Watch>,
 ) -> anyhow::Result<Sent> {
     let mut config = goose::config::GooseConfiguration::default();
-    config.host = Some(format!("http://{verifier}"));
+    config.host = Some(format!("http://{}", target.addr));
     config.users = Some(users);
     config.increase_rate = Some(users.to_string());
     config.run_time = Some(format!("{}s", duration.as_secs()));
@@ -243,19 +280,22 @@ pub async fn drive(
     config.quiet = 1;
     config.report_file = vec![report_html.display().to_string()];
     let attack = GooseAttack::initialize_with_config(config)?.register_scenario(
-        scenario!("verifier")
+        Scenario::new(target.scenario)
             .register_transaction(transaction!(setup_client).set_on_start())
-            .register_transaction(verify_with(pool.clone(), watch)),
+            .register_transaction(verify_with(target.path, pool.clone(), watch)),
     );
+    let sent_before = Kind::ALL.map(|k| pool.stats.sent(k));
+    let outage_before = Kind::ALL.map(|k| pool.stats.outage_503(k));
     let progress = tokio::spawn(progress(phase, duration, pool.clone()));
     let started = Instant::now();
     let result = attack.execute().await;
     let seconds = started.elapsed().as_secs_f64();
     progress.abort();
     let metrics = result?;
-    let pool_counts = |k| SentCount {
-        sent: pool.stats.sent(k),
-        outage_503: pool.stats.outage_503(k),
+    let pool_counts = |k: Kind| SentCount {
+        sent: pool.stats.sent(k) - sent_before[k.index()].min(pool.stats.sent(k)),
+        outage_503: pool.stats.outage_503(k)
+            - outage_before[k.index()].min(pool.stats.outage_503(k)),
         ..SentCount::default()
     };
     Ok(tally(rows(&metrics), pool_counts, seconds))

@@ -15,7 +15,11 @@
 //! part of `--quick`. `--soak` ([`soak`]) adds forged and expired tokens,
 //! background token requests ([`token_traffic`]), its own account of every
 //! answer ([`answers`]), RSS and fd sampling ([`resources`]), and its checks
-//! ([`soak_check`]) and report ([`soak_report`]).
+//! ([`soak_check`]) and report ([`soak_report`]). `--legacy-issuer` mixes
+//! in tokens of an independent old issuer ([`legacy`]); `--through-gateway`
+//! drives each phase's tokens through `keyshift gateway` too ([`gateway`]);
+//! managed runs measure the token endpoint per client-secret hash kind
+//! ([`token_capacity`]).
 
 mod answers;
 mod capacity;
@@ -23,7 +27,9 @@ mod check;
 mod cli;
 mod drive;
 mod events;
+mod gateway;
 mod http;
+mod legacy;
 mod phase;
 mod pool;
 mod prom;
@@ -41,6 +47,7 @@ mod sut;
 #[cfg(test)]
 mod testutil;
 mod token;
+mod token_capacity;
 mod token_traffic;
 
 use std::process::ExitCode;

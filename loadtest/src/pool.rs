@@ -47,11 +47,15 @@ pub enum Kind {
     Expired,
     /// A real token's header and claims under a random signature: 401 (`bad_signature`).
     Forged,
+    /// A legacy issuer's HS256 token (`--legacy-issuer`) in a phase accepting HS256: 200.
+    Legacy,
+    /// A legacy issuer's HS256 token in phase asymmetric: 401 (`alg_disabled`).
+    LegacyRefused,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Hs256,
         Kind::Rs256,
         Kind::NewKid,
@@ -59,6 +63,8 @@ impl Kind {
         Kind::Attack,
         Kind::Expired,
         Kind::Forged,
+        Kind::Legacy,
+        Kind::LegacyRefused,
     ];
 
     /// The goose request name, and the key in `summary.json`'s `sent`.
@@ -71,6 +77,8 @@ impl Kind {
             Kind::Attack => "attack kid (expected 401)",
             Kind::Expired => "expired (expected 401)",
             Kind::Forged => "forged signature (expected 401)",
+            Kind::Legacy => "HS256 legacy issuer",
+            Kind::LegacyRefused => "HS256 legacy issuer (expected 401)",
         }
     }
 
@@ -82,7 +90,20 @@ impl Kind {
 
     /// Whether the token is legitimate (expects 200).
     pub const fn legitimate(self) -> bool {
-        matches!(self, Kind::Hs256 | Kind::Rs256 | Kind::NewKid)
+        matches!(
+            self,
+            Kind::Hs256 | Kind::Rs256 | Kind::NewKid | Kind::Legacy
+        )
+    }
+
+    /// The kind of a legacy issuer's token in a phase: accepted while the
+    /// phase accepts HS256, refused after.
+    pub fn legacy_in(phase: keyshift_core::Phase) -> Kind {
+        if phase.accepts(Alg::Hs256) {
+            Kind::Legacy
+        } else {
+            Kind::LegacyRefused
+        }
     }
 
     /// The status `/verify` must answer.
@@ -164,8 +185,9 @@ impl PoolStats {
     }
 }
 
-/// The unwanted tokens a pool mixes into its requests, each kind a share of
-/// all requests (shares past a total of 1 are cut).
+/// The tokens a pool mixes into its requests besides its slots' (unwanted
+/// ones, and a legacy issuer's), each kind a share of all requests (shares
+/// past a total of 1 are cut).
 #[derive(Debug, Clone, Default)]
 pub struct Mix {
     /// Share of requests with a random kid ([`Kind::Attack`]), in [0, 1].
@@ -181,6 +203,12 @@ pub struct Mix {
     /// The expired tokens; one is sent only once past its `expired_at`
     /// (before that, or without any, the request takes a legitimate token).
     pub expired: Vec<Expiring>,
+    /// Share of requests with a legacy issuer's token, in [0, 1].
+    pub legacy_share: f64,
+    /// The legacy issuer's tokens (without any, no legacy request is sent).
+    pub legacy: Vec<String>,
+    /// What they are in the phase: [`Kind::Legacy`] or [`Kind::LegacyRefused`].
+    pub legacy_kind: Option<Kind>,
 }
 
 impl Mix {
@@ -228,6 +256,7 @@ struct Below {
     attack: u64,
     forged: u64,
     expired: u64,
+    legacy: u64,
 }
 
 impl Below {
@@ -243,10 +272,12 @@ impl Below {
         let attack = share(mix.attack_share);
         let forged = attack + share(mix.forged_share);
         let expired = forged + share(mix.expired_share);
+        let legacy = expired + share(mix.legacy_share);
         Below {
             attack: at(attack),
             forged: at(forged),
             expired: at(expired),
+            legacy: at(legacy),
         }
     }
 }
@@ -261,6 +292,7 @@ pub struct Pool {
     attack_payload: String,
     forgery: Option<Forgery>,
     expired: Vec<Expiring>,
+    legacy: Vec<Arc<Tok>>,
     epoch: Instant,
     rng: AtomicU64,
     refill: mpsc::Sender<usize>,
@@ -328,6 +360,19 @@ impl Pool {
                 attack_payload,
                 forgery: mix.forge_from.as_deref().and_then(Forgery::of),
                 expired: mix.expired,
+                legacy: match mix.legacy_kind {
+                    Some(kind) => mix
+                        .legacy
+                        .iter()
+                        .map(|t| {
+                            Arc::new(Tok {
+                                header: format!("Bearer {t}"),
+                                kind,
+                            })
+                        })
+                        .collect(),
+                    None => Vec::new(),
+                },
                 epoch,
                 rng: AtomicU64::new(seed()),
                 refill: tx,
@@ -367,7 +412,7 @@ impl Pool {
     /// replacement when the slot's token is due.
     pub fn pick(&self) -> Arc<Tok> {
         let below = self.below;
-        if below.expired > 0 {
+        if below.legacy > 0 {
             let r = self.next_rand();
             if r < below.attack {
                 return Arc::new(Tok {
@@ -391,6 +436,11 @@ impl Pool {
                         header: format!("Bearer {token}"),
                         kind: Kind::Expired,
                     });
+                }
+            } else if r < below.legacy && !self.legacy.is_empty() {
+                let i = (self.next_rand() % self.legacy.len() as u64) as usize;
+                if let Some(t) = self.legacy.get(i) {
+                    return t.clone();
                 }
             }
         }
@@ -791,6 +841,7 @@ mod tests {
                 token: jwt("RS256", "k1", 9),
                 expired_at: Instant::now(),
             }],
+            ..Mix::default()
         };
         let (pool, _rx) = Pool::new(vec![init(real, false)], None, mix).expect("pool");
         let mut counts = std::collections::HashMap::new();
@@ -811,6 +862,51 @@ mod tests {
         assert!(
             (0..200).all(|_| matches!(pool.pick().kind, Kind::Attack | Kind::Rs256)),
             "shares past a total of 1 are cut; no template, no forgery"
+        );
+    }
+
+    #[test]
+    fn legacy_tokens_take_their_share_as_the_phases_kind() {
+        let mix = |kind| Mix {
+            legacy_share: 0.5,
+            legacy: vec![jwt("HS256", "", 7)],
+            legacy_kind: Some(kind),
+            ..Mix::default()
+        };
+        for (phase, kind) in [
+            (keyshift_core::Phase::Legacy, Kind::Legacy),
+            (keyshift_core::Phase::Transition, Kind::Legacy),
+            (keyshift_core::Phase::Asymmetric, Kind::LegacyRefused),
+        ] {
+            assert_eq!(Kind::legacy_in(phase), kind);
+            let (pool, _rx) =
+                Pool::new(vec![init(jwt("RS256", "k1", 1), false)], None, mix(kind)).expect("pool");
+            let mut counts = std::collections::HashMap::new();
+            for _ in 0..2000 {
+                let t = pool.pick();
+                if t.kind == kind {
+                    assert!(t.header.ends_with("sig7"));
+                }
+                *counts.entry(t.kind).or_insert(0u32) += 1;
+            }
+            let n = counts.get(&kind).copied().unwrap_or(0);
+            assert!((800..1200).contains(&n), "{kind:?}: {n} of 2000");
+        }
+        assert!(Kind::Legacy.legitimate() && !Kind::LegacyRefused.legitimate());
+        assert_eq!(Kind::LegacyRefused.expected_status(), 401);
+        let (pool, _rx) = Pool::new(
+            vec![init(jwt("RS256", "k1", 1), false)],
+            None,
+            Mix {
+                legacy_share: 1.0,
+                ..Mix::default()
+            },
+        )
+        .expect("pool");
+        assert_eq!(
+            pool.pick().kind,
+            Kind::Rs256,
+            "no legacy token, no legacy request"
         );
     }
 

@@ -17,6 +17,16 @@ pub const KEY_CACHE: &str = "keyshift_key_cache_total";
 pub const TOKEN_CACHE: &str = "keyshift_token_cache_total";
 /// `keyshift_jwks_fetch_total{outcome}` (verifier).
 pub const JWKS_FETCH: &str = "keyshift_jwks_fetch_total";
+/// `keyshift_verify_legacy_total{loosening}` (verifier, with `[verifier.legacy]`).
+pub const VERIFY_LEGACY: &str = "keyshift_verify_legacy_total";
+/// `keyshift_gateway_requests_total{route, outcome}` (gateway).
+pub const GATEWAY_REQUESTS: &str = "keyshift_gateway_requests_total";
+/// `keyshift_gateway_signed_cache_total{result}` (gateway).
+pub const GATEWAY_SIGNED_CACHE: &str = "keyshift_gateway_signed_cache_total";
+/// `keyshift_gateway_signed_total{route}` (gateway).
+pub const GATEWAY_SIGNED: &str = "keyshift_gateway_signed_total";
+/// `keyshift_gateway_upstream_errors_total{route, kind}` (gateway).
+pub const GATEWAY_UPSTREAM_ERRORS: &str = "keyshift_gateway_upstream_errors_total";
 /// `keyshift_tokens_issued_total{alg, client}` (issuer).
 pub const TOKENS_ISSUED: &str = "keyshift_tokens_issued_total";
 /// `keyshift_token_requests_total{outcome}` (issuer).

@@ -15,9 +15,107 @@ use crate::proxy::ProxyCounts;
 use crate::sut::Mode;
 use crate::token_traffic::TokenCounts;
 
-/// Format version of `summary.json` (3: `phases[].jwks_proxy` added,
-/// `phases[].outage.forced_fetches` removed).
-pub const VERSION: u32 = 3;
+/// Format version of `summary.json` (4: `phases[].legacy`,
+/// `phases[].gateway` and `token_endpoint` added; 3: `phases[].jwks_proxy`
+/// added, `phases[].outage.forced_fetches` removed).
+pub const VERSION: u32 = 4;
+
+/// A legacy issuer's tokens in one phase (`--legacy-issuer`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LegacySummary {
+    /// Legacy tokens sent.
+    pub sent: u64,
+    /// Accepted where the phase accepts HS256 (200 as expected).
+    pub accepted: u64,
+    /// Refused in `asymmetric` (401 as expected).
+    pub expected_rejections: u64,
+    /// Refused where they must pass: must be 0.
+    pub unexpected_rejections: u64,
+    /// Accepted in `asymmetric`, or answered neither 200 nor 401: must be 0.
+    pub unexpected_other: u64,
+    /// `keyshift_verify_legacy_total` deltas by `loosening`: the profile's
+    /// loosenings the verifier relied on.
+    pub loosenings: BTreeMap<String, u64>,
+}
+
+/// The same phase's tokens through `keyshift gateway` (`--through-gateway`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct GatewaySummary {
+    /// Seconds goose drove the gateway.
+    pub duration_s: f64,
+    /// Requests answered, every kind.
+    pub requests: u64,
+    /// Per second.
+    pub rps: f64,
+    /// Legitimate-token requests per second.
+    pub legitimate_rps: f64,
+    /// Latency of the legitimate-token requests (verify, sign or cache, proxy to the upstream), ms.
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Per request kind, as `sent` of the phase.
+    pub sent: BTreeMap<String, SentCount>,
+    /// Requests goose saw answered wrongly: must be 0.
+    pub unexpected: u64,
+    /// `keyshift_gateway_requests_total` deltas by `outcome`.
+    pub outcomes: BTreeMap<String, u64>,
+    /// `keyshift_gateway_upstream_errors_total` deltas by `kind`.
+    pub upstream_errors: BTreeMap<String, u64>,
+    /// `keyshift_gateway_signed_total` delta: RS256 tokens signed for the upstream.
+    pub signed: u64,
+    /// hit / (hit + miss) of `keyshift_gateway_signed_cache_total`.
+    pub signed_cache_hit_rate: Option<f64>,
+    /// Signed tokens the upstream received (each checked: RS256, the route's audience).
+    pub upstream_requests: u64,
+    /// Upstream requests whose `Authorization` was not a gateway-signed RS256 token: must be 0.
+    pub upstream_bad_tokens: u64,
+    /// p50 through the gateway minus the verifier's alone, same tokens, ms.
+    pub added_p50_ms: f64,
+    /// p99 through the gateway minus the verifier's alone, ms.
+    pub added_p99_ms: f64,
+    /// Legitimate req/s through the gateway over the verifier's alone.
+    pub throughput_ratio: f64,
+}
+
+/// The token endpoint's capacity per client-secret hash kind.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TokenEndpointSummary {
+    /// The phase the services were in (what the issuer signed with).
+    pub phase: Option<Phase>,
+    /// Concurrent clients.
+    pub users: usize,
+    /// Seconds of load per hash kind.
+    pub seconds: f64,
+    /// Token requests/s to plan for (`--token-rate`).
+    pub target_rate: f64,
+    /// What was done so the limiter does not distort the figures.
+    pub limiter: String,
+    /// One entry per hash kind.
+    pub kinds: Vec<TokenKindFigures>,
+}
+
+/// The token endpoint under one client-secret hash kind.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TokenKindFigures {
+    /// `sha256`, `argon2id`, `bcrypt` or `pbkdf2-sha256`.
+    pub kind: String,
+    /// The hash's cost parameters.
+    pub params: String,
+    /// Token requests answered.
+    pub requests: u64,
+    /// Tokens issued per second.
+    pub rps: f64,
+    /// Median latency, ms.
+    pub p50_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// Answers other than 200 (none expected: right secrets only).
+    pub failures: u64,
+    /// `keyshift_token_requests_total` deltas by `outcome` in its window.
+    pub outcomes: BTreeMap<String, u64>,
+    /// Issuer instances for `target_rate`, by the verifier's capacity rule.
+    pub capacity: Option<Capacity>,
+}
 
 /// The issuer's side of a phase, from its `/metrics` deltas and the harness's own counts.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -120,6 +218,12 @@ pub struct PhaseSummary {
     pub verifier_rss_kib: Option<u64>,
     /// The capacity line, with `--target-rps`.
     pub capacity: Option<Capacity>,
+    /// The legacy issuer's tokens, with `--legacy-issuer`.
+    #[serde(default)]
+    pub legacy: Option<LegacySummary>,
+    /// The same tokens through the gateway, with `--through-gateway`.
+    #[serde(default)]
+    pub gateway: Option<GatewaySummary>,
 }
 
 /// The options a run used (for reproducing it).
@@ -143,6 +247,15 @@ pub struct RunOptions {
     pub outage: bool,
     /// `--quick`.
     pub quick: bool,
+    /// `--legacy-issuer`'s share of requests.
+    #[serde(default)]
+    pub legacy_share: Option<f64>,
+    /// `--through-gateway`: seconds through the gateway per phase.
+    #[serde(default)]
+    pub gateway_duration_s: Option<u64>,
+    /// `--token-rate`, when the token endpoint is measured.
+    #[serde(default)]
+    pub token_rate: Option<f64>,
 }
 
 /// The whole run.
@@ -166,6 +279,9 @@ pub struct Summary {
     pub capacity_assumption: Option<String>,
     /// One object per phase, in order.
     pub phases: Vec<PhaseSummary>,
+    /// The token endpoint per hash kind (managed runs).
+    #[serde(default)]
+    pub token_endpoint: Option<TokenEndpointSummary>,
 }
 
 fn pct(r: Option<f64>) -> String {
@@ -276,6 +392,80 @@ pub fn markdown(s: &Summary) -> String {
     if !events.is_empty() {
         md.push_str("\n## Events\n\n");
         md.push_str(&events.concat());
+    }
+    if s.phases.iter().any(|p| p.legacy.is_some()) {
+        md.push_str("\n## Legacy issuer (tokens of an independent HS256 issuer, legacy shapes)\n\n| phase | sent | accepted | refused as expected | unexpected rejections | other unexpected | loosenings relied on |\n|---|---|---|---|---|---|---|\n");
+        for p in &s.phases {
+            if let Some(l) = &p.legacy {
+                let loosenings: Vec<String> = l
+                    .loosenings
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect();
+                md.push_str(&format!(
+                    "| {} | {} | {} | {} | {} | {} | {} |\n",
+                    p.phase,
+                    l.sent,
+                    l.accepted,
+                    l.expected_rejections,
+                    l.unexpected_rejections,
+                    l.unexpected_other,
+                    if loosenings.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        loosenings.join(", ")
+                    }
+                ));
+            }
+        }
+    }
+    if s.phases.iter().any(|p| p.gateway.is_some()) {
+        md.push_str("\n## Through the gateway (same tokens, verify + sign, loopback upstream)\n\n| phase | req/s | legit req/s | p50 ms | p99 ms | unexpected | signed-token cache | tokens signed | upstream errors | added p50 ms | added p99 ms | throughput vs verifier |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        for p in &s.phases {
+            if let Some(g) = &p.gateway {
+                md.push_str(&format!(
+                    "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {:+.2} | {:+.2} | {:.0} % |\n",
+                    p.phase,
+                    g.rps,
+                    g.legitimate_rps,
+                    g.p50_ms,
+                    g.p99_ms,
+                    g.unexpected,
+                    pct(g.signed_cache_hit_rate),
+                    g.signed,
+                    g.upstream_errors.values().sum::<u64>(),
+                    g.added_p50_ms,
+                    g.added_p99_ms,
+                    g.throughput_ratio * 100.0
+                ));
+            }
+        }
+    }
+    if let Some(t) = &s.token_endpoint {
+        md.push_str(&format!(
+            "\n## Token endpoint (POST /oauth/token) per client-secret hash kind\n\nPhase {}, {} concurrent clients, {:.0} s per kind; {}.\n\n| hash | parameters | tokens/s | p50 ms | p99 ms | failures | issuers for {:.0} tokens/s |\n|---|---|---|---|---|---|---|\n",
+            t.phase.map(|p| p.as_str()).unwrap_or("?"),
+            t.users,
+            t.seconds,
+            t.limiter,
+            t.target_rate
+        ));
+        for k in &t.kinds {
+            md.push_str(&format!(
+                "| {} | {} | {:.1} | {:.2} | {:.2} | {} | {} |\n",
+                k.kind,
+                k.params,
+                k.rps,
+                k.p50_ms,
+                k.p99_ms,
+                k.failures,
+                k.capacity
+                    .as_ref()
+                    .and_then(|c| c.instances)
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "n/a".into())
+            ));
+        }
     }
     if s.phases.iter().any(|p| p.capacity.is_some()) {
         md.push_str("\n## Capacity\n\n");
@@ -542,6 +732,8 @@ pub mod tests {
             notes: vec![],
             verifier_rss_kib: Some(10_000),
             capacity: None,
+            legacy: None,
+            gateway: None,
         }
     }
 
@@ -563,10 +755,14 @@ pub mod tests {
                 rotate: true,
                 outage: true,
                 quick: false,
+                legacy_share: None,
+                gateway_duration_s: None,
+                token_rate: None,
             },
             notes: vec!["a note".into()],
             capacity_assumption: None,
             phases: vec![phase(Phase::Dual)],
+            token_endpoint: None,
         }
     }
 
@@ -585,6 +781,37 @@ pub mod tests {
         assert!(md.contains("- a note"));
         assert!(md.contains("mode managed."));
         assert!(!md.contains("PROBLEMS"));
+    }
+
+    #[test]
+    fn the_new_modes_render_their_sections() {
+        let mut s = sample();
+        s.phases[0].legacy = Some(LegacySummary {
+            sent: 100,
+            accepted: 99,
+            unexpected_rejections: 1,
+            ..LegacySummary::default()
+        });
+        s.phases[0].gateway = Some(GatewaySummary {
+            signed_cache_hit_rate: Some(0.5),
+            ..GatewaySummary::default()
+        });
+        s.token_endpoint = Some(TokenEndpointSummary {
+            kinds: vec![TokenKindFigures {
+                kind: "bcrypt".into(),
+                ..TokenKindFigures::default()
+            }],
+            ..TokenEndpointSummary::default()
+        });
+        let md = markdown(&s);
+        assert!(
+            md.contains("| dual | 100 | 99 | 0 | 1 | 0 | none |"),
+            "{md}"
+        );
+        assert!(md.contains("50.0 %"), "{md}");
+        assert!(md.contains("| bcrypt |"), "{md}");
+        let json = serde_json::to_string(&s).expect("json");
+        assert_eq!(serde_json::from_str::<Summary>(&json).expect("parse"), s);
     }
 
     #[test]

@@ -19,9 +19,11 @@ use crate::check;
 use crate::cli::{Options, Target};
 use crate::drive;
 use crate::events::{self, EventsReport, OutagePlan, RotationPlan};
+use crate::gateway::{self, GatewayRun, Upstream};
 use crate::http;
+use crate::legacy::LegacyIssuer;
 use crate::phase;
-use crate::pool::{self, Expiring, Mix, Pool, SlotInit};
+use crate::pool::{self, Expiring, Kind, Mix, Pool, SlotInit};
 use crate::report::{self, PhaseSummary, PoolSummary, RunOptions, Summary};
 use crate::services::Settings;
 use crate::smoke;
@@ -29,8 +31,9 @@ use crate::soak::{self, Soak};
 use crate::soak_check::Wanted;
 use crate::soak_report::{self, SoakSummary};
 use crate::summarize::{self, PhaseInput};
-use crate::sut::{Mode, Sut};
+use crate::sut::{Mode, Sut, SHARED_SECRET};
 use crate::token::{self, Credentials, Minted, Minter};
+use crate::token_capacity::{self, HashClient};
 
 /// Runs the load test; an error (or any problem found) fails the run.
 pub async fn run(opts: Options) -> anyhow::Result<()> {
@@ -40,7 +43,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     let http = http::client()?;
     let clients = read_clients(&opts)?;
-    let sut = start_sut(&opts, &work, clients.clone()).await?;
+    let extras = Extras::new(&opts).await?;
+    let sut = start_sut(&opts, &work, clients.clone(), &extras).await?;
     println!(
         "keyshift-loadtest: issuer {} verifier {} ({:?}), reports in {}",
         sut.issuer,
@@ -67,6 +71,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         minter: &minter,
         dir: &dir,
         soak: soak.as_ref(),
+        extras: &extras,
     };
     let mut carried = Carried::default();
     for &ph in &planned {
@@ -77,6 +82,11 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             current = ph;
         }
         summary.phases.push(run.phase(ph, &carried, sighups).await?);
+    }
+    if let Some(t) = opts.token_endpoint {
+        summary.token_endpoint = Some(
+            token_capacity::measure(&http, sut.issuer, current, &extras.hash_clients, t).await?,
+        );
     }
     let soak = match soak {
         Some(s) => {
@@ -103,13 +113,57 @@ fn read_clients(opts: &Options) -> anyhow::Result<Vec<Credentials>> {
     }
 }
 
+/// What the load-test modes add to a managed run: the legacy issuer, the
+/// gateway's upstream, the token-endpoint capacity clients.
+#[derive(Debug, Default)]
+struct Extras {
+    legacy: Option<LegacyIssuer>,
+    upstream: Option<(Arc<Upstream>, std::net::SocketAddr)>,
+    hash_clients: Vec<HashClient>,
+}
+
+impl Extras {
+    async fn new(opts: &Options) -> anyhow::Result<Extras> {
+        let upstream = match opts.gateway {
+            Some(_) => {
+                let u = Arc::new(Upstream::default());
+                let addr = u.start().await?;
+                Some((u, addr))
+            }
+            None => None,
+        };
+        Ok(Extras {
+            legacy: opts
+                .legacy_share
+                .map(|_| LegacyIssuer::new(SHARED_SECRET.as_bytes())),
+            upstream,
+            hash_clients: match opts.token_endpoint {
+                Some(t) => token_capacity::clients(t.real_cost)?,
+                None => Vec::new(),
+            },
+        })
+    }
+}
+
 /// Starts the services (managed) or attaches to them (external).
-async fn start_sut(opts: &Options, work: &Path, clients: Vec<Credentials>) -> anyhow::Result<Sut> {
-    let settings = if opts.soak.is_some() {
+async fn start_sut(
+    opts: &Options,
+    work: &Path,
+    clients: Vec<Credentials>,
+    extras: &Extras,
+) -> anyhow::Result<Sut> {
+    let mut settings = if opts.soak.is_some() {
         Settings::soak(soak::configured_clients(&clients))
     } else {
         Settings::load_test(clients)
     };
+    settings.legacy_profile = extras.legacy.is_some();
+    settings.gateway_upstream = extras.upstream.as_ref().map(|(_, addr)| *addr);
+    settings.hashed_clients = extras
+        .hash_clients
+        .iter()
+        .map(|c| c.entry.clone())
+        .collect();
     match &opts.target {
         Target::Managed { keyshift } => {
             // RS256-only plans still start in dual, so HS256 tokens exist before the switch.
@@ -153,10 +207,17 @@ fn new_summary(opts: &Options, sut: &Sut, started: u64, planned: Vec<Phase>) -> 
             rotate: opts.rotate,
             outage: opts.outage,
             quick: opts.quick,
+            legacy_share: opts.legacy_share,
+            gateway_duration_s: opts.gateway.map(|d| d.as_secs()),
+            token_rate: opts.token_endpoint.map(|t| t.target_rate),
         },
         notes: opts.notes.iter().chain(&sut.notes).cloned().collect(),
-        capacity_assumption: opts.capacity.map(|_| capacity::ASSUMPTION.to_owned()),
+        capacity_assumption: opts
+            .capacity
+            .or(opts.token_endpoint.map(|t| (t.target_rate, None)))
+            .map(|_| capacity::ASSUMPTION.to_owned()),
         phases: Vec::new(),
+        token_endpoint: None,
     }
 }
 
@@ -186,6 +247,7 @@ struct Run<'a> {
     minter: &'a Arc<Minter>,
     dir: &'a Path,
     soak: Option<&'a Soak>,
+    extras: &'a Extras,
 }
 
 /// A phase's goose run and the events beside it.
@@ -231,7 +293,12 @@ impl Run<'_> {
             None => Vec::new(),
         };
         let slots = self.slots(ph, carried, &mut notes).await?;
-        let mix = self.mix(ph, &slots, expiring);
+        let mut mix = self.mix(ph, &slots, expiring);
+        if let (Some(issuer), Some(share)) = (&self.extras.legacy, opts.legacy_share) {
+            mix.legacy_share = share;
+            mix.legacy = issuer.mint_fleet(SystemClock.now_secs())?;
+            mix.legacy_kind = Some(Kind::legacy_in(ph));
+        }
         let (pool, refill_rx) = Pool::new(slots, opts.pool.reuse, mix)?;
         let outage = self.outage(ph);
         sighups += u64::from(outage.is_some());
@@ -274,7 +341,9 @@ impl Run<'_> {
             notes,
             rss_kib: sut.verifier_rss_kib(),
             capacity: opts.capacity,
+            legacy: opts.legacy_share.is_some(),
         });
+        phase_summary.gateway = self.through_gateway(ph, &pool, &phase_summary).await?;
         phase_summary.problems = check::phase_problems(&phase_summary, sut.mode);
         println!(
             "phase {ph}: {:.0} req/s ({:.0} legitimate), p99 {:.2} ms, unexpected {}, problems {}",
@@ -284,7 +353,48 @@ impl Run<'_> {
             phase_summary.unexpected,
             phase_summary.problems.len()
         );
+        if let Some(g) = &phase_summary.gateway {
+            println!(
+                "phase {ph} through the gateway: {:.0} req/s ({:.0} legitimate), p99 {:.2} ms ({:+.2} ms), signed-token cache {}",
+                g.rps,
+                g.legitimate_rps,
+                g.p99_ms,
+                g.added_p99_ms,
+                g.signed_cache_hit_rate
+                    .map(|r| format!("{:.1} %", r * 100.0))
+                    .unwrap_or_else(|| "—".into())
+            );
+        }
         Ok(phase_summary)
+    }
+
+    /// `--through-gateway`: the phase's pool through a gateway started for
+    /// the phase, set against the verifier's figures `alone`.
+    async fn through_gateway(
+        &self,
+        ph: Phase,
+        pool: &Arc<Pool>,
+        alone: &PhaseSummary,
+    ) -> anyhow::Result<Option<report::GatewaySummary>> {
+        let (Some((upstream, _)), Some(duration)) = (&self.extras.upstream, self.opts.gateway)
+        else {
+            return Ok(None);
+        };
+        let (Some(keyshift), Some(config)) = (&self.sut.keyshift, &self.sut.config_path) else {
+            bail!("--through-gateway needs the services the harness started");
+        };
+        let run = GatewayRun {
+            keyshift,
+            config,
+            log: &self.dir.join("work").join(format!("gateway-{ph}.log")),
+            upstream,
+            users: self.opts.users,
+            duration,
+            report_html: &self.dir.join(format!("goose-gateway-{ph}.html")),
+        };
+        Ok(Some(
+            gateway::run_phase(self.http, ph, run, pool, alone).await?,
+        ))
     }
 
     /// The pool's starting tokens: fresh ones, and in an RS256-signing
@@ -428,7 +538,7 @@ impl Run<'_> {
         let html = self.dir.join(format!("goose-{ph}.html"));
         let load_from = self.soak.map(Soak::now_s);
         let sent = drive::drive(
-            self.sut.verifier,
+            drive::Target::verifier(self.sut.verifier),
             ph,
             opts.users,
             opts.duration,

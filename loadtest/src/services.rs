@@ -28,11 +28,28 @@ const LOAD_TEST_FAILED_AUTH_LIMIT: u32 = 1000;
 /// machine's clock: there is no skew to allow for).
 pub const SOAK_LEEWAY: Duration = Duration::from_secs(1);
 
+/// The `iss` of the legacy issuer's tokens ([`crate::legacy`]), listed in
+/// `[verifier.legacy] issuers` with `""` (tokens without `iss`).
+pub const LEGACY_ISS: &str = "legacy-auth";
+/// `[gateway] issuer`: the `iss` of the tokens the gateway signs.
+const GATEWAY_ISS: &str = "http://loadtest.keyshift";
+/// The `audience` of the gateway's route: the upstream's.
+pub const GATEWAY_AUDIENCE: &str = "https://upstream.loadtest";
+/// The name of the gateway's one route (its `route` metric label).
+pub const GATEWAY_ROUTE: &str = "loadtest";
+
 /// What the harness's config holds besides the phase and the addresses.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
-    /// `[[issuer.clients]]`.
+    /// `[[issuer.clients]]` stored as sha256 hashes.
     pub clients: Vec<Credentials>,
+    /// More `[[issuer.clients]]`, with ready hashes (the token-endpoint
+    /// capacity's clients, one per hash kind).
+    pub hashed_clients: Vec<Client>,
+    /// `[verifier.legacy]` on (`--legacy-issuer`).
+    pub legacy_profile: bool,
+    /// `[gateway]` with one verify-and-sign route to this upstream (`--through-gateway`).
+    pub gateway_upstream: Option<SocketAddr>,
     /// `issuer.failed_auth_limit`.
     pub failed_auth_limit: u32,
     /// `issuer.token_ttl`.
@@ -47,6 +64,9 @@ impl Settings {
     pub fn load_test(clients: Vec<Credentials>) -> Settings {
         Settings {
             clients,
+            hashed_clients: Vec::new(),
+            legacy_profile: false,
+            gateway_upstream: None,
             failed_auth_limit: LOAD_TEST_FAILED_AUTH_LIMIT,
             token_ttl: DEFAULT_TOKEN_TTL,
             leeway: None,
@@ -59,6 +79,9 @@ impl Settings {
     pub fn soak(clients: Vec<Credentials>) -> Settings {
         Settings {
             clients,
+            hashed_clients: Vec::new(),
+            legacy_profile: false,
+            gateway_upstream: None,
             failed_auth_limit: DEFAULT_FAILED_AUTH_LIMIT,
             token_ttl: DEFAULT_TOKEN_TTL,
             leeway: Some(SOAK_LEEWAY),
@@ -98,6 +121,7 @@ pub fn write_config(
         .clients
         .iter()
         .map(client)
+        .chain(settings.hashed_clients.iter().cloned())
         .fold(config, ConfigToml::client);
     if let Some(url) = jwks_url {
         config = config
@@ -116,10 +140,53 @@ pub fn write_config(
         if let Some(leeway) = settings.leeway {
             config = config.verifier("leeway", seconds(leeway));
         }
+        if settings.legacy_profile {
+            config = config
+                .verifier_comment(
+                    "--legacy-issuer: the old issuer's HS256 tokens (iss legacy-auth or none, no aud,\n\
+                     a numeric sub, scopes as an array) pass in legacy, dual and transition.",
+                )
+                .verifier_lines(&format!(
+                    "legacy = {{ issuers = [\"{LEGACY_ISS}\", \"\"], audience_required = false, subject_claim = \"sub\", scope_claim = \"scope\" }}"
+                ));
+        }
+    }
+    if let (Some(upstream), Some(_)) = (settings.gateway_upstream, jwks_url) {
+        // With the verifier's section only: the gateway's route verifies with it.
+        config = config.gateway_lines(&gateway_toml(upstream));
     }
     let path = dir.join(FILE_NAME);
     replace_file(&path, &config.render(), false)?;
     Ok(path)
+}
+
+/// `[gateway]` with one route, `verify = true, sign = true`, for every path
+/// to `upstream`: the gateway verifies with `[verifier]` (the same phase,
+/// JWKS and secret as the verifier) and signs with the issuer's key
+/// directory, read only.
+fn gateway_toml(upstream: SocketAddr) -> String {
+    format!(
+        "# --through-gateway: verify the client's token, sign an RS256 one for the upstream.\n\
+         [gateway]\nlisten = \"127.0.0.1:0\"\nkey_dir = \"keys\"\nissuer = \"{GATEWAY_ISS}\"\n\n\
+         [[gateway.routes]]\nname = \"{GATEWAY_ROUTE}\"\npath_prefix = \"/\"\nupstream = \"http://{upstream}\"\n\
+         verify = true\nsign = true\naudience = \"{GATEWAY_AUDIENCE}\"\n"
+    )
+}
+
+/// `keyshift keys generate --config F`: the issuer's first (active) key.
+pub fn generate_keys(keyshift: &Path, config: &Path) -> anyhow::Result<()> {
+    let out = Command::new(keyshift)
+        .args(["keys", "generate", "--config"])
+        .arg(config)
+        .output()
+        .with_context(|| format!("running {} keys generate", keyshift.display()))?;
+    if !out.status.success() {
+        bail!(
+            "keyshift keys generate failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 /// The config entry of one harness client (its secret stored as a sha256 hash).
@@ -321,6 +388,51 @@ mod tests {
                 );
             }
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_legacy_profile_and_the_gateway_are_written_when_asked_for() {
+        let dir = scratch_dir("services-modes");
+        let jwks = "http://127.0.0.1:4001/.well-known/jwks.json";
+        let mut settings = Settings::load_test(builtin_clients());
+        settings.legacy_profile = true;
+        settings.gateway_upstream = Some("127.0.0.1:4002".parse().expect("addr"));
+        settings.hashed_clients = vec![Client::sha256("cap-x", b"secret-x", &SCOPES)];
+        for phase in Phase::ALL {
+            let path =
+                write_config(&dir, phase, "127.0.0.1:4000", Some(jwks), &settings).expect("write");
+            let cfg = Config::load(&path).unwrap_or_else(|e| panic!("{phase}: {e}"));
+            let issuer = cfg.issuer.as_ref().expect("[issuer]");
+            assert_eq!(issuer.clients.len(), builtin_clients().len() + 1);
+            let verifier = cfg.verifier.as_ref().expect("[verifier]");
+            // Phase asymmetric ignores the profile (no HS256 token passes).
+            if phase.accepts(keyshift_core::Alg::Hs256) {
+                let legacy = verifier.legacy.as_ref().expect("[verifier.legacy]");
+                assert_eq!(legacy.issuers, [LEGACY_ISS.to_owned(), String::new()]);
+                assert!(!legacy.audience_required);
+            }
+            let gateway = cfg.gateway.as_ref().expect("[gateway]");
+            let route = &gateway.routes[0];
+            assert!(route.verify && route.sign);
+            assert_eq!(route.name, GATEWAY_ROUTE);
+            assert_eq!(route.upstream.as_str(), "http://127.0.0.1:4002/");
+            assert_eq!(
+                gateway.key_dir, issuer.key_dir,
+                "the issuer's keys, read only"
+            );
+        }
+        let plain = write_config(
+            &dir,
+            Phase::Dual,
+            "127.0.0.1:4000",
+            Some(jwks),
+            &Settings::load_test(builtin_clients()),
+        )
+        .expect("write");
+        let cfg = Config::load(&plain).expect("load");
+        assert!(cfg.gateway.is_none());
+        assert!(cfg.verifier.as_ref().expect("[verifier]").legacy.is_none());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -11,7 +11,7 @@ use crate::events::EventsReport;
 use crate::pool::Kind;
 use crate::prom::{self, Samples};
 use crate::proxy::ProxyCounts;
-use crate::report::{IssuerSummary, PhaseSummary, PoolSummary};
+use crate::report::{IssuerSummary, LegacySummary, PhaseSummary, PoolSummary};
 use crate::token::MintCounts;
 use crate::token_traffic::TokenCounts;
 
@@ -63,6 +63,8 @@ pub struct PhaseInput<'a> {
     pub rss_kib: Option<u64>,
     /// `(target, objective)`.
     pub capacity: Option<(f64, Option<f64>)>,
+    /// Whether a legacy issuer's tokens were mixed in (`--legacy-issuer`).
+    pub legacy: bool,
 }
 
 /// The most JWKS fetches a window of `window` may hold: one per refresher
@@ -102,6 +104,7 @@ pub fn summarize(input: PhaseInput<'_>) -> PhaseSummary {
         notes,
         rss_kib,
         capacity,
+        legacy,
     } = input;
     let answered = |k: &Kind| sent.kinds.get(k).map(|c| c.ok + c.failed).unwrap_or(0);
     let requests: u64 = Kind::ALL.iter().map(answered).sum();
@@ -192,6 +195,23 @@ pub fn summarize(input: PhaseInput<'_>) -> PhaseSummary {
         capacity: capacity.and_then(|(target, objective)| {
             capacity::plan(target, legitimate_rps, p99, objective, users)
         }),
+        legacy: legacy.then(|| legacy_summary(sent, vb, va)),
+        gateway: None,
+    }
+}
+
+/// The legacy issuer's tokens of a phase: goose's answers to both legacy
+/// kinds, and the loosenings the verifier counted.
+pub fn legacy_summary(sent: &Sent, vb: &Samples, va: &Samples) -> LegacySummary {
+    let count = |k: Kind| sent.kinds.get(&k).copied().unwrap_or_default();
+    let (pass, refused) = (count(Kind::Legacy), count(Kind::LegacyRefused));
+    LegacySummary {
+        sent: pass.sent + refused.sent,
+        accepted: pass.ok,
+        expected_rejections: refused.ok,
+        unexpected_rejections: pass.failed,
+        unexpected_other: refused.failed,
+        loosenings: prom::deltas_by(vb, va, prom::VERIFY_LEGACY, &["loosening"]),
     }
 }
 
@@ -260,6 +280,7 @@ mod tests {
             notes: vec![],
             rss_kib: None,
             capacity: Some((10_000.0, Some(5.0))),
+            legacy: false,
         }
     }
 
@@ -323,6 +344,37 @@ mod tests {
         let empty = Samples::new();
         let p = summarize(input(&s, &vb, &va, &empty, &empty));
         assert_eq!(p.outcomes.get("RS256/accepted"), Some(&300));
+    }
+
+    #[test]
+    fn legacy_tokens_are_counted_apart_with_the_loosenings() {
+        let mut s = sent();
+        let c = |sent, ok, failed| SentCount {
+            sent,
+            ok,
+            failed,
+            ..SentCount::default()
+        };
+        s.kinds.insert(Kind::Legacy, c(100, 98, 2));
+        let vb = prom::parse("keyshift_verify_legacy_total{loosening=\"issuers\"} 5\n");
+        let va = prom::parse(concat!(
+            "keyshift_verify_legacy_total{loosening=\"issuers\"} 70\n",
+            "keyshift_verify_legacy_total{loosening=\"audience_required\"} 98\n",
+        ));
+        let empty = Samples::new();
+        let mut i = input(&s, &vb, &va, &empty, &empty);
+        i.legacy = true;
+        let l = summarize(i).legacy.expect("legacy");
+        assert_eq!((l.sent, l.accepted, l.unexpected_rejections), (100, 98, 2));
+        assert_eq!(l.loosenings.get("issuers"), Some(&65));
+        assert_eq!(l.loosenings.get("audience_required"), Some(&98));
+        let p = summarize(input(&s, &vb, &va, &empty, &empty));
+        assert_eq!(p.legacy, None, "off without --legacy-issuer");
+        assert_eq!(
+            p.legitimate_requests,
+            900 + 100,
+            "legacy tokens are legitimate"
+        );
     }
 
     #[test]

@@ -20,6 +20,10 @@ use crate::phase::{self, Role};
 use crate::proxy::{self, ProxyControl};
 use crate::services::{self, Pid, Process, Settings};
 
+/// The shared HS256 secret of the harness's config (`hs256.secret`), which
+/// the legacy issuer ([`crate::legacy`]) signs with too.
+pub const SHARED_SECRET: &str = "loadtest-shared-secret-0123456789abcdef";
+
 /// How the harness reaches the services (`summary.json`'s `mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -99,13 +103,15 @@ impl Sut {
         start: Phase,
         settings: Settings,
     ) -> anyhow::Result<Sut> {
-        std::fs::write(
-            work.join("hs256.secret"),
-            "loadtest-shared-secret-0123456789abcdef\n",
-        )
-        .context("writing hs256.secret")?;
+        std::fs::write(work.join("hs256.secret"), format!("{SHARED_SECRET}\n"))
+            .context("writing hs256.secret")?;
         // Issuer first: its port goes into the verifier's JWKS URL, through the proxy.
         let config = services::write_config(work, start, "127.0.0.1:0", None, &settings)?;
+        if settings.gateway_upstream.is_some() {
+            // The gateway signs with the issuer's active key from the first
+            // phase on, legacy included (where the issuer makes none).
+            services::generate_keys(keyshift, &config)?;
+        }
         let issuer = Process::start(keyshift, "issuer", &config, &work.join("issuer.log"))?;
         let control = Arc::new(ProxyControl::default());
         let proxy_addr = proxy::start(issuer.addr, control.clone()).await?;
