@@ -643,3 +643,45 @@ fn clients_speak_http2_over_tls_to_the_gateway_and_the_upstream_still_gets_an_rs
     let claims = verify_rs256(&setup.jwks(), &bearer_of(one, "authorization"));
     assert_eq!(claims["sub"], "svc-a");
 }
+
+#[test]
+fn a_reload_moves_the_gateways_verifier_to_asymmetric_without_a_restart() {
+    let setup = Setup::new();
+    let upstream = Upstream::start(Mode::Echo);
+    let gateway = setup.gateway(upstream.addr, "");
+    let pid = gateway.id();
+    let hs256 = setup.token();
+    assert_eq!(token_alg(&hs256), Alg::Hs256);
+    let status = |token: &str| {
+        http(
+            gateway.addr,
+            "GET",
+            "/orders/1",
+            &[("Authorization", &format!("Bearer {token}"))],
+            b"",
+        )
+        .status
+    };
+    assert_eq!(status(&hs256), 200);
+    // The same file, phase asymmetric (forced: the issuer minted HS256
+    // tokens a moment ago, which the guard rail would otherwise protect).
+    let gateway_lines = format!(
+        "[gateway]\nlisten = \"127.0.0.1:0\"\nissuer = \"http://127.0.0.1\"\n\n{}",
+        ROUTES.replace("UPSTREAM", &upstream.addr.to_string())
+    );
+    common::config(Phase::Asymmetric, Some(setup.issuer.addr))
+        .verifier("force_phase", true)
+        .gateway_lines(&gateway_lines)
+        .write_to(setup.dir.path());
+    gateway.signal(nix::sys::signal::Signal::SIGHUP);
+    assert!(
+        eventually(Duration::from_secs(20), || status(&hs256) == 401),
+        "HS256 refused after the reload"
+    );
+    assert_eq!(gateway.id(), pid, "no restart");
+    let metrics = http(gateway.addr, "GET", "/metrics", &[], b"").text();
+    assert!(
+        metrics.contains("keyshift_config_reloads_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
+}

@@ -11,7 +11,7 @@ use keyshift_verifier::Verifier;
 
 use super::{load_config, runtime};
 use crate::listeners::Listeners;
-use crate::reload::{Reloads, Trigger};
+use crate::reload::Reloads;
 use crate::{signals, telemetry};
 
 /// Flags of `keyshift gateway`.
@@ -22,7 +22,8 @@ pub struct Args {
     config: PathBuf,
 }
 
-/// Runs the gateway until SIGTERM/SIGINT; SIGHUP reloads the issuer's keys.
+/// Runs the gateway until SIGTERM/SIGINT; SIGHUP (or `watch_config`)
+/// reloads the phase, the `[verifier]` section and the issuer's keys.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let config = load_config(&args.config)?;
     let gateway = config.require_gateway()?.clone();
@@ -42,6 +43,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None
     };
     let phase = config.phase;
+    // Besides the config, `watch_config` watches the [verifier] section's files.
+    let watched = verifier_section
+        .as_ref()
+        .map(|(section, _)| section.watched_files())
+        .unwrap_or_default();
     runtime()?.block_on(async move {
         let (handle, render) = telemetry::install_prometheus(&[
             (
@@ -86,20 +92,34 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         if let Some(keys) = &keys {
             tokio::spawn(keys.clone().run_reloader());
         }
-        // SIGHUP reloads the issuer's keys and the TLS pair; a changed TLS
-        // pair reloads on its own. The config itself needs a restart.
-        let mut reloads = Reloads::new(hup, &args.config, false, Vec::new(), listeners.tls.clone());
-        let reload_keys = keys.clone();
+        // SIGHUP (and, with watch_config, a changed config) reloads the
+        // phase and the [verifier] section of the routes that verify, and
+        // the issuer's keys; a changed TLS pair reloads on its own. Routes,
+        // listeners and timeouts are read at start.
+        let mut reloads = Reloads::new(
+            hup,
+            &args.config,
+            gateway.serving.watch_config,
+            watched,
+            listeners.tls.clone(),
+        );
+        let (reload_keys, reload_verifier) = (keys.clone(), verifier.clone());
+        let config_path = args.config.clone();
         tokio::spawn(async move {
             loop {
-                if reloads.next().await != Trigger::Signal {
+                if !reloads.next().await.reads_config() {
                     continue;
                 }
                 if let Some(keys) = &reload_keys {
-                    tracing::info!("SIGHUP: reloading the issuer's keys");
                     if let Err(e) = keys.reload() {
                         tracing::error!(error = %e, "key reload failed; keeping the running key");
                     }
+                }
+                let result = reload(&config_path, reload_verifier.as_deref()).await;
+                telemetry::reloaded(result.is_ok());
+                match result {
+                    Ok((watch, files)) => reloads.watch(watch, files),
+                    Err(e) => tracing::error!(error = %crate::one_line(&e), "config reload failed; keeping the running config"),
                 }
             }
         });
@@ -115,4 +135,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         tracing::info!("gateway stopped");
         Ok(())
     })
+}
+
+/// Reads the config again and applies the phase and `[verifier]` section to
+/// the routes' verifier (the same validation and refusals as the verifier
+/// service's reload). Returns `watch_config` and the files to watch.
+async fn reload(
+    path: &std::path::Path,
+    verifier: Option<&Verifier>,
+) -> anyhow::Result<(bool, Vec<std::path::PathBuf>)> {
+    let config = load_config(path)?;
+    let gateway = config.require_gateway()?;
+    if gateway.verifies() != verifier.is_some() {
+        tracing::warn!(
+            "whether a route verifies changed: the gateway applies it at the next restart"
+        );
+    }
+    let Some(verifier) = verifier else {
+        return Ok((gateway.serving.watch_config, Vec::new()));
+    };
+    let section = config.require_verifier()?;
+    let secrets = section.load_secrets()?;
+    verifier.reload(config.phase, section, secrets).await?;
+    tracing::info!(phase = %config.phase, "gateway reloaded: phase and [verifier] section applied");
+    Ok((gateway.serving.watch_config, section.watched_files()))
 }

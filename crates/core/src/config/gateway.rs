@@ -120,12 +120,6 @@ fn is_header_name(text: &str) -> bool {
 impl GatewayConfig {
     pub(super) fn from_raw(mut raw: RawGateway, base: &Path) -> Result<GatewayConfig, ConfigError> {
         let serving = Serving::from_raw("gateway", raw.take_serving(), base)?;
-        if serving.watch_config {
-            return Err(ConfigError::invalid(
-                "gateway.watch_config",
-                "the gateway does not reload its config (it follows the key directory and its TLS files on its own); restart it to apply a config change",
-            ));
-        }
         let listen = parse_listen("gateway.listen", raw.listen, DEFAULT_GATEWAY_LISTEN)?;
         let (admin_listen, max_connections) =
             listeners("gateway", listen, raw.admin_listen, raw.max_connections)?;
