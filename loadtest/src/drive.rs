@@ -69,6 +69,24 @@ pub struct Sent {
     pub foreign_requests: u64,
 }
 
+impl Sent {
+    /// Requests answered (as expected or not) of `kind`.
+    pub fn answered(&self, kind: &Kind) -> u64 {
+        self.kinds.get(kind).map(|c| c.ok + c.failed).unwrap_or(0)
+    }
+
+    /// Requests answered, all kinds: (all, those with a legitimate token).
+    pub fn answered_totals(&self) -> (u64, u64) {
+        let all = Kind::ALL.iter().map(|k| self.answered(k)).sum();
+        let legitimate = Kind::ALL
+            .iter()
+            .filter(|k| k.legitimate())
+            .map(|k| self.answered(k))
+            .sum();
+        (all, legitimate)
+    }
+}
+
 /// One goose request row, decoupled from goose's types.
 #[derive(Debug)]
 pub struct Row<'a> {

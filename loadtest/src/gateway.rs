@@ -186,13 +186,7 @@ pub fn summarize(
     upstream: UpstreamCounts,
     alone: &PhaseSummary,
 ) -> GatewaySummary {
-    let answered = |k: &Kind| sent.kinds.get(k).map(|c| c.ok + c.failed).unwrap_or(0);
-    let requests: u64 = Kind::ALL.iter().map(answered).sum();
-    let legitimate: u64 = Kind::ALL
-        .iter()
-        .filter(|k| k.legitimate())
-        .map(answered)
-        .sum();
+    let (requests, legitimate) = sent.answered_totals();
     let failed: u64 = sent.kinds.values().map(|c| c.failed).sum();
     let server_errors: u64 = sent.kinds.values().map(|c| c.server_errors).sum();
     let seconds = sent.seconds.max(1e-3);

@@ -106,13 +106,7 @@ pub fn summarize(input: PhaseInput<'_>) -> PhaseSummary {
         capacity,
         legacy,
     } = input;
-    let answered = |k: &Kind| sent.kinds.get(k).map(|c| c.ok + c.failed).unwrap_or(0);
-    let requests: u64 = Kind::ALL.iter().map(answered).sum();
-    let legitimate_requests: u64 = Kind::ALL
-        .iter()
-        .filter(|k| k.legitimate())
-        .map(answered)
-        .sum();
+    let (requests, legitimate_requests) = sent.answered_totals();
     let expected_rejections: u64 = sent
         .kinds
         .iter()

@@ -239,6 +239,40 @@ impl Protocols {
     }
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A connection's service as hyper's HTTP/1.1 and HTTP/2 connections need
+/// it; every `Service` with these bounds is one.
+trait ConnService<B>:
+    Service<
+        Request<Incoming>,
+        Response = Response<B>,
+        Future: Send + 'static,
+        Error: Into<BoxError>,
+    > + Send
+    + 'static
+{
+}
+
+impl<S, B> ConnService<B> for S
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+{
+}
+
+/// A response body as hyper's connections need it.
+trait ConnBody: hyper::body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static {}
+
+impl<B> ConnBody for B
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+}
+
 /// Most requests in flight on one HTTP/2 connection (hyper's default,
 /// written down): with [`Limits::max_connections`] it bounds the requests
 /// a listener holds at once.
@@ -255,12 +289,8 @@ async fn serve_stream<S, B>(
     service: S,
     watcher: Watcher,
 ) where
-    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: ConnService<B>,
+    B: ConnBody,
 {
     let Some(tls) = tls else {
         serve_io(stream, false, protocols, service, watcher).await;
@@ -285,12 +315,8 @@ async fn serve_stream<S, B>(
 async fn serve_io<I, S, B>(io: I, h2: bool, protocols: &Protocols, service: S, watcher: Watcher)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: ConnService<B>,
+    B: ConnBody,
 {
     let io = TokioIo::new(io);
     let result = if h2 {

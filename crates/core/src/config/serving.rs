@@ -73,25 +73,15 @@ impl Serving {
     /// Validates the keys of `section`: the TLS files come both or neither,
     /// relative paths resolve against `base`.
     pub fn from_raw(section: &str, raw: RawServing, base: &Path) -> Result<Serving, ConfigError> {
-        let tls = match (raw.tls_cert_file, raw.tls_key_file) {
-            (Some(cert), Some(key)) => Some(TlsFiles {
-                cert_file: resolve(base, cert),
-                key_file: resolve(base, key),
-            }),
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(ConfigError::invalid(
-                    format!("{section}.tls_key_file"),
-                    format!("missing: {section}.tls_cert_file needs its private key"),
-                ))
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::invalid(
-                    format!("{section}.tls_cert_file"),
-                    format!("missing: {section}.tls_key_file needs its certificate"),
-                ))
-            }
-        };
+        let tls = pair(
+            [
+                format!("{section}.tls_cert_file"),
+                format!("{section}.tls_key_file"),
+            ],
+            raw.tls_cert_file,
+            raw.tls_key_file,
+            base,
+        )?;
         Ok(Serving {
             tls,
             watch_config: raw.watch_config.unwrap_or(DEFAULT_WATCH_CONFIG),
@@ -117,6 +107,26 @@ pub(super) fn client_cert(
     key: Option<PathBuf>,
     base: &Path,
 ) -> Result<Option<TlsFiles>, ConfigError> {
+    pair(
+        [
+            format!("{section}.jwks_client_cert_file"),
+            format!("{section}.jwks_client_key_file"),
+        ],
+        cert,
+        key,
+        base,
+    )
+}
+
+/// A certificate file and its key file, named by the two `fields`: both
+/// (resolved against `base`) or neither; one alone names the missing one.
+fn pair(
+    fields: [String; 2],
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    base: &Path,
+) -> Result<Option<TlsFiles>, ConfigError> {
+    let [cert_field, key_field] = fields;
     match (cert, key) {
         (Some(cert), Some(key)) => Ok(Some(TlsFiles {
             cert_file: resolve(base, cert),
@@ -124,12 +134,12 @@ pub(super) fn client_cert(
         })),
         (None, None) => Ok(None),
         (Some(_), None) => Err(ConfigError::invalid(
-            format!("{section}.jwks_client_key_file"),
-            format!("missing: {section}.jwks_client_cert_file needs its private key"),
+            key_field,
+            format!("missing: {cert_field} needs its private key"),
         )),
         (None, Some(_)) => Err(ConfigError::invalid(
-            format!("{section}.jwks_client_cert_file"),
-            format!("missing: {section}.jwks_client_key_file needs its certificate"),
+            cert_field,
+            format!("missing: {key_field} needs its certificate"),
         )),
     }
 }
