@@ -1,9 +1,11 @@
 //! Mid-phase events, as an operator would cause them:
 //!
 //! - a key rotation at 5 % of the phase: `keyshift keys rotate`, SIGHUP to
-//!   the issuer (the next key is published), and once it has been published
-//!   for `key_prepublish` another SIGHUP (it signs); clients that renew then
-//!   get tokens with the new kid, which join the pool;
+//!   the issuer (the next key is published; the issuer would also see the
+//!   manifest change within a second on its own), and once it has been
+//!   published for `key_prepublish` the issuer promotes it (the harness's
+//!   second SIGHUP then only makes sure); clients that renew then get tokens
+//!   with the new kid, which join the pool;
 //! - a JWKS outage from 65 % to 90 %: the harness's proxy answers 503, and
 //!   half-way through the verifier gets a SIGHUP, which forces a JWKS fetch,
 //!   so the window surely holds a failed fetch; the outage lasts until the

@@ -112,10 +112,11 @@ pub fn write_config(
         .issuer("failed_auth_limit", i64::from(settings.failed_auth_limit))
         .issuer_comment(
             "Compressed rotation timings, so a rotation fits in a phase: the next key is\n\
-             published 2 s before it signs, and verifiers refresh the JWKS every second.",
+             published 3 s before it signs (jwks_max_age plus the 2 s margin the issuer\n\
+             requires), and verifiers refresh the JWKS every second.",
         )
         .issuer("jwks_max_age", "1s")
-        .issuer("key_prepublish", "2s")
+        .issuer("key_prepublish", "3s")
         .issuer("rotate_every", "off");
     config = settings
         .clients
@@ -377,7 +378,7 @@ mod tests {
                 let issuer = cfg.issuer.as_ref().expect("[issuer]");
                 assert_eq!(issuer.listen, "127.0.0.1:4000".parse().expect("addr"));
                 assert_eq!(issuer.clients.len(), clients.len());
-                assert_eq!(issuer.key_prepublish, Duration::from_secs(2));
+                assert_eq!(issuer.key_prepublish, Duration::from_secs(3));
                 assert_eq!(issuer.token_ttl, DEFAULT_TOKEN_TTL);
                 assert_eq!(
                     cfg.verifier

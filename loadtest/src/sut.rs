@@ -415,7 +415,7 @@ mod tests {
             Timings::of(&Config::load(&issuer_only).expect("load")),
             Timings {
                 unknown_kid_cooldown: DEFAULT_UNKNOWN_KID_COOLDOWN,
-                key_prepublish: Some(Duration::from_secs(2)),
+                key_prepublish: Some(Duration::from_secs(3)),
             }
         );
         let both = services::write_config(
@@ -427,7 +427,7 @@ mod tests {
         )
         .expect("write");
         let t = Timings::of(&Config::load(&both).expect("load"));
-        assert_eq!(t.key_prepublish, Some(Duration::from_secs(2)));
+        assert_eq!(t.key_prepublish, Some(Duration::from_secs(3)));
         assert_eq!(t.unknown_kid_cooldown, DEFAULT_UNKNOWN_KID_COOLDOWN);
         let _ = std::fs::remove_dir_all(&dir);
     }

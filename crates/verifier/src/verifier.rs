@@ -481,7 +481,7 @@ impl Verifier {
         loop {
             self.refresh_tick().await;
             self.authority.load_full().check_if_due().await;
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            tokio::time::sleep(keyshift_core::config::JWKS_REFRESH_TICK).await;
         }
     }
 

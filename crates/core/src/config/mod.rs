@@ -104,6 +104,10 @@ pub const DEFAULT_JWKS_MAX_STALENESS: Duration = Duration::from_secs(6 * 3600);
 /// every replica serves a newly published key, which `key_prepublish` must
 /// cover beside `jwks_max_age`.
 pub const KEY_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// How often a keyshift verifier looks whether its JWKS is due for a
+/// refresh: on top of `jwks_max_age`, the longest a verifier may take to
+/// see a newly published key, which `key_prepublish` must also cover.
+pub const JWKS_REFRESH_TICK: Duration = Duration::from_secs(1);
 /// Default JWKS connect timeout.
 pub const DEFAULT_JWKS_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default JWKS total request timeout.
@@ -685,14 +689,17 @@ impl IssuerConfig {
         };
         let jwks_max_age = duration(raw.jwks_max_age, DEFAULT_JWKS_MAX_AGE);
         let key_prepublish = duration(raw.key_prepublish, DEFAULT_KEY_PREPUBLISH);
-        if key_prepublish < jwks_max_age + KEY_SYNC_INTERVAL {
+        let publish_margin = KEY_SYNC_INTERVAL + JWKS_REFRESH_TICK;
+        if key_prepublish < jwks_max_age + publish_margin {
             return Err(ConfigError::invalid(
                 "issuer.key_prepublish",
                 format!(
-                    "{} must be at least issuer.jwks_max_age plus the {} in which every issuer replica picks up a new key ({}), or verifiers could see a token before its key",
+                    "{} must be at least issuer.jwks_max_age plus {} (every issuer replica picks up a new key within {}, a verifier looks for a due JWKS refresh every {}): {}, or verifiers could see a token before its key",
                     HumanDuration(key_prepublish),
+                    HumanDuration(publish_margin),
                     HumanDuration(KEY_SYNC_INTERVAL),
-                    HumanDuration(jwks_max_age + KEY_SYNC_INTERVAL)
+                    HumanDuration(JWKS_REFRESH_TICK),
+                    HumanDuration(jwks_max_age + publish_margin)
                 ),
             ));
         }

@@ -622,17 +622,21 @@ fn key_prepublish_covers_the_verifiers_cache_and_the_replicas_pickup() {
         )
     };
     // Longer than jwks_max_age, but not by the second in which every
-    // replica picks up a new key: a verifier could still see a token first.
-    let (field, msg) = err_field(&with("1m", "1m500ms"));
+    // replica picks up a new key and the second of a verifier's refresh
+    // tick: a verifier could still see a token first.
+    let (field, msg) = err_field(&with("1m", "1m1500ms"));
     assert_eq!(field, "issuer.key_prepublish");
     assert!(
         msg.contains("every issuer replica picks up a new key"),
         "{msg}"
     );
-    let cfg = load(&with("1m", "1m1s")).expect("jwks_max_age + 1s is enough");
+    let cfg = load(&with("1m", "1m2s")).expect("jwks_max_age + 2s is enough");
     let issuer = cfg.issuer.expect("issuer");
-    assert_eq!(issuer.key_prepublish, Duration::from_secs(61));
-    assert_eq!(KEY_SYNC_INTERVAL, Duration::from_secs(1));
+    assert_eq!(issuer.key_prepublish, Duration::from_secs(62));
+    assert_eq!(
+        KEY_SYNC_INTERVAL + JWKS_REFRESH_TICK,
+        Duration::from_secs(2)
+    );
 }
 
 #[test]
