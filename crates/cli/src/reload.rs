@@ -98,8 +98,7 @@ impl Reloads {
             tokio::select! {
                 _ = self.hup.recv() => {
                     tracing::info!(config = %self.config_file.display(), "SIGHUP: reloading");
-                    self.rebase_all();
-                    reload_tls(self.tls.as_ref().map(|(t, _)| &**t));
+                    self.take_in_everything();
                     return Trigger::Signal;
                 }
                 _ = tick.tick() => {
@@ -116,33 +115,30 @@ impl Reloads {
         if let Some((tls, watched)) = &mut self.tls {
             if watched.changed() {
                 tracing::info!("TLS certificate or key changed on disk: reloading it");
-                reload_tls(Some(tls));
+                reload_tls(tls);
                 return Some(Trigger::TlsChanged);
             }
         }
         if let Some(watched) = &mut self.config {
             if watched.changed() {
                 tracing::info!(config = %self.config_file.display(), "watch_config: the config or a file it names changed: reloading");
-                if let Some((tls, w)) = &mut self.tls {
-                    let files = w.files().to_vec();
-                    w.rebase(files);
-                    reload_tls(Some(tls));
-                }
+                self.take_in_everything();
                 return Some(Trigger::ConfigChanged);
             }
         }
         None
     }
 
-    /// A signal reloads everything: what changed so far is taken in.
-    fn rebase_all(&mut self) {
+    /// A full reload (a signal, or a changed config): what changed on disk
+    /// so far is the new baseline, and the TLS pair is reloaded with the
+    /// config (the caller reads the config).
+    fn take_in_everything(&mut self) {
         if let Some(w) = &mut self.config {
-            let files = w.files().to_vec();
-            w.rebase(files);
+            w.rebase(w.files().to_vec());
         }
-        if let Some((_, w)) = &mut self.tls {
-            let files = w.files().to_vec();
-            w.rebase(files);
+        if let Some((tls, w)) = &mut self.tls {
+            w.rebase(w.files().to_vec());
+            reload_tls(tls);
         }
     }
 }
@@ -160,8 +156,7 @@ pub fn warn_if_tls_moved(section: &str, running: Option<&ServerTls>, now: Option
 }
 
 /// Reloads the TLS pair, keeping the old one on an error.
-fn reload_tls(tls: Option<&ServerTls>) {
-    let Some(tls) = tls else { return };
+fn reload_tls(tls: &ServerTls) {
     match tls.reload() {
         Ok(()) => tracing::info!("TLS certificate reloaded"),
         Err(e) => tracing::error!(

@@ -618,23 +618,12 @@ fn clients_speak_http2_over_tls_to_the_gateway_and_the_upstream_still_gets_an_rs
     );
     let token = setup.token();
     assert_eq!(token_alg(&token), Alg::Hs256);
-    let out = std::process::Command::new("curl")
-        .args(["-sS", "--http2", "--max-time", "10", "-o", "/dev/null"])
-        .args(["-w", "%{http_version} %{http_code}", "--cacert"])
-        .arg(&ca_file)
-        .args(["-H", &format!("Authorization: Bearer {token}")])
-        .arg(format!(
-            "https://localhost:{}/orders/1",
-            gateway.addr.port()
-        ))
-        .output()
-        .expect("curl");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "2 200",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let answer = common::curl_h2(
+        &format!("https://localhost:{}/orders/1", gateway.addr.port()),
+        &ca_file,
+        &token,
     );
+    assert_eq!(answer, "2 200");
     let seen = upstream.seen();
     let [one] = seen.as_slice() else {
         panic!("one request upstream: {seen:?}")

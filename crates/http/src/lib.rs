@@ -115,20 +115,6 @@ impl Listener {
             tls: Some(tls),
         }
     }
-
-    /// The bound address.
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.tcp.local_addr()
-    }
-
-    /// `https` with TLS, else `http`.
-    pub fn scheme(&self) -> &'static str {
-        if self.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        }
-    }
 }
 
 impl From<TcpListener> for Listener {
@@ -148,12 +134,8 @@ pub async fn serve<M, S, B>(
     shutdown: impl Future<Output = ()>,
 ) where
     M: Fn(SocketAddr) -> S,
-    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: ConnService<B>,
+    B: ConnBody,
 {
     let Listener { tcp, tls } = listener.into();
     let protocols = Arc::new(Protocols::new());
@@ -181,12 +163,8 @@ pub async fn serve_proxy_protocol<M, S, B>(
     shutdown: impl Future<Output = ()>,
 ) where
     M: Fn(SocketAddr, Option<SocketAddr>) -> S + Send + Sync + 'static,
-    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: ConnService<B>,
+    B: ConnBody,
 {
     let Listener { tcp, tls } = listener.into();
     let protocols = Arc::new(Protocols::new());
@@ -239,11 +217,12 @@ impl Protocols {
     }
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The error type hyper takes from services and bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A connection's service as hyper's HTTP/1.1 and HTTP/2 connections need
 /// it; every `Service` with these bounds is one.
-trait ConnService<B>:
+pub trait ConnService<B>:
     Service<
         Request<Incoming>,
         Response = Response<B>,
@@ -262,8 +241,9 @@ where
 {
 }
 
-/// A response body as hyper's connections need it.
-trait ConnBody: hyper::body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static {}
+/// A response body as hyper's connections need it; every `Body` with these
+/// bounds is one.
+pub trait ConnBody: hyper::body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static {}
 
 impl<B> ConnBody for B
 where

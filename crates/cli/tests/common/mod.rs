@@ -101,6 +101,26 @@ pub fn https(
     parse(&raw)
 }
 
+/// `GET url` by curl over HTTP/2 and TLS (a real HTTP/2 client: Debian's
+/// curl with nghttp2), trusting `ca_file`, with `token` as the bearer:
+/// `"<HTTP version> <status>"`, e.g. `"2 200"`.
+pub fn curl_h2(url: &str, ca_file: &Path, token: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "--http2", "--max-time", "10", "-o", "/dev/null"])
+        .args(["-w", "%{http_version} %{http_code}", "--cacert"])
+        .arg(ca_file)
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .arg(url)
+        .output()
+        .expect("curl (Debian's curl, with nghttp2)");
+    assert!(
+        out.status.success(),
+        "curl {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// One HTTP/1.1 request, `Connection: close`.
 fn request(
     addr: SocketAddr,
